@@ -1,0 +1,17 @@
+// Every schema of the fusedlr op library, in one place. Implementations register beside their
+// kernels: sgd_cpu.cpp (CPU), sgd_cuda.cu (CUDA); python/fusedlr/ops.py registers the fake
+// (meta) implementations that torch.compile traces with.
+
+#include <torch/library.h>
+
+TORCH_LIBRARY(fusedlr, m) {
+  // One SGD-momentum step over every tensor of the lists, in one call. Mutates params,
+  // momentum_buffers and steps (and grads, which are unscaled in place when grad_scale is
+  // given, as torch's fused optimizers do). steps[i] counts the steps momentum_buffers[i] has
+  // taken: 0 means the next step that runs initialises the buffer. When found_inf is non-zero
+  // nothing changes, steps included. lr_tensor, when given, is read instead of lr.
+  m.def(
+      "sgd_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] momentum_buffers, Tensor(d!)[] steps, "
+      "float lr, float momentum, float dampening, float weight_decay, bool nesterov, bool maximize, "
+      "Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()");
+}

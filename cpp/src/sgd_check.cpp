@@ -1,0 +1,90 @@
+#include "sgd_check.h"
+
+#include <c10/util/Exception.h>
+
+namespace fusedlr {
+
+bool is_supported_dtype(c10::ScalarType dtype) {
+  return dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16;
+}
+
+namespace {
+
+void check_scalar_tensor(const std::optional<at::Tensor>& t, const char* name, c10::Device device) {
+  if (!t.has_value()) return;
+  TORCH_CHECK(t->numel() == 1, "fusedlr.sgd_: ", name, " must have one element, got ", t->numel());
+  TORCH_CHECK(at::isFloatingType(t->scalar_type()), "fusedlr.sgd_: ", name, " must be floating point, got ",
+              t->scalar_type());
+  // A CPU scalar can serve a CUDA step (it is read on the host); otherwise it must be with the params.
+  TORCH_CHECK(t->device() == device || t->device().is_cpu(), "fusedlr.sgd_: ", name, " is on ", t->device(),
+              " but the parameters are on ", device);
+}
+
+}  // namespace
+
+void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers,
+                    at::TensorList steps, double lr, double momentum, double dampening, double weight_decay,
+                    bool nesterov, const std::optional<at::Tensor>& lr_tensor,
+                    const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
+                    c10::DeviceType device_type) {
+  const size_t n = params.size();
+  TORCH_CHECK(grads.size() == n, "fusedlr.sgd_: got ", n, " params but ", grads.size(), " grads");
+  TORCH_CHECK(lr >= 0.0, "fusedlr.sgd_: Invalid learning rate: ", lr);
+  TORCH_CHECK(momentum >= 0.0, "fusedlr.sgd_: Invalid momentum value: ", momentum);
+  TORCH_CHECK(weight_decay >= 0.0, "fusedlr.sgd_: Invalid weight_decay value: ", weight_decay);
+  TORCH_CHECK(!nesterov || (momentum > 0.0 && dampening == 0.0),
+              "fusedlr.sgd_: Nesterov momentum requires a momentum and zero dampening");
+  if (momentum == 0.0) {
+    TORCH_CHECK(momentum_buffers.empty() && steps.empty(),
+                "fusedlr.sgd_: momentum is 0, so momentum_buffers and steps must be empty");
+  } else {
+    TORCH_CHECK(momentum_buffers.size() == n, "fusedlr.sgd_: got ", n, " params but ", momentum_buffers.size(),
+                " momentum_buffers");
+    TORCH_CHECK(steps.size() == n, "fusedlr.sgd_: got ", n, " params but ", steps.size(), " steps");
+  }
+  if (n == 0) return;
+
+  const c10::Device device = params[0].device();
+  TORCH_CHECK(device.type() == device_type, "fusedlr.sgd_: params[0] is on ", device, ", expected ",
+              c10::DeviceTypeName(device_type));
+  for (size_t i = 0; i < n; ++i) {
+    const at::Tensor& p = params[i];
+    const at::Tensor& g = grads[i];
+    TORCH_CHECK(p.layout() == at::kStrided && g.layout() == at::kStrided,
+                "fusedlr.sgd_: params[", i, "] and grads[", i, "] must be dense (strided); sparse gradients "
+                "are not supported by the fused kernel");
+    TORCH_CHECK(is_supported_dtype(p.scalar_type()), "fusedlr.sgd_: params[", i,
+                "] has dtype ", p.scalar_type(), "; supported: float32, float64, float16, bfloat16");
+    TORCH_CHECK(p.device() == device, "fusedlr.sgd_: params[", i, "] is on ", p.device(),
+                " but params[0] is on ", device, "; one call takes tensors of one device");
+    TORCH_CHECK(g.device() == device, "fusedlr.sgd_: grads[", i, "] is on ", g.device(), " but params[", i,
+                "] is on ", device);
+    TORCH_CHECK(g.scalar_type() == p.scalar_type(), "fusedlr.sgd_: grads[", i, "] has dtype ", g.scalar_type(),
+                " but params[", i, "] has dtype ", p.scalar_type());
+    TORCH_CHECK(g.sizes() == p.sizes(), "fusedlr.sgd_: grads[", i, "] has shape ", g.sizes(), " but params[", i,
+                "] has shape ", p.sizes());
+    if (momentum != 0.0) {
+      const at::Tensor& b = momentum_buffers[i];
+      const at::Tensor& s = steps[i];
+      TORCH_CHECK(b.layout() == at::kStrided && b.device() == device && b.scalar_type() == p.scalar_type() &&
+                      b.sizes() == p.sizes(),
+                  "fusedlr.sgd_: momentum_buffers[", i, "] must match params[", i, "] (shape ", p.sizes(),
+                  ", dtype ", p.scalar_type(), ", device ", device, "), got shape ", b.sizes(), ", dtype ",
+                  b.scalar_type(), ", device ", b.device());
+      TORCH_CHECK(s.numel() == 1 && s.scalar_type() == at::kFloat && s.device() == device,
+                  "fusedlr.sgd_: steps[", i, "] must be a one-element float32 tensor on ", device, ", got ",
+                  s.numel(), " elements of ", s.scalar_type(), " on ", s.device());
+    }
+  }
+  check_scalar_tensor(lr_tensor, "lr_tensor", device);
+  check_scalar_tensor(grad_scale, "grad_scale", device);
+  check_scalar_tensor(found_inf, "found_inf", device);
+}
+
+bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf) {
+  if (!param.is_non_overlapping_and_dense()) return false;
+  if (grad.strides() != param.strides()) return false;
+  return buf == nullptr || buf->strides() == param.strides();
+}
+
+}  // namespace fusedlr

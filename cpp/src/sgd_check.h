@@ -1,0 +1,28 @@
+#pragma once
+// Argument checks at the op boundary, shared by the CPU and CUDA implementations of
+// fusedlr::sgd_. Kernels behind the boundary assume what is checked here.
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+namespace fusedlr {
+
+/** The storage dtypes the kernels are compiled for. */
+bool is_supported_dtype(c10::ScalarType dtype);
+
+/**
+ * Check the lists and scalars of one sgd_ call: equal lengths, and per parameter the same
+ * shape, dtype and device for param, grad and momentum buffer; a one-element float32 step
+ * counter per buffer; every tensor on `device_type`; hyper-parameters in range.
+ */
+void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers,
+                    at::TensorList steps, double lr, double momentum, double dampening, double weight_decay,
+                    bool nesterov, const std::optional<at::Tensor>& lr_tensor,
+                    const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
+                    c10::DeviceType device_type);
+
+/** True when param, grad and buffer can be walked as one flat array: dense, and laid out alike. */
+bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf);
+
+}  // namespace fusedlr

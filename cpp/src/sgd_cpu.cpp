@@ -1,0 +1,150 @@
+// CPU implementation of fusedlr::sgd_: one pass over all tensors of the call.
+//
+// Work is split by elements, not by tensors: the tensors are laid end to end as one virtual
+// array of N elements and at::parallel_for hands each thread one contiguous range of it, which
+// may cross many tensors. 2000 tiny tensors are then shared between cores just like one huge
+// tensor. Each (tensor, range) piece goes to the SIMD kernel of the level chosen at run time.
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/Version.h>
+#include <c10/util/SmallVector.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <string>
+
+#include "sgd_check.h"
+#include "sgd_cpu.h"
+#include "sgd_cpu_kernel.h"
+
+namespace fusedlr::cpu {
+namespace {
+
+using SpanFn = void (*)(c10::ScalarType, void*, void*, void*, int64_t, const StepArgs&, bool);
+
+struct Level {
+  SpanFn fn;
+  const char* name;
+};
+
+// The SIMD level torch itself runs at (at::get_cpu_capability honours ATEN_CPU_CAPABILITY), or
+// the best one compiled into this build below it.
+Level select_level() {
+  const std::string torch_level = at::get_cpu_capability();
+#ifdef FUSEDLR_HAVE_AVX512
+  if (torch_level == "AVX512") return {&AVX512::sgd_span, "AVX512"};
+#endif
+#ifdef FUSEDLR_HAVE_AVX2
+  if (torch_level == "AVX512" || torch_level == "AVX2") return {&AVX2::sgd_span, "AVX2"};
+#endif
+  return {&DEFAULT::sgd_span, "DEFAULT"};
+}
+
+const Level& level() {
+  static const Level chosen = select_level();
+  return chosen;
+}
+
+// Below this many elements in the whole call one thread does the work: forking the pool
+// costs more than it saves.
+constexpr int64_t kGrainElements = 16384;
+
+/** One tensor of the call, as flat memory: where it starts in the virtual concatenation. */
+struct Piece {
+  c10::ScalarType dtype;
+  char* param;
+  char* grad;
+  char* buf;
+  int64_t numel;
+  int64_t start;
+  int64_t itemsize;
+  bool first;
+};
+
+/** Tensors that are not flat and alike are stepped through contiguous copies, copied back after. */
+struct Staged {
+  at::Tensor param, grad, buf;
+  at::Tensor param_c, grad_c, buf_c;
+};
+
+}  // namespace
+
+const char* kernel_level() { return level().name; }
+
+void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, at::TensorList steps,
+              double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
+              const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
+              const std::optional<at::Tensor>& found_inf) {
+  check_sgd_args(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov,
+                 lr_tensor, grad_scale, found_inf, c10::DeviceType::CPU);
+  const size_t n = params.size();
+  if (n == 0) return;
+  // On the CPU these reads are plain loads, not device synchronisations.
+  if (found_inf.has_value() && found_inf->item<double>() != 0.0) return;
+  const double step_lr = lr_tensor.has_value() ? lr_tensor->item<double>() : lr;
+
+  StepArgs args{};
+  args.coeffs_f = SgdCoeffs<float>{static_cast<float>(-step_lr), static_cast<float>(momentum),
+                                   static_cast<float>(1.0 - dampening), static_cast<float>(weight_decay),
+                                   maximize ? -1.f : 1.f, maximize, weight_decay != 0.0, momentum != 0.0,
+                                   nesterov};
+  args.coeffs_d = SgdCoeffs<double>{-step_lr,     momentum,        1.0 - dampening, weight_decay,
+                                    maximize ? -1.0 : 1.0, maximize, weight_decay != 0.0, momentum != 0.0,
+                                    nesterov};
+  args.unscale = grad_scale.has_value();
+  args.grad_scale = args.unscale ? grad_scale->item<double>() : 1.0;
+  const bool has_momentum = momentum != 0.0;
+
+  c10::SmallVector<Piece, 64> pieces;
+  c10::SmallVector<Staged, 4> staged;
+  pieces.reserve(n);
+  int64_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t numel = params[i].numel();
+    if (numel == 0) continue;
+    at::Tensor param = params[i], grad = grads[i];
+    at::Tensor buf = has_momentum ? momentum_buffers[i] : at::Tensor();
+    if (!is_flat_alike(param, grad, has_momentum ? &buf : nullptr)) {
+      Staged s{param, grad, buf, param.contiguous(), grad.contiguous(),
+               has_momentum ? buf.contiguous() : at::Tensor()};
+      param = s.param_c;
+      grad = s.grad_c;
+      buf = s.buf_c;
+      staged.push_back(std::move(s));
+    }
+    const bool first = has_momentum && *steps[i].const_data_ptr<float>() == 0.f;
+    pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(param.data_ptr()),
+                           static_cast<char*>(grad.data_ptr()),
+                           has_momentum ? static_cast<char*>(buf.data_ptr()) : nullptr, numel, total,
+                           static_cast<int64_t>(param.element_size()), first});
+    total += numel;
+  }
+
+  const SpanFn span = level().fn;
+  at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
+    // The first piece that ends after `begin`.
+    auto it = std::upper_bound(pieces.begin(), pieces.end(), begin,
+                               [](int64_t pos, const Piece& p) { return pos < p.start + p.numel; });
+    for (; it != pieces.end() && it->start < end; ++it) {
+      const int64_t lo = std::max(begin, it->start) - it->start;
+      const int64_t hi = std::min(end, it->start + it->numel) - it->start;
+      const int64_t off = lo * it->itemsize;
+      span(it->dtype, it->param + off, it->grad + off, it->buf ? it->buf + off : nullptr, hi - lo, args,
+           it->first);
+    }
+  });
+
+  for (Staged& s : staged) {
+    s.param.copy_(s.param_c);
+    if (s.buf.defined()) s.buf.copy_(s.buf_c);
+    if (args.unscale) s.grad.copy_(s.grad_c);
+  }
+  if (has_momentum) {
+    for (size_t i = 0; i < n; ++i) *steps[i].mutable_data_ptr<float>() += 1.f;
+  }
+}
+
+TORCH_LIBRARY_IMPL(fusedlr, CPU, m) { m.impl("sgd_", &sgd_cpu_); }
+
+}  // namespace fusedlr::cpu

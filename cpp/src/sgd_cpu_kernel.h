@@ -1,0 +1,36 @@
+#pragma once
+// The vectorised CPU SGD kernel, compiled once per SIMD level (see CMakeLists.txt). This header
+// is what the dispatcher in sgd_cpu.cpp and each compiled level agree on.
+
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+
+#include "fusedlr/sgd_update.h"
+
+namespace fusedlr::cpu {
+
+/** Everything a span needs besides its pointers; built once per op call. */
+struct StepArgs {
+  SgdCoeffs<float> coeffs_f;   // for float, half and bfloat16 storage
+  SgdCoeffs<double> coeffs_d;  // for double storage
+  bool unscale;                // grad /= grad_scale, and the unscaled grad is written back
+  double grad_scale;
+};
+
+// sgd_span: update n contiguous elements of one tensor. `buf` is null when momentum == 0;
+// `first` says the buffer is on its first step. One pass over memory: read param, grad, buf;
+// write param, buf (and grad only when unscaling).
+#define FUSEDLR_DECLARE_SGD_SPAN(LEVEL)                                                        \
+  namespace LEVEL {                                                                             \
+  void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n,          \
+                const StepArgs& args, bool first);                                              \
+  }
+
+FUSEDLR_DECLARE_SGD_SPAN(DEFAULT)
+FUSEDLR_DECLARE_SGD_SPAN(AVX2)
+FUSEDLR_DECLARE_SGD_SPAN(AVX512)
+
+#undef FUSEDLR_DECLARE_SGD_SPAN
+
+}  // namespace fusedlr::cpu

@@ -1,0 +1,14 @@
+"""fusedlr: a fused multi-tensor SGD-momentum step and closed-form learning-rate schedules.
+
+The public API. ``import fusedlr`` imports torch, then the private native module ``fusedlr._C``,
+which registers the ``torch.ops.fusedlr.*`` operators.
+"""
+
+import torch  # noqa: F401  (the native module links against torch's libraries: load them first)
+
+from . import _C, ops
+from .optim import SGD
+
+__version__ = _C.__version__
+
+__all__ = ["SGD", "ops", "__version__"]

@@ -1,0 +1,85 @@
+"""Typed wrappers over ``torch.ops.fusedlr.*`` and their fake (meta) implementations.
+
+The fake implementations let ``torch.compile`` trace a call to an op without running it and
+without a graph break: the ops mutate their inputs in place and return nothing, so the fake
+only has to check what it can and return ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (registers the ops)
+
+__all__ = ["sgd_"]
+
+
+def sgd_(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    momentum_buffers: Sequence[Tensor],
+    steps: Sequence[Tensor],
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+    lr_tensor: Tensor | None = None,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
+) -> None:
+    r"""One fused SGD-momentum step over every tensor of the lists, in place.
+
+    For each ``i`` (``p = params[i]``, ``b = momentum_buffers[i]``), as ``torch.optim.SGD``:
+
+    .. math::
+        g &= \pm\,\mathrm{grad}_i / s \;+\; \lambda p \\
+        b &= g \text{ on the buffer's first step, else } \mu b + (1-\tau) g \\
+        p &= p - \gamma\,(g + \mu b \text{ if nesterov else } b)
+
+    with :math:`\gamma` = ``lr`` (or ``lr_tensor``), :math:`\mu` = ``momentum``, :math:`\tau` =
+    ``dampening``, :math:`\lambda` = ``weight_decay``, the sign negative when ``maximize`` and
+    :math:`s` = ``grad_scale`` (1 when absent; when given, the unscaled gradient is written back).
+
+    Args:
+        params: parameters, updated in place. float32, float64, float16 or bfloat16; dtypes may
+            differ between tensors, devices may not.
+        grads: gradients, same shape/dtype/device as ``params``.
+        momentum_buffers: one buffer per param when ``momentum != 0``, else empty.
+        steps: one-element float32 counters, one per buffer (``momentum != 0``), else empty.
+            ``steps[i] == 0`` makes the step initialise the buffer; each step that runs adds 1.
+        lr_tensor: a one-element tensor read instead of ``lr``.
+        grad_scale: AMP loss scale; grads are divided by it.
+        found_inf: when non-zero, the step changes nothing (steps included).
+    """
+    torch.ops.fusedlr.sgd_(
+        list(params),
+        list(grads),
+        list(momentum_buffers),
+        list(steps),
+        float(lr),
+        float(momentum),
+        float(dampening),
+        float(weight_decay),
+        bool(nesterov),
+        bool(maximize),
+        lr_tensor,
+        grad_scale,
+        found_inf,
+    )
+
+
+@torch.library.register_fake("fusedlr::sgd_")
+def _sgd_fake(
+    params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize,
+    lr_tensor=None, grad_scale=None, found_inf=None,
+) -> None:
+    torch._check(len(grads) == len(params), lambda: "fusedlr.sgd_: params and grads differ in length")
+    for p, g in zip(params, grads):
+        torch._check(p.shape == g.shape, lambda: "fusedlr.sgd_: a grad's shape differs from its param's")
+    return None

@@ -1,0 +1,284 @@
+"""fusedlr.SGD: a drop-in for torch.optim.SGD whose step is one fused multi-tensor op call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+from . import ops
+
+__all__ = ["SGD"]
+
+
+def _check_hyperparameters(lr: Any, momentum: float, dampening: float, weight_decay: Any, nesterov: bool) -> None:
+    # Same order, types and messages as torch.optim.SGD.__init__.
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    if lr < 0.0:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if momentum < 0.0:
+        raise ValueError(f"Invalid momentum value: {momentum}")
+    if weight_decay < 0.0:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent with momentum, fused: one native call updates every
+    parameter of a param group (one CUDA launch per dtype on GPU).
+
+    Same signature, defaults, numbers and ``state_dict`` as :class:`torch.optim.SGD`:
+
+    .. math::
+        \begin{aligned}
+        g_t &\leftarrow \nabla_\theta f_t(\theta_{t-1}) \quad (-\nabla \text{ if maximize}) \\
+        g_t &\leftarrow g_t + \lambda \theta_{t-1} \\
+        b_t &\leftarrow g_t \text{ if } t = 1 \text{ else } \mu b_{t-1} + (1 - \tau) g_t \\
+        g_t &\leftarrow g_t + \mu b_t \text{ if nesterov else } b_t \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma g_t
+        \end{aligned}
+
+    with learning rate :math:`\gamma`, momentum :math:`\mu`, dampening :math:`\tau` and weight
+    decay :math:`\lambda`. Half types (float16, bfloat16) are computed in float32 and rounded
+    once per step (torch's ``foreach=False`` path rounds after every operation).
+
+    Differences from torch.optim.SGD, on purpose:
+
+    - ``foreach`` and ``fused`` are accepted for compatibility and ignored: the step is always
+      fused. ``differentiable=True`` is not supported (``RuntimeError``).
+    - Under ``torch.amp.GradScaler`` the scale and the inf check are applied inside the op, with
+      no host synchronisation; a step skipped for inf/NaN gradients does not count as a momentum
+      buffer's first step, so the first step that runs initialises the buffer (torch's fused
+      path would read uninitialised memory there). As with torch's fused optimizers, the
+      unscaled gradients are written back into ``.grad``.
+    - ``state[p]`` holds ``"momentum_buffer"`` (as torch) and ``"step"``, a float32 counter on the
+      parameter's device telling whether the buffer has been initialised. A ``state_dict`` loads
+      into ``torch.optim.SGD`` and back; a torch state without ``"step"`` is taken as initialised.
+    - Complex parameters are stepped as real views (the update is the same).
+    - Sparse gradients are stepped by torch's own reference implementation (same numbers, not
+      fused); they cannot be combined with a GradScaler.
+
+    Args:
+        params: iterable of parameters or dicts defining parameter groups.
+        lr: learning rate :math:`\gamma`, a float or a one-element tensor (default: 1e-3).
+        momentum: momentum factor :math:`\mu` (default: 0).
+        dampening: dampening :math:`\tau` for momentum (default: 0).
+        weight_decay: L2 penalty :math:`\lambda` (default: 0).
+        nesterov: enables Nesterov momentum (default: False).
+        maximize: maximize the objective instead of minimizing (default: False).
+        foreach: ignored (the step is always one fused call).
+        differentiable: must be False.
+        fused: ignored (always fused).
+
+    Example:
+        >>> import torch, fusedlr
+        >>> model = torch.nn.Linear(4, 2)
+        >>> opt = fusedlr.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> model(torch.randn(8, 4)).square().mean().backward()
+        >>> opt.step()
+        >>> sorted(opt.state[model.weight])
+        ['momentum_buffer', 'step']
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | Tensor = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float | Tensor = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+    ) -> None:
+        _check_hyperparameters(lr, momentum, dampening, weight_decay, nesterov)
+        if differentiable:
+            raise RuntimeError("fusedlr.SGD does not support `differentiable`; use torch.optim.SGD(differentiable=True)")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
+        super().__init__(params, defaults)
+        # GradScaler hands grad_scale / found_inf to step() instead of unscaling and syncing.
+        self._step_supports_amp_scaling = True
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("nesterov", False)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault("differentiable", False)
+            group.setdefault("fused", None)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        g = self.param_groups[-1]
+        _check_hyperparameters(g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
+        if g["differentiable"]:
+            raise RuntimeError("fusedlr.SGD does not support `differentiable`")
+
+    # -- state_dict interchange with torch.optim.SGD --------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """As :meth:`torch.optim.Optimizer.state_dict`; a buffer that has not taken a step yet
+        (its first step was skipped by a GradScaler) is left out, as torch would not have one."""
+        sd = super().state_dict()
+        for param_state in sd["state"].values():
+            step = param_state.get("step")
+            if isinstance(step, Tensor) and float(step) == 0.0:
+                param_state.pop("momentum_buffer", None)
+                param_state.pop("step")
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As :meth:`torch.optim.Optimizer.load_state_dict`; accepts torch.optim.SGD's states.
+        A momentum buffer without a ``"step"`` (torch's format) counts as initialised."""
+        super().load_state_dict(state_dict)
+        for p, param_state in self.state.items():
+            buf = param_state.get("momentum_buffer")
+            if buf is None:
+                param_state.pop("step", None)
+                continue
+            if buf.shape != p.shape:
+                raise ValueError(
+                    f"loaded momentum_buffer has shape {tuple(buf.shape)} but its parameter has shape {tuple(p.shape)}"
+                )
+            step = param_state.get("step")
+            value = 1.0 if step is None else float(step)
+            param_state["step"] = torch.tensor(value, dtype=torch.float32, device=p.device)
+
+    # -- the step -------------------------------------------------------------------------------
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        momentum_buffers: list[Tensor],
+        steps: list[Tensor],
+        sparse: list[Tensor],
+    ) -> None:
+        """Collect the parameters of ``group`` that have a gradient, creating their state on first use.
+        Parameters with sparse gradients go to ``sparse`` (stepped by torch's reference)."""
+        has_momentum = group["momentum"] != 0
+        state = self.state
+        for p in group["params"]:
+            grad = p.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:
+                sparse.append(p)
+                continue
+            if has_momentum:
+                param_state = state[p]
+                buf = param_state.get("momentum_buffer")
+                if buf is None:
+                    # Content is irrelevant: the kernel overwrites it on the step where step == 0.
+                    buf = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    param_state["momentum_buffer"] = buf
+                    param_state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                step = param_state["step"]
+                if p.is_complex():
+                    buf = torch.view_as_real(buf)
+                momentum_buffers.append(buf)
+                steps.append(step)
+            if p.is_complex():
+                p, grad = torch.view_as_real(p), torch.view_as_real(grad)
+            params.append(p)
+            grads.append(grad)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Perform a single optimization step.
+
+        Args:
+            closure: a closure that reevaluates the model and returns the loss (optional).
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grad_scale: Tensor | None = getattr(self, "grad_scale", None)
+        found_inf: Tensor | None = getattr(self, "found_inf", None)
+
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            momentum_buffers: list[Tensor] = []
+            steps: list[Tensor] = []
+            sparse: list[Tensor] = []
+            self._init_group(group, params, grads, momentum_buffers, steps, sparse)
+            lr = group["lr"]
+            lr_tensor = lr if isinstance(lr, Tensor) else None
+            weight_decay = group["weight_decay"]
+            if isinstance(weight_decay, Tensor):
+                weight_decay = weight_decay.item()
+            hyper = dict(
+                lr=0.0 if lr_tensor is not None else lr,
+                momentum=group["momentum"],
+                dampening=group["dampening"],
+                weight_decay=weight_decay,
+                nesterov=group["nesterov"],
+                maximize=group["maximize"],
+            )
+            if params:
+                for idx in _split_by_device(params):
+                    ops.sgd_(
+                        [params[i] for i in idx] if idx is not None else params,
+                        [grads[i] for i in idx] if idx is not None else grads,
+                        [momentum_buffers[i] for i in idx] if idx is not None and steps else momentum_buffers,
+                        [steps[i] for i in idx] if idx is not None and steps else steps,
+                        lr_tensor=lr_tensor,
+                        grad_scale=grad_scale,
+                        found_inf=found_inf,
+                        **hyper,
+                    )
+            if sparse:
+                self._step_sparse(group, sparse, grad_scale, found_inf, hyper)
+        return loss
+
+    def _step_sparse(
+        self, group: dict[str, Any], params: list[Tensor], grad_scale: Tensor | None, found_inf: Tensor | None,
+        hyper: dict[str, Any],
+    ) -> None:
+        if grad_scale is not None or found_inf is not None:
+            raise RuntimeError(
+                "fusedlr.SGD: sparse gradients cannot be combined with a GradScaler (the scaler hands the "
+                "fused step grad_scale/found_inf, which torch's sparse reference path does not take)"
+            )
+        bufs = [self.state[p].get("momentum_buffer") for p in params]
+        torch.optim.sgd.sgd(
+            params, [p.grad for p in params], bufs, has_sparse_grad=True, foreach=False,
+            weight_decay=hyper["weight_decay"], momentum=hyper["momentum"], lr=group["lr"],
+            dampening=hyper["dampening"], nesterov=hyper["nesterov"], maximize=hyper["maximize"],
+        )
+        if group["momentum"] != 0:
+            for p, buf in zip(params, bufs):
+                self.state[p]["momentum_buffer"] = buf
+
+
+def _split_by_device(params: list[Tensor]) -> list[list[int] | None]:
+    """Index lists of ``params`` per device; ``[None]`` (take everything) when there is one device."""
+    first = params[0].device
+    if all(p.device == first for p in params):
+        return [None]
+    by_device: dict[torch.device, list[int]] = {}
+    for i, p in enumerate(params):
+        by_device.setdefault(p.device, []).append(i)
+    return list(by_device.values())
