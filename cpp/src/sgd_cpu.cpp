@@ -147,4 +147,15 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
 
 TORCH_LIBRARY_IMPL(fusedlr, CPU, m) { m.impl("sgd_", &sgd_cpu_); }
 
+// Without this a sparse gradient would meet the dispatcher's generic "could not run with
+// arguments from the SparseCPU backend".
+TORCH_LIBRARY_IMPL(fusedlr, SparseCPU, m) {
+  m.impl("sgd_", [](at::TensorList, at::TensorList, at::TensorList, at::TensorList, double, double, double, double,
+                    bool, bool, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                    const std::optional<at::Tensor>&) {
+    TORCH_CHECK(false, "fusedlr.sgd_: sparse gradients are not supported by the fused kernel; fusedlr.SGD steps "
+                       "parameters with sparse gradients through torch's reference implementation");
+  });
+}
+
 }  // namespace fusedlr::cpu

@@ -57,6 +57,8 @@ def sgd_(
         grad_scale: AMP loss scale; grads are divided by it.
         found_inf: when non-zero, the step changes nothing (steps included).
     """
+    if not params:
+        return  # nothing to dispatch on
     torch.ops.fusedlr.sgd_(
         list(params),
         list(grads),

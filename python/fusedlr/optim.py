@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from torch.optim.sgd import sgd as _torch_sgd
+
 from . import ops
 
 __all__ = ["SGD"]
@@ -139,11 +141,10 @@ class SGD(Optimizer):
         """As :meth:`torch.optim.Optimizer.state_dict`; a buffer that has not taken a step yet
         (its first step was skipped by a GradScaler) is left out, as torch would not have one."""
         sd = super().state_dict()
-        for param_state in sd["state"].values():
-            step = param_state.get("step")
+        for key in list(sd["state"]):
+            step = sd["state"][key].get("step")
             if isinstance(step, Tensor) and float(step) == 0.0:
-                param_state.pop("momentum_buffer", None)
-                param_state.pop("step")
+                del sd["state"][key]
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -263,7 +264,7 @@ class SGD(Optimizer):
                 "fused step grad_scale/found_inf, which torch's sparse reference path does not take)"
             )
         bufs = [self.state[p].get("momentum_buffer") for p in params]
-        torch.optim.sgd.sgd(
+        _torch_sgd(
             params, [p.grad for p in params], bufs, has_sparse_grad=True, foreach=False,
             weight_decay=hyper["weight_decay"], momentum=hyper["momentum"], lr=group["lr"],
             dampening=hyper["dampening"], nesterov=hyper["nesterov"], maximize=hyper["maximize"],

@@ -1,0 +1,190 @@
+// CUDA implementation of fusedlr::sgd_: multi-tensor apply over all tensors of one dtype per
+// launch (few launches for very long lists), then one small launch advancing the step counters.
+// No host synchronisation: lr_tensor, grad_scale and found_inf are read on the device.
+
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "fusedlr/sgd_update.h"
+#include "multi_tensor_apply.cuh"
+#include "sgd_check.h"
+
+namespace fusedlr::cuda {
+namespace {
+
+template <typename T>
+struct MathType {
+  using type = float;
+};
+template <>
+struct MathType<double> {
+  using type = double;
+};
+
+/** A one-element tensor of float or double read on the device (nullptr: absent). */
+struct DeviceScalar {
+  const void* ptr = nullptr;
+  bool is_double = false;
+  __device__ double load() const {
+    return is_double ? *static_cast<const double*>(ptr) : static_cast<double>(*static_cast<const float*>(ptr));
+  }
+};
+
+DeviceScalar device_scalar(const std::optional<at::Tensor>& t) {
+  if (!t.has_value()) return {};
+  return {t->const_data_ptr(), t->scalar_type() == at::kDouble};
+}
+
+/**
+ * One block updates one chunk of one tensor.
+ *   meta.addresses[0|1|2][t]: param, grad, momentum buffer (null when momentum == 0) of tensor t
+ *   meta.counter[t]: its step counter; 0 means the buffer takes its first step now
+ *   coeffs: hyper-parameters in the math type (float for float/half/bfloat16)
+ *   lr: when present, read instead of coeffs.neg_lr; grad_scale: grads are divided by it and
+ *   written back; found_inf: non-zero skips the whole step.
+ */
+template <typename scalar_t>
+__global__ void __launch_bounds__(kBlockSize)
+    sgd_kernel(TensorListMeta<3> meta, SgdCoeffs<typename MathType<scalar_t>::type> coeffs, DeviceScalar lr,
+               DeviceScalar grad_scale, DeviceScalar found_inf) {
+  using math_t = typename MathType<scalar_t>::type;
+  if (found_inf.ptr != nullptr && found_inf.load() != 0.0) return;
+  if (lr.ptr != nullptr) coeffs.neg_lr = static_cast<math_t>(-lr.load());
+  const math_t scale = grad_scale.ptr != nullptr ? static_cast<math_t>(grad_scale.load()) : math_t(1);
+
+  const int t = meta.block_to_tensor[blockIdx.x];
+  const int64_t begin = static_cast<int64_t>(meta.block_to_chunk[blockIdx.x]) * kChunkSize;
+  const int64_t end = min(meta.numel[t], begin + kChunkSize);
+  auto* param = static_cast<scalar_t*>(meta.addresses[0][t]);
+  auto* grad = static_cast<scalar_t*>(meta.addresses[1][t]);
+  auto* buf = static_cast<scalar_t*>(meta.addresses[2][t]);
+  const bool first = coeffs.has_momentum && *meta.counter[t] == 0.f;
+
+  for (int64_t i = begin + threadIdx.x; i < end; i += kBlockSize) {
+    math_t p = static_cast<math_t>(param[i]);
+    math_t g = static_cast<math_t>(grad[i]);
+    math_t b = coeffs.has_momentum ? static_cast<math_t>(buf[i]) : math_t(0);
+    if (grad_scale.ptr != nullptr) {
+      g = g / scale;
+      grad[i] = static_cast<scalar_t>(g);
+    }
+    sgd_update(p, g, b, coeffs, first);
+    param[i] = static_cast<scalar_t>(p);
+    if (coeffs.has_momentum) buf[i] = static_cast<scalar_t>(b);
+  }
+}
+
+constexpr int kMaxCounters = 480;
+struct CounterList {
+  float* ptr[kMaxCounters];
+};
+
+/** steps[i] += 1 for every counter, unless found_inf says the step was skipped. */
+__global__ void advance_counters(CounterList list, int count, DeviceScalar found_inf) {
+  if (found_inf.ptr != nullptr && found_inf.load() != 0.0) return;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < count) *list.ptr[i] += 1.f;
+}
+
+template <typename scalar_t>
+void launch_sgd(const std::vector<int64_t>& index, std::vector<at::Tensor>& params,
+                std::vector<at::Tensor>& grads, std::vector<at::Tensor>& bufs, at::TensorList steps,
+                const SgdCoeffs<double>& c, DeviceScalar lr, DeviceScalar grad_scale, DeviceScalar found_inf,
+                cudaStream_t stream) {
+  using math_t = typename MathType<scalar_t>::type;
+  const SgdCoeffs<math_t> coeffs = broadcast<math_t>(c);
+  const bool has_momentum = c.has_momentum;
+  multi_tensor_apply<3>(
+      static_cast<int64_t>(index.size()),
+      [&](TensorListMeta<3>& meta, int slot, int64_t k) -> int64_t {
+        const int64_t i = index[k];
+        meta.addresses[0][slot] = params[i].data_ptr();
+        meta.addresses[1][slot] = grads[i].data_ptr();
+        meta.addresses[2][slot] = has_momentum ? bufs[i].data_ptr() : nullptr;
+        meta.counter[slot] = has_momentum ? steps[i].mutable_data_ptr<float>() : nullptr;
+        return params[i].numel();
+      },
+      [&](const TensorListMeta<3>& meta, int blocks) {
+        sgd_kernel<scalar_t><<<blocks, kBlockSize, 0, stream>>>(meta, coeffs, lr, grad_scale, found_inf);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+}
+
+void sgd_cuda_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, at::TensorList steps,
+               double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
+               const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
+               const std::optional<at::Tensor>& found_inf) {
+  check_sgd_args(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov,
+                 lr_tensor, grad_scale, found_inf, c10::DeviceType::CUDA);
+  const size_t n = params.size();
+  if (n == 0) return;
+  const c10::cuda::CUDAGuard guard(params[0].device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const bool has_momentum = momentum != 0.0;
+
+  // Scalars given as CPU tensors are moved once per call; on the device they are read in-kernel.
+  auto on_device = [&](const std::optional<at::Tensor>& t) -> std::optional<at::Tensor> {
+    if (!t.has_value() || t->device() == params[0].device()) return t;
+    return t->to(params[0].device(), /*non_blocking=*/true);
+  };
+  const std::optional<at::Tensor> lr_d = on_device(lr_tensor), scale_d = on_device(grad_scale),
+                                  inf_d = on_device(found_inf);
+
+  // Tensors that are not flat and alike are stepped through contiguous copies, copied back after.
+  std::vector<at::Tensor> p(params.begin(), params.end()), g(grads.begin(), grads.end());
+  std::vector<at::Tensor> b = has_momentum ? std::vector<at::Tensor>(momentum_buffers.begin(), momentum_buffers.end())
+                                           : std::vector<at::Tensor>(n);
+  std::vector<size_t> staged;
+  for (size_t i = 0; i < n; ++i) {
+    if (!is_flat_alike(p[i], g[i], has_momentum ? &b[i] : nullptr)) {
+      p[i] = p[i].contiguous();
+      g[i] = g[i].contiguous();
+      if (has_momentum) b[i] = b[i].contiguous();
+      staged.push_back(i);
+    }
+  }
+
+  const SgdCoeffs<double> coeffs{-lr, momentum, 1.0 - dampening, weight_decay, maximize ? -1.0 : 1.0,
+                                 maximize, weight_decay != 0.0, has_momentum, nesterov};
+  const DeviceScalar lr_s = device_scalar(lr_d), scale_s = device_scalar(scale_d), inf_s = device_scalar(inf_d);
+  // One launch per dtype present (mixed dtypes in one group are allowed).
+  for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
+    std::vector<int64_t> index;
+    for (size_t i = 0; i < n; ++i)
+      if (p[i].scalar_type() == dtype) index.push_back(static_cast<int64_t>(i));
+    if (index.empty()) continue;
+    switch (dtype) {
+      case at::kFloat: launch_sgd<float>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
+      case at::kDouble: launch_sgd<double>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
+      case at::kHalf: launch_sgd<c10::Half>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
+      default: launch_sgd<c10::BFloat16>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
+    }
+  }
+  for (size_t i : staged) {
+    params[i].copy_(p[i]);
+    if (has_momentum) momentum_buffers[i].copy_(b[i]);
+    if (grad_scale.has_value()) grads[i].copy_(g[i]);
+  }
+  if (has_momentum) {
+    for (size_t start = 0; start < n; start += kMaxCounters) {
+      CounterList list{};
+      const int count = static_cast<int>(std::min<size_t>(kMaxCounters, n - start));
+      for (int k = 0; k < count; ++k) list.ptr[k] = steps[start + k].mutable_data_ptr<float>();
+      advance_counters<<<(count + 255) / 256, 256, 0, stream>>>(list, count, inf_s);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  }
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) { m.impl("sgd_", &sgd_cuda_); }
+
+}  // namespace fusedlr::cuda

@@ -1,0 +1,115 @@
+"""The native op torch.ops.fusedlr.sgd_: opcheck, argument checks at the boundary, one-call semantics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fusedlr
+from fusedlr import ops
+from conftest import DTYPES, devices
+
+
+def lists(n=3, dtype=torch.float32, device="cpu", momentum=True, sizes=(5, 16, 33)):
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=g).to(dtype).to(device) for s in sizes[:n]]
+    grads = [torch.randn(s, generator=g).to(dtype).to(device) for s in sizes[:n]]
+    bufs = [torch.randn(s, generator=g).to(dtype).to(device) for s in sizes[:n]] if momentum else []
+    steps = [torch.tensor(float(i % 2), device=device) for i in range(n)] if momentum else []
+    return params, grads, bufs, steps
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_opcheck(device, dtype, momentum):
+    params, grads, bufs, steps = lists(dtype=dtype, device=device, momentum=momentum != 0)
+    args = (params, grads, bufs, steps, 0.1, momentum, 0.0, 0.01, False, False)
+    torch.library.opcheck(torch.ops.fusedlr.sgd_.default, args)
+    scale = torch.tensor(2.0, device=device)
+    found_inf = torch.tensor(0.0, device=device)
+    lr = torch.tensor(0.05, device=device)
+    torch.library.opcheck(torch.ops.fusedlr.sgd_.default, args, dict(lr_tensor=lr, grad_scale=scale, found_inf=found_inf))
+
+
+def test_one_call_updates_every_tensor_and_advances_steps():
+    params, grads, bufs, steps = lists()
+    before = [p.clone() for p in params]
+    ops.sgd_(params, grads, bufs, steps, lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False,
+             maximize=False)
+    for p, b in zip(params, before):
+        assert not torch.equal(p, b)
+    assert [s.item() for s in steps] == [1.0, 2.0, 1.0]
+
+
+def test_step_zero_initialises_the_buffer_whatever_it_held():
+    p, g = torch.zeros(40), torch.full((40,), 2.0)
+    buf, step = torch.full((40,), float("nan")), torch.tensor(0.0)
+    ops.sgd_([p], [g], [buf], [step], lr=1.0, momentum=0.9, dampening=0.5, weight_decay=0.0, nesterov=False,
+             maximize=False)
+    assert torch.equal(buf, g) and torch.equal(p, -g)  # buf = g on the first step (no dampening), like torch
+
+
+def test_empty_lists_are_a_no_op():
+    ops.sgd_([], [], [], [], lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda a: a[1].pop(), r"got 3 params but 2 grads"),
+        (lambda a: a[2].pop(), r"got 3 params but 2 momentum_buffers"),
+        (lambda a: a[3].pop(), r"got 3 params but 2 steps"),
+        (lambda a: a[1].__setitem__(1, torch.zeros(17)), r"grads\[1\] has shape \[17\] but params\[1\] has shape \[16\]"),
+        (lambda a: a[1].__setitem__(0, torch.zeros(5, dtype=torch.float64)),
+         r"grads\[0\] has dtype Double but params\[0\] has dtype Float"),
+        (lambda a: a[2].__setitem__(2, torch.zeros(32)), r"momentum_buffers\[2\] must match params\[2\]"),
+        (lambda a: a[3].__setitem__(0, torch.zeros(2)), r"steps\[0\] must be a one-element float32 tensor"),
+        (lambda a: a[3].__setitem__(0, torch.tensor(0, dtype=torch.int64)), r"steps\[0\] must be a one-element float32"),
+        (lambda a: (a[0].__setitem__(0, torch.zeros(5, dtype=torch.int32)),
+                    a[1].__setitem__(0, torch.zeros(5, dtype=torch.int32))), r"params\[0\] has dtype Int"),
+        (lambda a: a[1].__setitem__(0, torch.zeros(5).to_sparse()), r"sparse gradients"),
+    ],
+    ids=["grads-len", "bufs-len", "steps-len", "grad-shape", "grad-dtype", "buf-shape", "step-size", "step-dtype",
+         "int-param", "sparse"],
+)
+def test_bad_lists_raise_naming_the_argument(mutate, message):
+    args = list(lists())
+    mutate(args)
+    with pytest.raises(RuntimeError, match=message):
+        ops.sgd_(*args, lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(lr=-1.0), "Invalid learning rate"),
+        (dict(momentum=-0.1), "Invalid momentum value"),
+        (dict(weight_decay=-0.1), "Invalid weight_decay value"),
+        (dict(nesterov=True, dampening=0.1), "Nesterov momentum requires"),
+        (dict(momentum=0.0), "momentum is 0, so momentum_buffers and steps must be empty"),
+        (dict(grad_scale=torch.ones(2)), "grad_scale must have one element"),
+    ],
+)
+def test_bad_scalars_raise(kwargs, message):
+    hyper = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False)
+    hyper.update(kwargs)
+    with pytest.raises(RuntimeError, match=message):
+        ops.sgd_(*lists(), **hyper)
+
+
+def test_fake_tensor_trace_does_not_touch_data():
+    """Under FakeTensorMode the op runs its registered fake and leaves real tensors alone."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        params, grads, bufs, steps = (
+            [mode.from_tensor(t) for t in group] for group in lists()
+        )
+        torch.ops.fusedlr.sgd_(params, grads, bufs, steps, 0.1, 0.9, 0.0, 0.0, False, False)
+
+
+def test_native_module_reports_its_build():
+    assert fusedlr._C.cpu_kernel_level() in fusedlr._C.cpu_levels_compiled.split(",")
+    assert isinstance(fusedlr._C.with_cuda, bool)
+    assert fusedlr.__version__ == fusedlr._C.__version__
