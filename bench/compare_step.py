@@ -1,0 +1,76 @@
+"""Interleaved per-step timing of fusedlr.SGD against torch.optim.SGD in one process.
+
+Usage: python bench/compare_step.py [--sets resnet50,2000x1k] [--rounds 30] [--dtype float32]
+
+Each round times one step of every contender in turn (order rotated per round), so machine
+noise hits all of them alike; the report is the median per contender and the ratio
+torch/fusedlr (> 1 means fusedlr is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import fusedlr
+from models import SHAPE_SETS, make_params
+
+CONTENDERS = {
+    "fusedlr": lambda p, kw: fusedlr.SGD(p, **kw),
+    "torch-fused": lambda p, kw: torch.optim.SGD(p, fused=True, **kw),
+    "torch-foreach": lambda p, kw: torch.optim.SGD(p, foreach=True, **kw),
+    "torch-for-loop": lambda p, kw: torch.optim.SGD(p, foreach=False, **kw),
+}
+
+
+def time_step(opt, repeat: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        opt.step()
+    return (time.perf_counter() - t0) / repeat
+
+
+def compare(shapes, dtype, rounds, contenders, **options):
+    opts = {name: CONTENDERS[name](make_params(shapes, dtype, seed=i), options) for i, name in enumerate(contenders)}
+    numel = sum(p.numel() for p in next(iter(opts.values())).param_groups[0]["params"])
+    probe = time_step(opts["fusedlr"], 1)
+    repeat = max(1, int(0.02 / max(probe, 1e-6)))
+    for o in opts.values():  # warm-up: state allocation, first-touch
+        time_step(o, repeat)
+    samples = {name: [] for name in opts}
+    names = list(opts)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            samples[name].append(time_step(opts[name], repeat))
+    return numel, {name: statistics.median(s) for name, s in samples.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="mlp,resnet50,2000x1k")
+    ap.add_argument("--contenders", default="fusedlr,torch-fused,torch-foreach,torch-for-loop")
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--weight-decay", type=float, default=0.0)
+    args = ap.parse_args()
+    dtype = getattr(torch, args.dtype)
+    contenders = args.contenders.split(",")
+    print(f"torch {torch.__version__}, fusedlr {fusedlr.__version__}, threads {torch.get_num_threads()}, "
+          f"kernel {fusedlr._C.cpu_kernel_level()}, {args.dtype}, momentum {args.momentum}, wd {args.weight_decay}")
+    for set_name in args.sets.split(","):
+        shapes = SHAPE_SETS[set_name]()
+        numel, med = compare(shapes, dtype, args.rounds, contenders, lr=0.01, momentum=args.momentum,
+                             weight_decay=args.weight_decay)
+        ours = med["fusedlr"]
+        print(f"\n{set_name}: {len(shapes)} tensors, {numel:,} elements")
+        for name, t in med.items():
+            ratio = "" if name == "fusedlr" else f"  torch/fusedlr = {t / ours:5.2f}x"
+            print(f"  {name:15s} {t * 1e6:10.1f} us/step{ratio}")
+
+
+if __name__ == "__main__":
+    main()
