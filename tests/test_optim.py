@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 import io
 import itertools
 import os
@@ -512,3 +513,109 @@ def test_optimizer_step_compiles_without_graph_break(device):
         compiled_step()
         ref_opt.step()
     assert_params_equal(params, ref, **EXACT_TOL[torch.float32])
+
+
+# --- the native fast path (group tensors held in C++ between steps) ---------------------------
+
+
+def _train_pair(mutations, steps=6, **options):
+    """Step fusedlr.SGD and torch.optim.SGD side by side; mutations[t](opt, params) runs before step t."""
+    results = []
+    for cls, kw in ((fusedlr.SGD, {}), (torch.optim.SGD, dict(foreach=False))):
+        params = make_params([(5, 3), (7,), (4,)], torch.float32)
+        opt = cls(params, **options, **kw)
+        for t in range(steps):
+            set_grads(params, t)
+            if t in mutations:
+                mutations[t](opt, params)
+            opt.step()
+        results.append(params)
+    assert_params_equal(results[0], results[1], **EXACT_TOL[torch.float32])
+
+
+def test_param_that_gets_its_first_grad_later_is_stepped():
+    def no_grad_for_last(opt, params):
+        params[2].grad = None
+
+    _train_pair({0: no_grad_for_last, 1: no_grad_for_last, 2: no_grad_for_last}, lr=0.1, momentum=0.9)
+
+
+def test_momentum_switched_on_mid_training():
+    def momentum_on(opt, params):
+        opt.param_groups[0]["momentum"] = 0.9
+
+    _train_pair({3: momentum_on}, lr=0.1, momentum=0.0)
+
+
+def test_param_group_added_mid_training():
+    def add_group(opt, params):
+        extra = torch.ones(6, requires_grad=True)
+        extra.grad = torch.full((6,), 0.5)
+        opt.add_param_group({"params": [extra], "lr": 0.3})
+        opt._extra = extra
+
+    results = []
+    for cls in (fusedlr.SGD, lambda p, **kw: torch.optim.SGD(p, foreach=False, **kw)):
+        params = make_params([(5,)], torch.float32)
+        opt = cls(params, lr=0.1, momentum=0.9)
+        for t in range(5):
+            set_grads(params, t)
+            if t == 2:
+                add_group(opt, params)
+            opt.step()
+        results.append(params + [opt._extra])
+    assert_params_equal(results[0], results[1], **EXACT_TOL[torch.float32])
+
+
+def test_load_state_dict_mid_training_replaces_cached_buffers():
+    def reload(opt, params):
+        sd = _roundtrip(opt.state_dict())
+        for s in sd["state"].values():
+            s["momentum_buffer"].mul_(0.5)  # a different state than the live one
+        opt.load_state_dict(sd)
+
+    _train_pair({3: reload}, lr=0.1, momentum=0.9, dampening=0.1)
+
+
+def test_buffers_modified_in_place_by_the_user_are_seen():
+    def zero_buffers(opt, params):
+        for p in params:
+            opt.state[p]["momentum_buffer"].zero_()
+
+    _train_pair({3: zero_buffers}, lr=0.1, momentum=0.9)
+
+
+def test_buffers_replaced_by_assignment_are_seen():
+    def replace_buffers(opt, params):
+        for p in params:
+            opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
+
+    _train_pair({3: replace_buffers}, lr=0.1, momentum=0.9)
+
+
+def test_state_reset_by_the_user_restarts_momentum():
+    def reset(opt, params):
+        opt.state = defaultdict(dict)
+
+    _train_pair({3: reset}, lr=0.1, momentum=0.9)
+
+
+def test_optimizer_deepcopies_and_pickles():
+    params = make_params([(4,)], torch.float32)
+    opt = fusedlr.SGD(params, lr=0.1, momentum=0.9)
+    set_grads(params, 0)
+    opt.step()
+    opt.step()
+    clone = copy.deepcopy(opt)
+    assert torch.equal(clone.state[clone.param_groups[0]["params"][0]]["momentum_buffer"],
+                       opt.state[params[0]]["momentum_buffer"])
+    buf = io.BytesIO()
+    torch.save(opt, buf)  # the whole object, as some training scripts do
+    buf.seek(0)
+    restored = torch.load(buf, weights_only=False)
+    restored_params = restored.param_groups[0]["params"]
+    assert torch.equal(restored.state[restored_params[0]]["momentum_buffer"], opt.state[params[0]]["momentum_buffer"])
+    restored_params[0].grad = params[0].grad.clone()
+    restored.step()
+    opt.step()
+    assert torch.equal(restored_params[0], params[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -116,17 +117,24 @@ class SGD(Optimizer):
             "fused": fused,
         }
         super().__init__(params, defaults)
+        self._track_state()
         # GradScaler hands grad_scale / found_inf to step() instead of unscaling and syncing.
         self._step_supports_amp_scaling = True
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._track_state()
         for group in self.param_groups:
             group.setdefault("nesterov", False)
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
             group.setdefault("differentiable", False)
             group.setdefault("fused", None)
+
+    def _track_state(self) -> None:
+        """Make self.state report replaced tensors (see _ParamState); a new container is a new state."""
+        self._state_version = _Version()
+        self.state = _State(self._state_version, self.state)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -141,10 +149,13 @@ class SGD(Optimizer):
         """As :meth:`torch.optim.Optimizer.state_dict`; a buffer that has not taken a step yet
         (its first step was skipped by a GradScaler) is left out, as torch would not have one."""
         sd = super().state_dict()
-        for key in list(sd["state"]):
-            step = sd["state"][key].get("step")
+        states = {}
+        for key, param_state in sd["state"].items():
+            step = param_state.get("step")
             if isinstance(step, Tensor) and float(step) == 0.0:
-                del sd["state"][key]
+                continue
+            states[key] = dict(param_state)  # plain dicts: torch.load(weights_only=True) accepts them
+        sd["state"] = states
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -218,26 +229,29 @@ class SGD(Optimizer):
         grad_scale: Tensor | None = getattr(self, "grad_scale", None)
         found_inf: Tensor | None = getattr(self, "found_inf", None)
 
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            momentum_buffers: list[Tensor] = []
-            steps: list[Tensor] = []
-            sparse: list[Tensor] = []
-            self._init_group(group, params, grads, momentum_buffers, steps, sparse)
+        compiling = torch.compiler.is_compiling()
+        for index, group in enumerate(self.param_groups):
             lr = group["lr"]
             lr_tensor = lr if isinstance(lr, Tensor) else None
             weight_decay = group["weight_decay"]
             if isinstance(weight_decay, Tensor):
                 weight_decay = weight_decay.item()
             hyper = dict(
-                lr=0.0 if lr_tensor is not None else lr,
-                momentum=group["momentum"],
-                dampening=group["dampening"],
-                weight_decay=weight_decay,
-                nesterov=group["nesterov"],
-                maximize=group["maximize"],
+                lr=0.0 if lr_tensor is not None else float(lr),
+                momentum=float(group["momentum"]),
+                dampening=float(group["dampening"]),
+                weight_decay=float(weight_decay),
+                nesterov=bool(group["nesterov"]),
+                maximize=bool(group["maximize"]),
             )
+            if not compiling and self._step_cached_group(index, group, hyper, lr_tensor, grad_scale, found_inf):
+                continue
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            momentum_buffers: list[Tensor] = []
+            steps: list[Tensor] = []
+            sparse: list[Tensor] = []
+            self._init_group(group, params, grads, momentum_buffers, steps, sparse)
             if params:
                 for idx in _split_by_device(params):
                     ops.sgd_(
@@ -252,7 +266,49 @@ class SGD(Optimizer):
                     )
             if sparse:
                 self._step_sparse(group, sparse, grad_scale, found_inf, hyper)
+            if not compiling:
+                self._cache_group(index, group)
         return loss
+
+    # -- the eager fast path: each group's tensors held in C++ between steps ---------------------
+
+    def _group_key(self, group: dict[str, Any]) -> tuple:
+        # What the cached lists depend on: the group's param list, whether it has momentum, and
+        # the optimizer state: the container (replaced by load_state_dict / __setstate__ or by
+        # assigning .state) and every assignment in it (counted by _State / _ParamState).
+        state = self.state
+        version = state._version.value if isinstance(state, _State) else None
+        return (id(group["params"]), len(group["params"]), group["momentum"] != 0, id(state), version)
+
+    def _cache_group(self, index: int, group: dict[str, Any]) -> None:
+        """Hand the group's tensors to a native SgdGroup for later steps, when it can take them:
+        real floating params on one device, no sparse gradient."""
+        cache = self.__dict__.setdefault("_native_groups", {})
+        params = group["params"]
+        handle = None
+        if params and all(p.dtype in _FUSED_DTYPES for p in params) and len({p.device for p in params}) == 1 and not any(
+            p.grad is not None and p.grad.is_sparse for p in params
+        ):
+            if group["momentum"] != 0:
+                states = [self.state.get(p, {}) for p in params]
+                buffers = [s.get("momentum_buffer") for s in states]
+                steps = [s.get("step") if b is not None else None for s, b in zip(states, buffers)]
+            else:
+                buffers, steps = [], []
+            handle = torch.classes.fusedlr.SgdGroup(list(params), buffers, steps)
+        cache[index] = (self._group_key(group), handle)
+
+    def _step_cached_group(
+        self, index: int, group: dict[str, Any], hyper: dict[str, Any], lr_tensor: Tensor | None,
+        grad_scale: Tensor | None, found_inf: Tensor | None,
+    ) -> bool:
+        cached = self.__dict__.get("_native_groups", {}).get(index)
+        if cached is None or cached[1] is None or cached[0] != self._group_key(group):
+            return False
+        h = hyper
+        stepped = cached[1].step(h["lr"], h["momentum"], h["dampening"], h["weight_decay"], h["nesterov"],
+                                 h["maximize"], lr_tensor, grad_scale, found_inf)
+        return stepped >= 0
 
     def _step_sparse(
         self, group: dict[str, Any], params: list[Tensor], grad_scale: Tensor | None, found_inf: Tensor | None,
@@ -272,6 +328,95 @@ class SGD(Optimizer):
         if group["momentum"] != 0:
             for p, buf in zip(params, bufs):
                 self.state[p]["momentum_buffer"] = buf
+
+
+_FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+class _Version:
+    """A counter shared by an optimizer's state containers; bumped by any assignment in them."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+class _ParamState(dict):
+    """state[p]: a dict that tells the optimizer when a tensor in it is replaced or removed, so the
+    lists held natively (SgdGroup) never go stale. In-place changes need no notice."""
+
+    __slots__ = ("_version",)
+
+    def __init__(self, version: _Version, *args: Any) -> None:
+        super().__init__(*args)
+        self._version = version
+
+    def __setitem__(self, key, value) -> None:
+        self._version.value += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        self._version.value += 1
+        super().__delitem__(key)
+
+    def pop(self, *args):
+        self._version.value += 1
+        return super().pop(*args)
+
+    def update(self, *args, **kwargs) -> None:
+        self._version.value += 1
+        super().update(*args, **kwargs)
+
+    def clear(self) -> None:
+        self._version.value += 1
+        super().clear()
+
+    def __reduce__(self):
+        return (dict, (dict(self),))
+
+
+class _State(defaultdict):
+    """optimizer.state: a defaultdict of _ParamState that reports assignments like _ParamState."""
+
+    def __init__(self, version: _Version, items: Any = ()) -> None:
+        super().__init__(None)
+        self._version = version
+        for key, value in dict(items).items():
+            super().__setitem__(key, _ParamState(version, value))
+
+    def __missing__(self, key):
+        value = _ParamState(self._version)
+        super().__setitem__(key, value)
+        return value
+
+    def __setitem__(self, key, value) -> None:
+        self._version.value += 1
+        super().__setitem__(key, value if isinstance(value, _ParamState) else _ParamState(self._version, value))
+
+    def __delitem__(self, key) -> None:
+        self._version.value += 1
+        super().__delitem__(key)
+
+    def pop(self, *args):
+        self._version.value += 1
+        return super().pop(*args)
+
+    def clear(self) -> None:
+        self._version.value += 1
+        super().clear()
+
+    def __reduce__(self):
+        return (_plain_state, (dict(self),))
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        return _plain_state(copy.deepcopy(dict(self), memo))
+
+
+def _plain_state(items: dict) -> defaultdict:
+    return defaultdict(dict, {k: dict(v) for k, v in items.items()})
 
 
 def _split_by_device(params: list[Tensor]) -> list[list[int] | None]:
