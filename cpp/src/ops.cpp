@@ -24,3 +24,8 @@ TORCH_LIBRARY(fusedlr, m) {
       .def("step", &fusedlr::SgdGroup::step)
       .def("size", &fusedlr::SgdGroup::size);
 }
+
+// sgd_ is an optimizer update: it is never differentiated through. Without this, the
+// dispatcher's boxed "autograd not implemented" fallback would box every call, converting
+// each tensor of each list to an IValue and back (~0.5 us per parameter per step).
+TORCH_LIBRARY_IMPL(fusedlr, Autograd, m) { m.impl("sgd_", torch::CppFunction::makeFallthrough()); }

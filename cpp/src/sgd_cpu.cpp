@@ -101,23 +101,25 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
   pieces.reserve(n);
   int64_t total = 0;
   for (size_t i = 0; i < n; ++i) {
-    const int64_t numel = params[i].numel();
+    const at::Tensor& param = params[i];
+    const int64_t numel = param.numel();
     if (numel == 0) continue;
-    at::Tensor param = params[i], grad = grads[i];
-    at::Tensor buf = has_momentum ? momentum_buffers[i] : at::Tensor();
-    if (!is_flat_alike(param, grad, has_momentum ? &buf : nullptr)) {
-      Staged s{param, grad, buf, param.contiguous(), grad.contiguous(),
-               has_momentum ? buf.contiguous() : at::Tensor()};
-      param = s.param_c;
-      grad = s.grad_c;
-      buf = s.buf_c;
+    const at::Tensor& grad = grads[i];
+    const at::Tensor* buf = has_momentum ? &momentum_buffers[i] : nullptr;
+    const bool first = has_momentum && *static_cast<const float*>(steps[i].const_data_ptr()) == 0.f;
+    if (is_flat_alike(param, grad, buf)) {
+      pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(param.data_ptr()),
+                             static_cast<char*>(grad.data_ptr()), buf ? static_cast<char*>(buf->data_ptr()) : nullptr,
+                             numel, total, static_cast<int64_t>(param.element_size()), first});
+    } else {
+      Staged s{param, grad, buf ? *buf : at::Tensor(), param.contiguous(), grad.contiguous(),
+               buf ? buf->contiguous() : at::Tensor()};
+      pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(s.param_c.data_ptr()),
+                             static_cast<char*>(s.grad_c.data_ptr()),
+                             buf ? static_cast<char*>(s.buf_c.data_ptr()) : nullptr, numel, total,
+                             static_cast<int64_t>(param.element_size()), first});
       staged.push_back(std::move(s));
     }
-    const bool first = has_momentum && *steps[i].const_data_ptr<float>() == 0.f;
-    pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(param.data_ptr()),
-                           static_cast<char*>(grad.data_ptr()),
-                           has_momentum ? static_cast<char*>(buf.data_ptr()) : nullptr, numel, total,
-                           static_cast<int64_t>(param.element_size()), first});
     total += numel;
   }
 
@@ -141,7 +143,7 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
     if (args.unscale) s.grad.copy_(s.grad_c);
   }
   if (has_momentum) {
-    for (size_t i = 0; i < n; ++i) *steps[i].mutable_data_ptr<float>() += 1.f;
+    for (size_t i = 0; i < n; ++i) *static_cast<float*>(steps[i].data_ptr()) += 1.f;
   }
 }
 

@@ -20,35 +20,67 @@ int64_t SgdGroup::step(double lr, double momentum, double dampening, double weig
                        bool maximize, const std::optional<at::Tensor>& lr_tensor,
                        const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf) {
   const bool has_momentum = momentum != 0.0;
-  if (has_momentum && buffers_.empty() && !params_.empty()) return -1;
-  p_.clear();
+  if (has_momentum && buffers_.size() != params_.size()) return -1;
+  const size_t n = params_.size();
+  // Common case first: every parameter has a gradient and (with momentum) a buffer. The held
+  // lists are then passed as they are and only the gradients are gathered.
+  g_.resize(n);
+  bool complete = true;
+  for (size_t i = 0; i < n; ++i) {
+    const at::Tensor& grad = params_[i].grad();
+    if (!grad.defined() || (has_momentum && !buffers_[i].defined())) {
+      complete = false;
+      break;
+    }
+    if (grad.layout() != at::kStrided) return release_grads(-1);
+    g_[i] = grad;
+  }
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fusedlr::sgd_", "")
+                             .typed<void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, double,
+                                         double, double, double, bool, bool, const std::optional<at::Tensor>&,
+                                         const std::optional<at::Tensor>&, const std::optional<at::Tensor>&)>();
+  static const std::vector<at::Tensor> none;
+  if (complete) {
+    if (n > 0) {
+      op.call(params_, g_, has_momentum ? buffers_ : none, has_momentum ? steps_ : none, lr, momentum, dampening,
+              weight_decay, nesterov, maximize, lr_tensor, grad_scale, found_inf);
+    }
+    return release_grads(static_cast<int64_t>(n));
+  }
+
+  // Some parameters have no gradient this step: step the others.
   g_.clear();
+  p_.clear();
   b_.clear();
   s_.clear();
-  for (size_t i = 0; i < params_.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     const at::Tensor& grad = params_[i].grad();
     if (!grad.defined()) continue;
-    if (grad.layout() != at::kStrided) return -1;
+    if (grad.layout() != at::kStrided) return release_grads(-1);
     if (has_momentum) {
-      if (!buffers_[i].defined()) return -1;
+      if (!buffers_[i].defined()) return release_grads(-1);
       b_.push_back(buffers_[i]);
       s_.push_back(steps_[i]);
     }
     p_.push_back(params_[i]);
     g_.push_back(grad);
   }
-  if (p_.empty()) return 0;
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("fusedlr::sgd_", "")
-                             .typed<void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, double,
-                                         double, double, double, bool, bool, const std::optional<at::Tensor>&,
-                                         const std::optional<at::Tensor>&, const std::optional<at::Tensor>&)>();
-  op.call(p_, g_, b_, s_, lr, momentum, dampening, weight_decay, nesterov, maximize, lr_tensor, grad_scale,
-          found_inf);
+  if (!p_.empty()) {
+    op.call(p_, g_, b_, s_, lr, momentum, dampening, weight_decay, nesterov, maximize, lr_tensor, grad_scale,
+            found_inf);
+  }
   const auto stepped = static_cast<int64_t>(p_.size());
-  // Drop the references so the grads can be freed by zero_grad(set_to_none=True).
-  g_.clear();
-  return stepped;
+  p_.clear();
+  b_.clear();
+  s_.clear();
+  return release_grads(stepped);
+}
+
+int64_t SgdGroup::release_grads(int64_t result) {
+  // Drop our references so zero_grad(set_to_none=True) really frees the gradients.
+  for (at::Tensor& g : g_) g.reset();
+  return result;
 }
 
 }  // namespace fusedlr

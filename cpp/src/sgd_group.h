@@ -37,6 +37,8 @@ struct SgdGroup : torch::CustomClassHolder {
   int64_t size() const { return static_cast<int64_t>(params_.size()); }
 
  private:
+  int64_t release_grads(int64_t result);
+
   std::vector<at::Tensor> params_, buffers_, steps_;
   // Scratch lists reused across steps (no allocation once they have grown).
   std::vector<at::Tensor> p_, g_, b_, s_;
