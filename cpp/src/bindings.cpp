@@ -3,6 +3,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include "schedule_bindings.h"
 #include "sgd_cpu.h"
 
 namespace py = pybind11;
@@ -20,4 +21,5 @@ PYBIND11_MODULE(_C, m) {
         R"pbdoc(The SIMD level of the CPU SGD kernel in this process: "AVX512", "AVX2" or "DEFAULT".
 
 It follows the level torch runs at, so ATEN_CPU_CAPABILITY=default|avx2|avx512 selects it too.)pbdoc");
+  fusedlr::bind_schedules(m);
 }

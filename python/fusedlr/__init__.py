@@ -6,9 +6,10 @@ which registers the ``torch.ops.fusedlr.*`` operators.
 
 import torch  # noqa: F401  (the native module links against torch's libraries: load them first)
 
-from . import _C, ops
+from . import _C, lr_scheduler, ops, schedules
+from ._C import Schedule
 from .optim import SGD
 
 __version__ = _C.__version__
 
-__all__ = ["SGD", "ops", "__version__"]
+__all__ = ["SGD", "Schedule", "lr_scheduler", "ops", "schedules", "__version__"]

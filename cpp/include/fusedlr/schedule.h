@@ -1,0 +1,272 @@
+#pragma once
+// Every learning-rate schedule formula of fusedlr, once, as closed-form math on plain data.
+//
+// A schedule is a ScheduleData: a small, fixed-size, trivially copyable array of nodes that a
+// CUDA kernel can take by value. schedule_lr(data, step, base_lr) computes the learning rate of
+// any step directly: no recursion, no state carried from the previous step, so the CPU and CUDA
+// builds share this code and a resumed run sees exactly the values of an uninterrupted one.
+//
+// The value of a node is a learning rate, a function of the step t >= 0 and of the base
+// learning rate b it is given (the optimizer group's initial lr; 1.0 reads as a factor).
+// Multiplicative schedules scale b (step, exponential, cosine's b - eta_min, ...); the ones torch
+// defines by absolute learning rates (cyclic, one-cycle) ignore b. Composites:
+//   SEQUENTIAL  child i (counted from 0) runs from boundary[i-1] on and sees t - boundary[i-1];
+//   CHAINED     feeds b through the children in order: c_n(t, ... c_2(t, c_1(t, b))), which is
+//               the product of their factors when they are multiplicative;
+//   WARMUP      ramps w(t) * child(0, b) for t < W, then child(t - W, b).
+// Node 0 is the root. Nesting is evaluated with an explicit stack of at most kMaxScheduleNodes
+// frames, which keeps device code free of recursion.
+
+#include "fusedlr/macros.h"
+
+#include <cmath>
+#include <cstdint>
+
+namespace fusedlr {
+
+/** Most nodes in one schedule (leaves and composites together); checked when it is built. */
+constexpr int kMaxScheduleNodes = 12;
+/** Most numbers (milestones, boundaries, breakpoints) one schedule holds; checked when built. */
+constexpr int kMaxScheduleValues = 40;
+/** Fixed parameters per node. */
+constexpr int kScheduleParams = 6;
+
+enum class ScheduleKind : int32_t {
+  kConstant = 0,          // p0 factor, p1 until (< 0: forever)             b*factor, then b
+  kStep,                  // p0 step_size, p1 gamma                          b*gamma^floor(t/step_size)
+  kMultiStep,             // p0 gamma, values: sorted milestones             b*gamma^#{m <= t}
+  kLinear,                // p0 start, p1 end, p2 total                      b*(s + (e-s)*min(t,T)/T)
+  kExponential,           // p0 gamma, p1 rate, flags 1: use rate            b*gamma^t | b*exp(-rate*t)
+  kInverseTime,           // p0 rate, p1 decay_steps, flags 1: staircase     b/(1 + rate*t/steps)
+  kPolynomial,            // p0 total, p1 power, p2 end_factor               (b-e)*(1-min(t,T)/T)^p + e
+  kCosine,                // p0 T_max, p1 eta_min, flags 1: periodic         eta_min + (b-eta_min)(1+cos(pi t/T))/2
+  kCosineRestarts,        // p0 T_0, p1 T_mult, p2 eta_min, flags 1: reach eta_min at each cycle's end
+  kCyclic,                // p0 lo, p1 hi, p2 total_size, p3 step_ratio, p4 gamma, flags: mode | 4 inverted
+  kOneCycle,              // p0 start, p1 peak, p2 end, p3 pct_start, p4 total, flags: 1 linear, 2 three-phase
+  kInverseSqrt,           // p0 timescale                                    b/sqrt(1 + t/timescale)
+  kWsd,                   // p0 warmup, p1 decay_start, p2 decay, p3 min_factor, p4 warmup start, flags: shape
+  kPiecewiseConstant,     // values: k boundaries, then k+1 factors
+  kPiecewiseLinear,       // values: k steps, then k factors
+  kWarmup,                // p0 steps, p1 start_factor, flags 1: exponential; one child
+  kSequential,            // values: n-1 boundaries; n children
+  kChained,               // n children
+  kCount
+};
+
+enum CyclicMode : int32_t { kTriangular = 0, kTriangular2 = 1, kExpRange = 2 };
+enum WsdDecay : int32_t { kWsdLinear = 0, kWsdCosine = 1, kWsdSqrt = 2 };
+
+struct ScheduleNode {
+  ScheduleKind kind;
+  int32_t flags;
+  int16_t vfirst, vcount;  // slice of ScheduleData::values
+  int16_t cfirst, ccount;  // slice of ScheduleData::links (children's node indices)
+  double p[kScheduleParams];
+};
+
+/** A whole schedule, plain data (about 1 KB): copy it into a kernel's arguments by value. */
+struct ScheduleData {
+  ScheduleNode nodes[kMaxScheduleNodes];
+  double values[kMaxScheduleValues];
+  int16_t links[kMaxScheduleNodes];
+  int32_t n_nodes;
+  int32_t n_values;
+  int32_t n_links;
+};
+
+namespace detail {
+
+constexpr double kPi = 3.14159265358979323846;
+
+/** Number of values[i], i < n, with values[i] <= x (values sorted): bisect_right. */
+FUSEDLR_HOST_DEVICE inline int count_le(const double* values, int n, double x) {
+  int k = 0;
+  while (k < n && values[k] <= x) ++k;
+  return k;
+}
+
+/** The value of leaf `n` at step t (t >= 0) for base lr b. */
+FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleNode& n, int64_t step, double b) {
+  const double* p = n.p;
+  const double t = static_cast<double>(step);
+  switch (n.kind) {
+    case ScheduleKind::kConstant:
+      return (p[1] < 0 || t < p[1]) ? b * p[0] : b;
+    case ScheduleKind::kStep:  // torch StepLR: base_lr * gamma ** (last_epoch // step_size)
+      return b * pow(p[1], static_cast<double>(step / static_cast<int64_t>(p[0])));
+    case ScheduleKind::kMultiStep:
+      return b * pow(p[0], static_cast<double>(count_le(s.values + n.vfirst, n.vcount, t)));
+    case ScheduleKind::kLinear:  // torch LinearLR's closed form
+      return b * (p[0] + (p[1] - p[0]) * fmin(t, p[2]) / p[2]);
+    case ScheduleKind::kExponential:
+      return (n.flags & 1) ? b * exp(-p[1] * t) : b * pow(p[0], t);
+    case ScheduleKind::kInverseTime: {
+      const double u = (n.flags & 1) ? floor(t / p[1]) : t / p[1];
+      return b / (1.0 + p[0] * u);
+    }
+    case ScheduleKind::kPolynomial: {  // torch PolynomialLR, with an optional floor e = b*end_factor
+      const double e = b * p[2];
+      return (b - e) * pow(1.0 - fmin(t, p[0]) / p[0], p[1]) + e;
+    }
+    case ScheduleKind::kCosine: {  // torch CosineAnnealingLR._get_closed_form_lr (SGDR eq. 5)
+      const double tc = (n.flags & 1) ? t : fmin(t, p[0]);
+      return p[1] + (b - p[1]) * (1.0 + cos(kPi * tc / p[0])) / 2.0;
+    }
+    case ScheduleKind::kCosineRestarts: {
+      // Cycle i is L_i = T_0 * T_mult^i steps long and starts at B_i = round(T_0 (T_mult^i - 1)/(T_mult - 1))
+      // (i * T_0 when T_mult == 1); torch's CosineAnnealingWarmRestarts for integer T_mult.
+      const double T0 = p[0], m = p[1];
+      double start, len;
+      if (m == 1.0) {
+        const double i = floor(t / T0);
+        start = i * T0;
+        len = T0;
+      } else {
+        double i = floor(log(t / T0 * (m - 1.0) + 1.0) / log(m));
+        if (i < 0) i = 0;
+        // The logarithm can be off by one near a boundary: settle i exactly (at most a step each way).
+        start = nearbyint(T0 * (pow(m, i) - 1.0) / (m - 1.0));
+        if (start > t) {
+          i -= 1;
+          start = nearbyint(T0 * (pow(m, i) - 1.0) / (m - 1.0));
+        }
+        double next = nearbyint(T0 * (pow(m, i + 1.0) - 1.0) / (m - 1.0));
+        if (next <= t) {
+          i += 1;
+          start = next;
+          next = nearbyint(T0 * (pow(m, i + 1.0) - 1.0) / (m - 1.0));
+        }
+        len = next - start;
+      }
+      const double cur = t - start;
+      const double frac = (n.flags & 1) ? (len > 1.0 ? cur / (len - 1.0) : 0.0) : cur / len;
+      return p[2] + (b - p[2]) * (1.0 + cos(kPi * frac)) / 2.0;
+    }
+    case ScheduleKind::kCyclic: {  // torch CyclicLR.get_lr, same order of operations
+      const double cycle = floor(1.0 + t / p[2]);
+      const double x = 1.0 + t / p[2] - cycle;
+      const double sf = x <= p[3] ? x / p[3] : (x - 1.0) / (p[3] - 1.0);
+      const double height = (p[1] - p[0]) * sf;
+      const int mode = n.flags & 3;
+      double scale = 1.0;
+      if (mode == kTriangular2) scale = 1.0 / pow(2.0, cycle - 1.0);
+      else if (mode == kExpRange) scale = pow(p[4], t);
+      // Inverted: from hi down towards lo, as torch cycles momentum against the lr.
+      return (n.flags & 4) ? p[1] - height * scale : p[0] + height * scale;
+    }
+    case ScheduleKind::kOneCycle: {  // torch OneCycleLR.get_lr; holds `end` from total-1 on
+      const double total = p[4];
+      const double tt = fmin(t, total - 1.0);
+      const bool three = (n.flags & 2) != 0;
+      const double e1 = p[3] * total - 1.0;
+      const double e2 = three ? 2.0 * p[3] * total - 2.0 : total - 1.0;
+      double from, to, lo, hi;
+      if (tt <= e1) {
+        from = p[0], to = p[1], lo = 0.0, hi = e1;
+      } else if (!three) {
+        from = p[1], to = p[2], lo = e1, hi = e2;
+      } else if (tt <= e2) {
+        from = p[1], to = p[0], lo = e1, hi = e2;
+      } else {
+        from = p[0], to = p[2], lo = e2, hi = total - 1.0;
+      }
+      const double pct = (tt - lo) / (hi - lo);
+      if (n.flags & 1) return (to - from) * pct + from;
+      return to + (from - to) / 2.0 * (cos(kPi * pct) + 1.0);
+    }
+    case ScheduleKind::kInverseSqrt:
+      return b / sqrt(1.0 + t / p[0]);
+    case ScheduleKind::kWsd: {
+      if (t < p[0]) return b * (p[4] + (1.0 - p[4]) * t / p[0]);
+      if (t < p[1]) return b;
+      const double q = fmin((t - p[1]) / p[2], 1.0);
+      double g;
+      if (n.flags == kWsdCosine) g = (1.0 + cos(kPi * q)) / 2.0;
+      else if (n.flags == kWsdSqrt) g = 1.0 - sqrt(q);
+      else g = 1.0 - q;
+      return b * (p[3] + (1.0 - p[3]) * g);
+    }
+    case ScheduleKind::kPiecewiseConstant: {
+      const int k = n.vcount / 2;
+      const double* v = s.values + n.vfirst;
+      return b * v[k + count_le(v, k, t)];
+    }
+    case ScheduleKind::kPiecewiseLinear: {
+      const int k = n.vcount / 2;
+      const double* x = s.values + n.vfirst;
+      const double* y = x + k;
+      const int i = count_le(x, k, t);
+      if (i == 0) return b * y[0];
+      if (i == k) return b * y[k - 1];
+      return b * (y[i - 1] + (y[i] - y[i - 1]) * (t - x[i - 1]) / (x[i] - x[i - 1]));
+    }
+    default:
+      return b;
+  }
+}
+
+}  // namespace detail
+
+/**
+ * The learning rate of `step` (steps before 0 count as 0) for base learning rate `base_lr`.
+ * A loop over an explicit stack replaces recursion into composites.
+ */
+FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t step, double base_lr) {
+  if (step < 0) step = 0;
+  if (s.n_nodes == 1) return detail::leaf_lr(s, s.nodes[0], step, base_lr);  // no composite: no stack
+  struct Frame {
+    int node;
+    int next_child;  // CHAINED: the next child to run
+    int64_t t;       // the step this node sees
+    double mul;      // WARMUP: the ramp factor applied to the child's value
+  };
+  Frame st[kMaxScheduleNodes];
+  int sp = 0;
+  st[0] = Frame{0, 0, step, 1.0};
+  double value = base_lr;  // entering a node: its base; leaving it: its value
+  for (;;) {
+    // Enter frames until a leaf has produced a value.
+    for (;;) {
+      Frame& f = st[sp];
+      const ScheduleNode& n = s.nodes[f.node];
+      if (n.kind == ScheduleKind::kSequential) {
+        const double* bounds = s.values + n.vfirst;
+        const int i = detail::count_le(bounds, n.vcount, static_cast<double>(f.t));
+        const int64_t shift = i == 0 ? 0 : static_cast<int64_t>(bounds[i - 1]);
+        st[++sp] = Frame{s.links[n.cfirst + i], 0, f.t - shift, 1.0};
+      } else if (n.kind == ScheduleKind::kWarmup) {
+        const double w = n.p[0];
+        const double t = static_cast<double>(f.t);
+        if (t < w) {
+          const double s0 = n.p[1];
+          f.mul = (n.flags & 1) ? pow(s0, 1.0 - t / w) : s0 + (1.0 - s0) * t / w;
+          st[++sp] = Frame{s.links[n.cfirst], 0, 0, 1.0};
+        } else {
+          st[++sp] = Frame{s.links[n.cfirst], 0, f.t - static_cast<int64_t>(w), 1.0};
+        }
+      } else if (n.kind == ScheduleKind::kChained) {
+        f.next_child = 1;
+        st[sp + 1] = Frame{s.links[n.cfirst], 0, f.t, 1.0};
+        ++sp;
+      } else {
+        value = detail::leaf_lr(s, n, f.t, value);
+        break;
+      }
+    }
+    // Leave frames until one has more work (a CHAINED node with children left) or the root is done.
+    for (;;) {
+      if (sp == 0) return value;
+      Frame& parent = st[sp - 1];
+      const ScheduleNode& pn = s.nodes[parent.node];
+      if (pn.kind == ScheduleKind::kChained && parent.next_child < pn.ccount) {
+        st[sp] = Frame{s.links[pn.cfirst + parent.next_child], 0, parent.t, 1.0};
+        ++parent.next_child;
+        break;  // enter the next child with `value` as its base
+      }
+      value *= parent.mul;
+      --sp;
+    }
+  }
+}
+
+}  // namespace fusedlr

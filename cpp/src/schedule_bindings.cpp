@@ -1,0 +1,629 @@
+// fusedlr._C.Schedule: building, validating and evaluating the schedules of fusedlr/schedule.h
+// from Python. Every argument is checked here, when a schedule is created; schedule_lr() behind
+// this boundary assumes valid data.
+
+#include "schedule_bindings.h"
+
+#include <ATen/Parallel.h>
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace fusedlr {
+namespace {
+
+using Kind = ScheduleKind;
+
+// Below this many steps a curve is computed on one thread: forking the pool costs more.
+constexpr int64_t kCurveGrain = 32768;
+
+// --- validation ------------------------------------------------------------------------------
+
+[[noreturn]] void invalid(const char* fn, const char* arg, const std::string& must, const std::string& got) {
+  throw py::value_error(std::string(fn) + ": " + arg + " must be " + must + ", got " + got);
+}
+
+std::string num(double x) { return py::repr(py::float_(x)).cast<std::string>(); }
+std::string integer(double x) { return py::repr(py::int_(static_cast<int64_t>(x))).cast<std::string>(); }
+
+void finite(const char* fn, const char* arg, double x) {
+  if (!std::isfinite(x)) invalid(fn, arg, "a finite number", num(x));
+}
+void positive(const char* fn, const char* arg, double x) {
+  if (!(std::isfinite(x) && x > 0)) invalid(fn, arg, "> 0", num(x));
+}
+void non_negative(const char* fn, const char* arg, double x) {
+  if (!(std::isfinite(x) && x >= 0)) invalid(fn, arg, ">= 0", num(x));
+}
+void positive_steps(const char* fn, const char* arg, int64_t x) {
+  if (x <= 0) invalid(fn, arg, "a positive number of steps", std::to_string(x));
+}
+void steps_at_least_zero(const char* fn, const char* arg, int64_t x) {
+  if (x < 0) invalid(fn, arg, "a step >= 0", std::to_string(x));
+}
+void fits(const char* fn, int nodes, int values) {
+  if (nodes > kMaxScheduleNodes)
+    throw py::value_error(std::string(fn) + ": the schedule would have " + std::to_string(nodes) +
+                          " nodes, more than kMaxScheduleNodes = " + std::to_string(kMaxScheduleNodes));
+  if (values > kMaxScheduleValues)
+    throw py::value_error(std::string(fn) + ": the schedule would hold " + std::to_string(values) +
+                          " milestones/breakpoints, more than kMaxScheduleValues = " +
+                          std::to_string(kMaxScheduleValues));
+}
+
+// --- building ---------------------------------------------------------------------------------
+
+ScheduleData empty() {
+  ScheduleData d;
+  std::memset(&d, 0, sizeof d);  // also zeroes padding: equal schedules are equal bytes
+  return d;
+}
+
+Schedule leaf(const char* fn, Kind kind, std::initializer_list<double> params, int32_t flags = 0,
+              const std::vector<double>& values = {}) {
+  fits(fn, 1, static_cast<int>(values.size()));
+  ScheduleData d = empty();
+  ScheduleNode& n = d.nodes[0];
+  n.kind = kind;
+  n.flags = flags;
+  int i = 0;
+  for (double p : params) n.p[i++] = p;
+  n.vfirst = 0;
+  n.vcount = static_cast<int16_t>(values.size());
+  std::copy(values.begin(), values.end(), d.values);
+  d.n_nodes = 1;
+  d.n_values = static_cast<int32_t>(values.size());
+  return Schedule(d);
+}
+
+/** A composite node as the root, the children's nodes appended after it (their indices relocated). */
+Schedule composite(const char* fn, Kind kind, const std::vector<const Schedule*>& children,
+                   const std::vector<double>& values, std::initializer_list<double> params = {}, int32_t flags = 0) {
+  int nodes = 1, nvalues = static_cast<int>(values.size());
+  for (const Schedule* c : children) {
+    nodes += c->data().n_nodes;
+    nvalues += c->data().n_values;
+  }
+  fits(fn, nodes, nvalues);
+  ScheduleData d = empty();
+  ScheduleNode& root = d.nodes[0];
+  root.kind = kind;
+  root.flags = flags;
+  int i = 0;
+  for (double p : params) root.p[i++] = p;
+  root.vfirst = 0;
+  root.vcount = static_cast<int16_t>(values.size());
+  std::copy(values.begin(), values.end(), d.values);
+  d.n_values = static_cast<int32_t>(values.size());
+  root.cfirst = 0;
+  root.ccount = static_cast<int16_t>(children.size());
+  d.n_links = static_cast<int32_t>(children.size());
+  d.n_nodes = 1;
+  for (size_t c = 0; c < children.size(); ++c) {
+    const ScheduleData& s = children[c]->data();
+    const int node0 = d.n_nodes, value0 = d.n_values, link0 = d.n_links;
+    d.links[c] = static_cast<int16_t>(node0);
+    for (int k = 0; k < s.n_nodes; ++k) {
+      ScheduleNode n = s.nodes[k];
+      n.vfirst = static_cast<int16_t>(n.vfirst + value0);
+      n.cfirst = static_cast<int16_t>(n.cfirst + link0);
+      d.nodes[node0 + k] = n;
+    }
+    for (int k = 0; k < s.n_values; ++k) d.values[value0 + k] = s.values[k];
+    for (int k = 0; k < s.n_links; ++k) d.links[link0 + k] = static_cast<int16_t>(s.links[k] + node0);
+    d.n_nodes += s.n_nodes;
+    d.n_values += s.n_values;
+    d.n_links += s.n_links;
+  }
+  return Schedule(d);
+}
+
+int32_t choose(const char* fn, const char* arg, const std::string& value, std::initializer_list<const char*> options) {
+  int32_t i = 0;
+  std::string list;
+  for (const char* o : options) {
+    if (value == o) return i;
+    list += (i ? ", '" : "'") + std::string(o) + "'";
+    ++i;
+  }
+  invalid(fn, arg, "one of " + list, "'" + value + "'");
+}
+
+// --- repr ---------------------------------------------------------------------------------------
+
+std::string node_repr(const ScheduleData& d, int i) {
+  const ScheduleNode& n = d.nodes[i];
+  const double* p = n.p;
+  auto vals = [&](int first, int count, bool as_int) {
+    std::string out = "[";
+    for (int k = 0; k < count; ++k) {
+      const double v = d.values[n.vfirst + first + k];
+      out += (k ? ", " : "") + (as_int ? integer(v) : num(v));
+    }
+    return out + "]";
+  };
+  auto kids = [&]() {
+    std::string out = "[";
+    for (int k = 0; k < n.ccount; ++k) out += (k ? ", " : "") + node_repr(d, d.links[n.cfirst + k]);
+    return out + "]";
+  };
+  switch (n.kind) {
+    case Kind::kConstant:
+      return "constant(factor=" + num(p[0]) + (p[1] < 0 ? std::string() : ", total_steps=" + integer(p[1])) + ")";
+    case Kind::kStep:
+      return "step(step_size=" + integer(p[0]) + ", gamma=" + num(p[1]) + ")";
+    case Kind::kMultiStep:
+      return "multistep(milestones=" + vals(0, n.vcount, true) + ", gamma=" + num(p[0]) + ")";
+    case Kind::kLinear:
+      return "linear(start_factor=" + num(p[0]) + ", end_factor=" + num(p[1]) + ", total_steps=" + integer(p[2]) + ")";
+    case Kind::kExponential:
+      return (n.flags & 1) ? "exponential(rate=" + num(p[1]) + ")" : "exponential(gamma=" + num(p[0]) + ")";
+    case Kind::kInverseTime:
+      return "inverse_time(rate=" + num(p[0]) + ", decay_steps=" + integer(p[1]) +
+             ", staircase=" + ((n.flags & 1) ? "True" : "False") + ")";
+    case Kind::kPolynomial:
+      return "polynomial(total_steps=" + integer(p[0]) + ", power=" + num(p[1]) + ", end_factor=" + num(p[2]) + ")";
+    case Kind::kCosine:
+      return "cosine(T_max=" + integer(p[0]) + ", eta_min=" + num(p[1]) +
+             ", periodic=" + ((n.flags & 1) ? "True" : "False") + ")";
+    case Kind::kCosineRestarts:
+      return "cosine_restarts(T_0=" + integer(p[0]) + ", T_mult=" + num(p[1]) + ", eta_min=" + num(p[2]) +
+             ", reach_min=" + ((n.flags & 1) ? "True" : "False") + ")";
+    case Kind::kCyclic: {
+      static const char* modes[] = {"'triangular'", "'triangular2'", "'exp_range'"};
+      const double up = std::round(p[2] * p[3]);
+      return "cyclic(base_lr=" + num(p[0]) + ", max_lr=" + num(p[1]) + ", step_size_up=" + integer(up) +
+             ", step_size_down=" + integer(p[2] - up) + ", mode=" + modes[n.flags & 3] + ", gamma=" + num(p[4]) +
+             ((n.flags & 4) ? ", inverted=True" : "") + ")";
+    }
+    case Kind::kOneCycle:
+      return "one_cycle(total_steps=" + integer(p[4]) + ", initial=" + num(p[0]) + ", peak=" + num(p[1]) +
+             ", final=" + num(p[2]) + ", pct_start=" + num(p[3]) + ", anneal_strategy=" +
+             ((n.flags & 1) ? "'linear'" : "'cos'") + ", three_phase=" + ((n.flags & 2) ? "True" : "False") + ")";
+    case Kind::kInverseSqrt:
+      return "inverse_sqrt(timescale=" + num(p[0]) + ")";
+    case Kind::kWsd: {
+      static const char* shapes[] = {"'linear'", "'cosine'", "'sqrt'"};
+      return "wsd(total_steps=" + integer(p[1] + p[2]) + ", warmup_steps=" + integer(p[0]) + ", decay_steps=" +
+             integer(p[2]) + ", decay=" + shapes[n.flags] + ", min_factor=" + num(p[3]) +
+             ", warmup_start_factor=" + num(p[4]) + ")";
+    }
+    case Kind::kPiecewiseConstant: {
+      const int k = n.vcount / 2;
+      return "piecewise_constant(boundaries=" + vals(0, k, true) + ", factors=" + vals(k, k + 1, false) + ")";
+    }
+    case Kind::kPiecewiseLinear: {
+      const int k = n.vcount / 2;
+      return "piecewise_linear(steps=" + vals(0, k, true) + ", factors=" + vals(k, k, false) + ")";
+    }
+    case Kind::kWarmup:
+      return "warmup(" + node_repr(d, d.links[n.cfirst]) + ", steps=" + integer(p[0]) + ", start_factor=" + num(p[1]) +
+             ", mode=" + ((n.flags & 1) ? "'exponential'" : "'linear'") + ")";
+    case Kind::kSequential:
+      return "sequential(" + kids() + ", boundaries=" + vals(0, n.vcount, true) + ")";
+    case Kind::kChained:
+      return "chained(" + kids() + ")";
+    default:
+      return "<invalid schedule node>";
+  }
+}
+
+bool same(const ScheduleData& a, const ScheduleData& b) {
+  if (a.n_nodes != b.n_nodes || a.n_values != b.n_values || a.n_links != b.n_links) return false;
+  for (int i = 0; i < a.n_nodes; ++i) {
+    const ScheduleNode &x = a.nodes[i], &y = b.nodes[i];
+    if (x.kind != y.kind || x.flags != y.flags || x.vfirst != y.vfirst || x.vcount != y.vcount ||
+        x.cfirst != y.cfirst || x.ccount != y.ccount)
+      return false;
+    for (int k = 0; k < kScheduleParams; ++k)
+      if (x.p[k] != y.p[k]) return false;
+  }
+  for (int i = 0; i < a.n_values; ++i)
+    if (a.values[i] != b.values[i]) return false;
+  for (int i = 0; i < a.n_links; ++i)
+    if (a.links[i] != b.links[i]) return false;
+  return true;
+}
+
+// --- pickling: a tuple of plain numbers, checked on the way back in ----------------------------
+
+py::tuple get_state(const Schedule& s) {
+  const ScheduleData& d = s.data();
+  py::list nodes, values, links;
+  for (int i = 0; i < d.n_nodes; ++i) {
+    const ScheduleNode& n = d.nodes[i];
+    py::list params;
+    for (double p : n.p) params.append(p);
+    nodes.append(py::make_tuple(static_cast<int32_t>(n.kind), n.flags, n.vfirst, n.vcount, n.cfirst, n.ccount,
+                                py::tuple(params)));
+  }
+  for (int i = 0; i < d.n_values; ++i) values.append(d.values[i]);
+  for (int i = 0; i < d.n_links; ++i) links.append(d.links[i]);
+  return py::make_tuple(1, py::tuple(nodes), py::tuple(values), py::tuple(links));
+}
+
+Schedule set_state(const py::tuple& state) {
+  auto bad = [](const std::string& why) { throw py::value_error("Schedule.__setstate__: " + why); };
+  if (state.size() != 4 || state[0].cast<int>() != 1) bad("unknown state format");
+  const auto nodes = state[1].cast<py::tuple>();
+  const auto values = state[2].cast<std::vector<double>>();
+  const auto links = state[3].cast<std::vector<int>>();
+  if (nodes.empty() || nodes.size() > kMaxScheduleNodes || values.size() > kMaxScheduleValues ||
+      links.size() > kMaxScheduleNodes)
+    bad("sizes out of range");
+  ScheduleData d = empty();
+  d.n_nodes = static_cast<int32_t>(nodes.size());
+  d.n_values = static_cast<int32_t>(values.size());
+  d.n_links = static_cast<int32_t>(links.size());
+  std::copy(values.begin(), values.end(), d.values);
+  for (size_t i = 0; i < links.size(); ++i) {
+    // A child always comes after its parent, which rules out cycles (and unbounded stacks).
+    if (links[i] <= 0 || links[i] >= d.n_nodes) bad("child index out of range");
+    d.links[i] = static_cast<int16_t>(links[i]);
+  }
+  for (int i = 0; i < d.n_nodes; ++i) {
+    const auto t = nodes[i].cast<py::tuple>();
+    ScheduleNode& n = d.nodes[i];
+    const int kind = t[0].cast<int>();
+    if (kind < 0 || kind >= static_cast<int>(Kind::kCount)) bad("unknown node kind");
+    n.kind = static_cast<Kind>(kind);
+    n.flags = t[1].cast<int32_t>();
+    n.vfirst = t[2].cast<int16_t>();
+    n.vcount = t[3].cast<int16_t>();
+    n.cfirst = t[4].cast<int16_t>();
+    n.ccount = t[5].cast<int16_t>();
+    const auto params = t[6].cast<std::vector<double>>();
+    if (params.size() != kScheduleParams) bad("wrong number of parameters");
+    std::copy(params.begin(), params.end(), n.p);
+    if (n.vfirst < 0 || n.vcount < 0 || n.vfirst + n.vcount > d.n_values || n.cfirst < 0 || n.ccount < 0 ||
+        n.cfirst + n.ccount > d.n_links)
+      bad("slice out of range");
+    for (int k = 0; k < n.ccount; ++k)
+      if (d.links[n.cfirst + k] <= i) bad("a child must come after its parent");
+    // What schedule_lr relies on without checking: children where it looks for them, no division by zero.
+    if ((n.kind == Kind::kSequential && n.ccount != n.vcount + 1) || (n.kind == Kind::kWarmup && n.ccount != 1) ||
+        (n.kind == Kind::kChained && n.ccount < 1) || (n.kind == Kind::kStep && !(n.p[0] >= 1)))
+      bad("inconsistent node");
+  }
+  return Schedule(d);
+}
+
+std::vector<const Schedule*> pointers(const std::vector<Schedule>& v) {
+  std::vector<const Schedule*> out;
+  for (const Schedule& s : v) out.push_back(&s);
+  return out;
+}
+
+void check_steps(const char* fn, const char* arg, const std::vector<int64_t>& v, bool strictly) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    steps_at_least_zero(fn, arg, v[i]);
+    if (i > 0 && (strictly ? v[i] <= v[i - 1] : v[i] < v[i - 1]))
+      invalid(fn, arg, strictly ? "strictly increasing" : "non-decreasing",
+              py::repr(py::cast(v)).cast<std::string>());
+  }
+}
+
+}  // namespace
+
+void bind_schedules(py::module_& m) {
+  py::class_<Schedule> cls(m, "Schedule", R"pbdoc(A closed-form learning-rate schedule (fusedlr/schedule.h).
+
+``s(step, base_lr=1.0)`` is the learning rate of ``step`` for an optimizer group whose initial
+learning rate is ``base_lr``; with the default 1.0 it reads as a factor. Any step is computed
+directly from the schedule's parameters: there is no state. Create schedules with the static
+factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``sequential`` and
+``chained``.)pbdoc");
+
+  cls.def("__call__", &Schedule::operator(), py::arg("step"), py::arg("base_lr") = 1.0,
+          R"pbdoc(The learning rate at ``step`` (steps below 0 count as 0) for base learning rate ``base_lr``.)pbdoc")
+      .def(
+          "lrs",
+          [](const Schedule& s, int64_t step, const std::vector<double>& bases) {
+            std::vector<double> out(bases.size());
+            for (size_t i = 0; i < bases.size(); ++i) out[i] = s(step, bases[i]);
+            return out;
+          },
+          py::arg("step"), py::arg("base_lrs"),
+          R"pbdoc(The learning rates at ``step`` for each of ``base_lrs`` (one call for all param groups).)pbdoc")
+      .def(
+          "curve",
+          [](const Schedule& s, int64_t n, int64_t start, double base_lr) {
+            if (n < 0) invalid("Schedule.curve", "n", "a number of steps >= 0", std::to_string(n));
+            py::array_t<double> out(n);
+            double* o = out.mutable_data();
+            const ScheduleData d = s.data();
+            {
+              py::gil_scoped_release release;
+              // Steps are independent (closed form), so the curve splits across torch's threads.
+              at::parallel_for(0, n, kCurveGrain, [&](int64_t lo, int64_t hi) {
+                for (int64_t i = lo; i < hi; ++i) o[i] = schedule_lr(d, start + i, base_lr);
+              });
+            }
+            return out;
+          },
+          py::arg("n"), py::arg("start") = 0, py::arg("base_lr") = 1.0,
+          R"pbdoc(The learning rates of steps ``start, ..., start + n - 1`` as a float64 numpy array, computed in C++.)pbdoc")
+      .def_property_readonly(
+          "kind",
+          [](const Schedule& s) {
+            const std::string r = node_repr(s.data(), 0);
+            return r.substr(0, r.find('('));
+          },
+          R"pbdoc(The name of the outermost schedule, e.g. ``"cosine"`` or ``"sequential"``.)pbdoc")
+      .def_property_readonly(
+          "num_nodes", [](const Schedule& s) { return s.data().n_nodes; },
+          R"pbdoc(How many nodes (leaves and composites) the schedule uses, at most ``max_nodes``.)pbdoc")
+      .def(
+          "to_bytes",
+          [](const Schedule& s) {
+            return py::bytes(reinterpret_cast<const char*>(&s.data()), sizeof(ScheduleData));
+          },
+          R"pbdoc(The raw ScheduleData a kernel receives (layout of this build; not a storage format).)pbdoc")
+      .def_readonly_static("max_nodes", &kMaxScheduleNodes)
+      .def_readonly_static("max_values", &kMaxScheduleValues)
+      .def_property_readonly_static(
+          "nbytes", [](py::object) { return sizeof(ScheduleData); },
+          R"pbdoc(sizeof(ScheduleData): what a kernel launch copies.)pbdoc")
+      .def("__repr__", [](const Schedule& s) { return node_repr(s.data(), 0); })
+      .def("__eq__", [](const Schedule& a, const Schedule& b) { return same(a.data(), b.data()); }, py::is_operator())
+      .def("__hash__", [](const Schedule& s) { return py::hash(get_state(s)); })
+      .def(py::pickle(&get_state, &set_state))
+      .def("__copy__", [](const Schedule& s) { return s; })
+      .def("__deepcopy__", [](const Schedule& s, py::dict) { return s; }, py::arg("memo"));
+
+  // --- factories (names and arguments as in fusedlr.schedules) --------------------------------
+
+  cls.def_static(
+      "constant",
+      [](double factor, std::optional<int64_t> total_steps) {
+        non_negative("constant", "factor", factor);
+        if (total_steps) steps_at_least_zero("constant", "total_steps", *total_steps);
+        return leaf("constant", Kind::kConstant, {factor, total_steps ? static_cast<double>(*total_steps) : -1.0});
+      },
+      py::arg("factor") = 1.0, py::arg("total_steps") = py::none(),
+      R"pbdoc(base_lr * factor, for the first total_steps steps (all steps when None), then base_lr.)pbdoc");
+
+  cls.def_static(
+      "step",
+      [](int64_t step_size, double gamma) {
+        positive_steps("step", "step_size", step_size);
+        positive("step", "gamma", gamma);
+        return leaf("step", Kind::kStep, {static_cast<double>(step_size), gamma});
+      },
+      py::arg("step_size"), py::arg("gamma") = 0.1, R"pbdoc(base_lr * gamma ** (step // step_size).)pbdoc");
+
+  cls.def_static(
+      "multistep",
+      [](std::vector<int64_t> milestones, double gamma) {
+        for (int64_t x : milestones) steps_at_least_zero("multistep", "milestones", x);
+        positive("multistep", "gamma", gamma);
+        std::sort(milestones.begin(), milestones.end());
+        return leaf("multistep", Kind::kMultiStep, {gamma}, 0,
+                    std::vector<double>(milestones.begin(), milestones.end()));
+      },
+      py::arg("milestones"), py::arg("gamma") = 0.1,
+      R"pbdoc(base_lr * gamma ** (number of milestones <= step); a repeated milestone counts twice.)pbdoc");
+
+  cls.def_static(
+      "linear",
+      [](double start_factor, double end_factor, int64_t total_steps) {
+        non_negative("linear", "start_factor", start_factor);
+        non_negative("linear", "end_factor", end_factor);
+        positive_steps("linear", "total_steps", total_steps);
+        return leaf("linear", Kind::kLinear, {start_factor, end_factor, static_cast<double>(total_steps)});
+      },
+      py::arg("start_factor") = 1.0 / 3, py::arg("end_factor") = 1.0, py::arg("total_steps") = 5,
+      R"pbdoc(base_lr * (start + (end - start) * min(step, total_steps) / total_steps).)pbdoc");
+
+  cls.def_static(
+      "exponential",
+      [](std::optional<double> gamma, std::optional<double> rate) {
+        if (gamma.has_value() == rate.has_value())
+          throw py::value_error("exponential: give exactly one of gamma and rate");
+        if (gamma) {
+          positive("exponential", "gamma", *gamma);
+          return leaf("exponential", Kind::kExponential, {*gamma, 0.0}, 0);
+        }
+        finite("exponential", "rate", *rate);
+        return leaf("exponential", Kind::kExponential, {std::exp(-*rate), *rate}, 1);
+      },
+      py::arg("gamma") = py::none(), py::arg("rate") = py::none(),
+      R"pbdoc(base_lr * gamma ** step, or base_lr * exp(-rate * step).)pbdoc");
+
+  cls.def_static(
+      "inverse_time",
+      [](double rate, int64_t decay_steps, bool staircase) {
+        non_negative("inverse_time", "rate", rate);
+        positive_steps("inverse_time", "decay_steps", decay_steps);
+        return leaf("inverse_time", Kind::kInverseTime, {rate, static_cast<double>(decay_steps)}, staircase ? 1 : 0);
+      },
+      py::arg("rate"), py::arg("decay_steps") = 1, py::arg("staircase") = false,
+      R"pbdoc(base_lr / (1 + rate * step / decay_steps) (floor of the quotient when staircase).)pbdoc");
+
+  cls.def_static(
+      "polynomial",
+      [](int64_t total_steps, double power, double end_factor) {
+        positive_steps("polynomial", "total_steps", total_steps);
+        non_negative("polynomial", "power", power);
+        non_negative("polynomial", "end_factor", end_factor);
+        return leaf("polynomial", Kind::kPolynomial, {static_cast<double>(total_steps), power, end_factor});
+      },
+      py::arg("total_steps") = 5, py::arg("power") = 1.0, py::arg("end_factor") = 0.0,
+      R"pbdoc((base_lr - e) * (1 - min(step, total_steps) / total_steps) ** power + e, e = base_lr * end_factor.)pbdoc");
+
+  cls.def_static(
+      "cosine",
+      [](int64_t T_max, double eta_min, bool periodic) {
+        positive_steps("cosine", "T_max", T_max);
+        finite("cosine", "eta_min", eta_min);
+        return leaf("cosine", Kind::kCosine, {static_cast<double>(T_max), eta_min}, periodic ? 1 : 0);
+      },
+      py::arg("T_max"), py::arg("eta_min") = 0.0, py::arg("periodic") = false,
+      R"pbdoc(eta_min + (base_lr - eta_min) * (1 + cos(pi * step / T_max)) / 2; held at eta_min after T_max unless periodic.)pbdoc");
+
+  cls.def_static(
+      "cosine_restarts",
+      [](int64_t T_0, double T_mult, double eta_min, bool reach_min) {
+        positive_steps("cosine_restarts", "T_0", T_0);
+        if (!(std::isfinite(T_mult) && T_mult >= 1.0)) invalid("cosine_restarts", "T_mult", ">= 1", num(T_mult));
+        finite("cosine_restarts", "eta_min", eta_min);
+        return leaf("cosine_restarts", Kind::kCosineRestarts, {static_cast<double>(T_0), T_mult, eta_min},
+                    reach_min ? 1 : 0);
+      },
+      py::arg("T_0"), py::arg("T_mult") = 1.0, py::arg("eta_min") = 0.0, py::arg("reach_min") = false,
+      R"pbdoc(Cosine annealing restarted every cycle; cycle i lasts T_0 * T_mult ** i steps.)pbdoc");
+
+  cls.def_static(
+      "cyclic",
+      [](double base_lr, double max_lr, double step_size_up, std::optional<double> step_size_down,
+         const std::string& mode, double gamma, bool inverted) {
+        non_negative("cyclic", "base_lr", base_lr);
+        finite("cyclic", "max_lr", max_lr);
+        if (max_lr < base_lr) invalid("cyclic", "max_lr", ">= base_lr = " + num(base_lr), num(max_lr));
+        positive("cyclic", "step_size_up", step_size_up);
+        const double down = step_size_down.value_or(step_size_up);
+        positive("cyclic", "step_size_down", down);
+        const int32_t m = choose("cyclic", "mode", mode, {"triangular", "triangular2", "exp_range"});
+        positive("cyclic", "gamma", gamma);
+        // torch.optim.lr_scheduler.CyclicLR: total_size = up + down, step_ratio = up / total_size
+        const double total = step_size_up + down;
+        return leaf("cyclic", Kind::kCyclic, {base_lr, max_lr, total, step_size_up / total, gamma},
+                    m | (inverted ? 4 : 0));
+      },
+      py::arg("base_lr"), py::arg("max_lr"), py::arg("step_size_up") = 2000.0, py::arg("step_size_down") = py::none(),
+      py::arg("mode") = "triangular", py::arg("gamma") = 1.0, py::arg("inverted") = false,
+      R"pbdoc(torch's CyclicLR policy between base_lr and max_lr (absolute: base_lr of the call is ignored).
+
+inverted=True runs from max_lr down to base_lr and back, as torch cycles momentum.)pbdoc");
+
+  cls.def_static(
+      "one_cycle",
+      [](int64_t total_steps, double initial, double peak, double final_, double pct_start,
+         const std::string& anneal_strategy, bool three_phase) {
+        positive_steps("one_cycle", "total_steps", total_steps);
+        finite("one_cycle", "initial", initial);
+        finite("one_cycle", "peak", peak);
+        finite("one_cycle", "final", final_);
+        if (!(pct_start >= 0 && pct_start <= 1)) invalid("one_cycle", "pct_start", "in [0, 1]", num(pct_start));
+        const int32_t anneal = choose("one_cycle", "anneal_strategy", anneal_strategy, {"cos", "linear"});
+        // Phase ends as in torch's OneCycleLR; each phase must be at least one step long, or the
+        // schedule would divide by zero.
+        const double T = static_cast<double>(total_steps);
+        const double e1 = pct_start * T - 1.0;
+        const double e2 = three_phase ? 2.0 * pct_start * T - 2.0 : T - 1.0;
+        if (!(e1 > 0 && e2 > e1 && (!three_phase || T - 1.0 > e2)))
+          invalid("one_cycle", "pct_start", "such that every phase lasts more than 0 steps of total_steps = " +
+                  std::to_string(total_steps), num(pct_start));
+        return leaf("one_cycle", Kind::kOneCycle, {initial, peak, final_, pct_start, T},
+                    anneal | (three_phase ? 2 : 0));
+      },
+      py::arg("total_steps"), py::arg("initial"), py::arg("peak"), py::arg("final"), py::arg("pct_start") = 0.3,
+      py::arg("anneal_strategy") = "cos", py::arg("three_phase") = false,
+      R"pbdoc(torch's OneCycleLR shape through absolute values initial -> peak (-> initial) -> final; held after.)pbdoc");
+
+  cls.def_static(
+      "inverse_sqrt",
+      [](double timescale) {
+        positive("inverse_sqrt", "timescale", timescale);
+        return leaf("inverse_sqrt", Kind::kInverseSqrt, {timescale});
+      },
+      py::arg("timescale") = 1.0, R"pbdoc(base_lr / sqrt(1 + step / timescale).)pbdoc");
+
+  cls.def_static(
+      "wsd",
+      [](int64_t total_steps, int64_t warmup_steps, int64_t decay_steps, const std::string& decay, double min_factor,
+         double warmup_start_factor) {
+        positive_steps("wsd", "total_steps", total_steps);
+        steps_at_least_zero("wsd", "warmup_steps", warmup_steps);
+        positive_steps("wsd", "decay_steps", decay_steps);
+        if (warmup_steps + decay_steps > total_steps)
+          invalid("wsd", "decay_steps", "<= total_steps - warmup_steps = " + std::to_string(total_steps - warmup_steps),
+                  std::to_string(decay_steps));
+        const int32_t shape = choose("wsd", "decay", decay, {"linear", "cosine", "sqrt"});
+        non_negative("wsd", "min_factor", min_factor);
+        non_negative("wsd", "warmup_start_factor", warmup_start_factor);
+        return leaf("wsd", Kind::kWsd,
+                    {static_cast<double>(warmup_steps), static_cast<double>(total_steps - decay_steps),
+                     static_cast<double>(decay_steps), min_factor, warmup_start_factor},
+                    shape);
+      },
+      py::arg("total_steps"), py::arg("warmup_steps"), py::arg("decay_steps"), py::arg("decay") = "linear",
+      py::arg("min_factor") = 0.0, py::arg("warmup_start_factor") = 0.0,
+      R"pbdoc(Warmup-stable-decay: linear warmup, base_lr, then a linear/cosine/1-sqrt decay over the last decay_steps.)pbdoc");
+
+  cls.def_static(
+      "piecewise_constant",
+      [](const std::vector<int64_t>& boundaries, const std::vector<double>& factors) {
+        check_steps("piecewise_constant", "boundaries", boundaries, true);
+        if (factors.size() != boundaries.size() + 1)
+          invalid("piecewise_constant", "factors", "one longer than boundaries (" + std::to_string(boundaries.size() + 1) +
+                  " values)", std::to_string(factors.size()) + " values");
+        for (double f : factors) finite("piecewise_constant", "factors", f);
+        std::vector<double> v(boundaries.begin(), boundaries.end());
+        v.insert(v.end(), factors.begin(), factors.end());
+        return leaf("piecewise_constant", Kind::kPiecewiseConstant, {}, 0, v);
+      },
+      py::arg("boundaries"), py::arg("factors"),
+      R"pbdoc(base_lr * factors[i] where i = number of boundaries <= step.)pbdoc");
+
+  cls.def_static(
+      "piecewise_linear",
+      [](const std::vector<int64_t>& steps, const std::vector<double>& factors) {
+        if (steps.empty()) invalid("piecewise_linear", "steps", "non-empty", "[]");
+        check_steps("piecewise_linear", "steps", steps, true);
+        if (factors.size() != steps.size())
+          invalid("piecewise_linear", "factors", "as long as steps (" + std::to_string(steps.size()) + " values)",
+                  std::to_string(factors.size()) + " values");
+        for (double f : factors) finite("piecewise_linear", "factors", f);
+        std::vector<double> v(steps.begin(), steps.end());
+        v.insert(v.end(), factors.begin(), factors.end());
+        return leaf("piecewise_linear", Kind::kPiecewiseLinear, {}, 0, v);
+      },
+      py::arg("steps"), py::arg("factors"),
+      R"pbdoc(base_lr * the linear interpolation of (steps, factors); held outside [steps[0], steps[-1]].)pbdoc");
+
+  cls.def_static(
+      "warmup",
+      [](const Schedule& schedule, int64_t steps, double start_factor, const std::string& mode) {
+        steps_at_least_zero("warmup", "steps", steps);
+        const int32_t m = choose("warmup", "mode", mode, {"linear", "exponential"});
+        if (m == 1) positive("warmup", "start_factor", start_factor);
+        else non_negative("warmup", "start_factor", start_factor);
+        return composite("warmup", Kind::kWarmup, {&schedule}, {}, {static_cast<double>(steps), start_factor}, m);
+      },
+      py::arg("schedule"), py::arg("steps"), py::arg("start_factor") = 0.0, py::arg("mode") = "linear",
+      R"pbdoc(Ramp from start_factor * schedule(0) to schedule(0) over `steps` steps, then schedule(step - steps).)pbdoc");
+
+  cls.def_static(
+      "sequential",
+      [](const std::vector<Schedule>& schedules, const std::vector<int64_t>& boundaries) {
+        if (schedules.empty()) invalid("sequential", "schedules", "a non-empty list", "[]");
+        if (boundaries.size() + 1 != schedules.size())
+          invalid("sequential", "boundaries", "one shorter than schedules (" + std::to_string(schedules.size() - 1) +
+                  " boundaries)", std::to_string(boundaries.size()) + " boundaries");
+        check_steps("sequential", "boundaries", boundaries, false);
+        return composite("sequential", Kind::kSequential, pointers(schedules),
+                         std::vector<double>(boundaries.begin(), boundaries.end()));
+      },
+      py::arg("schedules"), py::arg("boundaries"),
+      R"pbdoc(schedules[i] from boundaries[i-1] on, seeing step - boundaries[i-1]; boundary 0 skips a schedule.)pbdoc");
+
+  cls.def_static(
+      "chained",
+      [](const std::vector<Schedule>& schedules) {
+        if (schedules.empty()) invalid("chained", "schedules", "a non-empty list", "[]");
+        return composite("chained", Kind::kChained, pointers(schedules), {});
+      },
+      py::arg("schedules"),
+      R"pbdoc(Each schedule's value is the next one's base_lr: the product of multiplicative schedules.)pbdoc");
+}
+
+}  // namespace fusedlr

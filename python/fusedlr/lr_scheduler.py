@@ -1,0 +1,884 @@
+r"""Twins of ``torch.optim.lr_scheduler``: same names, constructor arguments and LR sequences, closed form.
+
+Each twin works with any ``torch.optim.Optimizer`` and computes the learning rate of step ``t``
+(``last_epoch``) of param group ``g`` directly as ``schedule_g(t, base_lr_g)`` with a
+:class:`fusedlr.schedules.Schedule` (``.schedule``, or ``.schedules`` per group), whose math is
+in C++ (``cpp/include/fusedlr/schedule.h``). Nothing is carried from one step to the next, so:
+
+* ``load_state_dict`` re-applies the learning rate (and cycled momentum) of the restored step to
+  the optimizer: resuming is exact whether the optimizer's state is loaded before or after.
+* The learning rate does not drift when something else changes ``group["lr"]`` between steps;
+  torch's chainable (recursive) forms, e.g. ``CosineAnnealingLR``'s, follow the change instead.
+  This is the one deliberate deviation of the closed forms; on an untouched optimizer the
+  sequences agree with torch's to about 1e-12 relative (tests/test_lr_scheduler.py checks 1e-9).
+* ``ChainedScheduler`` multiplies its schedulers' factors. torch applies each scheduler's
+  recursive rule to the running lr, which is the same product except for the ``eta_min`` term of
+  the cosine schedules and for cyclic/one-cycle (absolute) schedulers inside a chain.
+* ``OneCycleLR`` holds its final learning rate from step ``total_steps - 1`` on (torch computes a
+  value just past the end of the cosine at step ``total_steps`` and raises after it).
+* ``SequentialLR`` accepts nested ``SequentialLR``/``ChainedScheduler`` and milestone 0.
+* Invalid arguments raise ``ValueError`` naming the argument (where torch raises, with torch's
+  message).
+
+``LambdaLR``, ``MultiplicativeLR`` (user callables) and ``ReduceLROnPlateau`` (a state machine
+driven by the metric) run in Python and have no ``.schedule``. Extra schedulers torch lacks:
+:class:`WarmupLR` (warmup in front of any closed-form scheduler), :class:`WSDLR`,
+:class:`InverseSqrtLR` and :class:`InverseTimeLR`.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING
+from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
+
+from ._C import Schedule
+
+__all__ = [
+    "ChainedScheduler",
+    "ConstantLR",
+    "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
+    "ExponentialLR",
+    "InverseSqrtLR",
+    "InverseTimeLR",
+    "LRScheduler",
+    "LambdaLR",
+    "LinearLR",
+    "MultiStepLR",
+    "MultiplicativeLR",
+    "OneCycleLR",
+    "PolynomialLR",
+    "ReduceLROnPlateau",
+    "SequentialLR",
+    "StepLR",
+    "WSDLR",
+    "WarmupLR",
+]
+
+# Attributes that are not plain state: rebuilt from the plain ones, never saved (torch.load's
+# weights_only mode accepts only plain containers and numbers).
+_NOT_STATE = frozenset({"optimizer", "_schedules", "_shared", "_momentum_schedules", "_schedulers", "lr_lambdas",
+                        "_scale_fn_custom"})
+
+
+def _format_param(name: str, optimizer: Optimizer, param: Any) -> list:
+    """One value per param group, as torch's ``_format_param``."""
+    if isinstance(param, (list, tuple)):
+        if len(param) != len(optimizer.param_groups):
+            raise ValueError(f"{name} must have the same length as optimizer.param_groups. "
+                             f"{name} has {len(param)} values, param_groups has {len(optimizer.param_groups)}.")
+        return list(param)
+    return [param] * len(optimizer.param_groups)
+
+
+def _set(group: dict, key: str, value: float) -> None:
+    current = group[key]
+    if isinstance(current, torch.Tensor):
+        current.fill_(value)
+    else:
+        group[key] = value
+
+
+class LRScheduler(_TorchLRScheduler):
+    """Base of the closed-form twins: ``group["lr"] = schedules[g](last_epoch, base_lrs[g])``.
+
+    Subclasses set their arguments as attributes, then call ``super().__init__``, and implement
+    ``_build()`` returning one :class:`Schedule` per param group (and, to cycle momentum,
+    ``_build_momentum()``). It is a subclass of torch's ``LRScheduler``, so code that checks
+    ``isinstance(s, torch.optim.lr_scheduler.LRScheduler)`` accepts it.
+    """
+
+    use_beta1: bool = False
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:  # noqa: D107
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        self.optimizer = optimizer
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                initial_lr = group["lr"]
+                group.setdefault("initial_lr", initial_lr.clone() if isinstance(initial_lr, torch.Tensor)
+                                 else initial_lr)
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(f"param 'initial_lr' is not specified in param_groups[{i}] when resuming "
+                                   "scheduler with last_epoch >= 0.")
+        if not hasattr(self, "base_lrs"):
+            self.base_lrs = [float(group["initial_lr"]) for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self._rebuild()
+        self._step_count = 0
+        self.step()
+
+    # --- the schedules ---------------------------------------------------------------------------
+
+    def _build(self) -> list[Schedule]:
+        raise NotImplementedError
+
+    def _build_momentum(self) -> list[Schedule] | None:
+        return None
+
+    def _rebuild(self) -> None:
+        self._schedules = self._build()
+        first = self._schedules[0]
+        self._shared = first if all(s == first for s in self._schedules[1:]) else None
+        self._momentum_schedules = self._build_momentum()
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """The closed-form schedule of each param group (evaluated with that group's base lr)."""
+        return list(self._schedules)
+
+    @property
+    def schedule(self) -> Schedule:
+        """The closed-form schedule (of the first param group when they differ): ``schedule(t, base_lr)``."""
+        return self._schedules[0]
+
+    # --- stepping --------------------------------------------------------------------------------
+
+    def _lrs(self, t: int) -> list[float]:
+        if self._shared is not None:
+            return self._shared.lrs(t, self.base_lrs)
+        return [s(t, b) for s, b in zip(self._schedules, self.base_lrs)]
+
+    def _apply(self) -> None:
+        """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer."""
+        t = self.last_epoch
+        lrs = self._lrs(t)
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        self._last_lr = lrs
+        if self._momentum_schedules is not None:
+            for group, s in zip(self.optimizer.param_groups, self._momentum_schedules):
+                m = s(t)
+                if self.use_beta1:
+                    group["betas"] = (m, *group["betas"][1:])
+                else:
+                    group["momentum"] = m
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one step (or, deprecated as in torch, go to step ``epoch``) and set the learning rates."""
+        self._step_count += 1
+        if epoch is None:
+            self.last_epoch += 1
+        else:
+            warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
+            self.last_epoch = epoch
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        """The learning rates of the current step, one per param group."""
+        return list(self._last_lr)
+
+    def get_lr(self) -> list[float]:
+        """The learning rates of step ``last_epoch`` (closed form: the same as :meth:`get_last_lr`)."""
+        return self._lrs(self.last_epoch)
+
+    _get_closed_form_lr = get_lr
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scheduler's state: plain numbers and lists (safe for ``torch.load(weights_only=True)``)."""
+        return {k: v for k, v in self.__dict__.items() if k not in _NOT_STATE}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state, rebuild the schedules and set the optimizer to the restored step's rates.
+
+        Unlike torch, the learning rate of the restored step is written to the optimizer here, so
+        the result does not depend on whether the optimizer's state is loaded before or after.
+        """
+        self.__dict__.update({k: v for k, v in state_dict.items() if k not in _NOT_STATE})
+        self._rebuild()
+        self._apply()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(last_epoch={self.last_epoch}, schedule={self._schedules[0]!r})"
+
+
+class LambdaLR(LRScheduler):
+    r"""lr = base_lr * lr_lambda(t), like ``torch.optim.lr_scheduler.LambdaLR`` (runs the callables in Python).
+
+    .. math:: \eta_t = \eta_0 \cdot \lambda(t)
+
+    Args:
+        optimizer: the optimizer.
+        lr_lambda: a function of the step, or one per param group.
+        last_epoch: the index of the last step (-1 to start).
+    """
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | list[Callable[[int], float]],
+                 last_epoch: int = -1) -> None:
+        if not isinstance(lr_lambda, (list, tuple)):
+            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
+        else:
+            if len(lr_lambda) != len(optimizer.param_groups):
+                raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
+            self.lr_lambdas = list(lr_lambda)
+        super().__init__(optimizer, last_epoch)
+
+    def _rebuild(self) -> None:
+        self._schedules, self._shared, self._momentum_schedules = [], None, None
+
+    @property
+    def schedule(self) -> Schedule:
+        raise AttributeError(f"{type(self).__name__} runs Python callables: it has no closed-form schedule")
+
+    schedules = schedule
+
+    def _lrs(self, t: int) -> list[float]:
+        return [b * f(t) for f, b in zip(self.lr_lambdas, self.base_lrs)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """As torch: callable objects' ``__dict__`` is saved, plain functions and lambdas are not."""
+        state = super().state_dict()
+        state["lr_lambdas"] = [None if isinstance(f, types.FunctionType) else f.__dict__.copy()
+                               for f in self.lr_lambdas]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state (and callable objects' attributes), then re-apply the restored step's lr."""
+        for f, saved in zip(self.lr_lambdas, state_dict.get("lr_lambdas", [])):
+            if saved is not None:
+                f.__dict__.update(saved)
+        super().load_state_dict(state_dict)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(last_epoch={self.last_epoch})"
+
+
+class MultiplicativeLR(LambdaLR):
+    r"""lr_t = lr_{t-1} * lr_lambda(t) for t > 0, like ``torch.optim.lr_scheduler.MultiplicativeLR``.
+
+    .. math:: \eta_t = \eta_{t-1} \cdot \lambda(t)
+
+    Recursive by definition: the state is the optimizer's current lr, so ``load_state_dict`` does
+    not rewrite it (load the optimizer's state to restore it).
+    """
+
+    def _lrs(self, t: int) -> list[float]:
+        groups = self.optimizer.param_groups
+        if t > 0:
+            return [float(g["lr"]) * f(t) for f, g in zip(self.lr_lambdas, groups)]
+        return [float(g["lr"]) for g in groups]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state; the learning rate itself comes back with the optimizer's state."""
+        for f, saved in zip(self.lr_lambdas, state_dict.get("lr_lambdas", [])):
+            if saved is not None:
+                f.__dict__.update(saved)
+        self.__dict__.update({k: v for k, v in state_dict.items() if k not in _NOT_STATE})
+
+
+class StepLR(LRScheduler):
+    r"""Decay each group's lr by ``gamma`` every ``step_size`` steps (``torch.optim.lr_scheduler.StepLR``).
+
+    .. math:: \eta_t = \eta_0 \, \gamma^{\lfloor t / \text{step\_size} \rfloor}
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        >>> sched = StepLR(opt, step_size=30, gamma=0.1)
+    """
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
+        self.step_size = step_size
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.step(self.step_size, self.gamma)] * len(self.base_lrs)
+
+
+class MultiStepLR(LRScheduler):
+    r"""Decay by ``gamma`` at each milestone (``torch.optim.lr_scheduler.MultiStepLR``).
+
+    .. math:: \eta_t = \eta_0 \, \gamma^{\#\{m \le t\}}
+    """
+
+    def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.multistep(self.milestones, self.gamma)] * len(self.base_lrs)
+
+
+class ConstantLR(LRScheduler):
+    r"""Multiply by ``factor`` for the first ``total_iters`` steps (``torch.optim.lr_scheduler.ConstantLR``).
+
+    .. math:: \eta_t = \eta_0 \cdot (\text{factor if } t < \text{total\_iters} \text{ else } 1)
+    """
+
+    def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1) -> None:
+        if factor > 1.0 or factor < 0:
+            raise ValueError("Constant multiplicative factor expected to be between 0 and 1.")
+        self.factor = factor
+        self.total_iters = total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.constant(self.factor, self.total_iters)] * len(self.base_lrs)
+
+
+class LinearLR(LRScheduler):
+    r"""Ramp the factor linearly over ``total_iters`` steps (``torch.optim.lr_scheduler.LinearLR``).
+
+    .. math:: \eta_t = \eta_0 \left(s + (e - s) \frac{\min(t, T)}{T}\right)
+    """
+
+    def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 total_iters: int = 5, last_epoch: int = -1) -> None:
+        if start_factor > 1.0 or start_factor <= 0:
+            raise ValueError("Starting multiplicative factor expected to be greater than 0 and less or equal to 1.")
+        if end_factor > 1.0 or end_factor < 0:
+            raise ValueError("Ending multiplicative factor expected to be between 0 and 1.")
+        self.start_factor = start_factor
+        self.end_factor = end_factor
+        self.total_iters = total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.linear(self.start_factor, self.end_factor, self.total_iters)] * len(self.base_lrs)
+
+
+class ExponentialLR(LRScheduler):
+    r"""Decay by ``gamma`` every step (``torch.optim.lr_scheduler.ExponentialLR``).
+
+    .. math:: \eta_t = \eta_0 \, \gamma^t
+    """
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.exponential(self.gamma)] * len(self.base_lrs)
+
+
+class PolynomialLR(LRScheduler):
+    r"""Polynomial decay to 0 over ``total_iters`` steps (``torch.optim.lr_scheduler.PolynomialLR``).
+
+    .. math:: \eta_t = \eta_0 \left(1 - \frac{\min(t, T)}{T}\right)^{p}
+    """
+
+    def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
+        self.total_iters = total_iters
+        self.power = power
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.polynomial(self.total_iters, self.power, 0.0)] * len(self.base_lrs)
+
+
+class CosineAnnealingLR(LRScheduler):
+    r"""Cosine annealing (``torch.optim.lr_scheduler.CosineAnnealingLR``), in closed form.
+
+    .. math:: \eta_t = \eta_{min} + \frac{\eta_0 - \eta_{min}}{2}\left(1 + \cos\frac{\pi t}{T_{max}}\right)
+
+    Past ``T_max`` the cosine continues (period ``2 T_max``), as torch's does. torch computes the
+    recursive form, which follows any outside change of ``group["lr"]``; this twin does not drift.
+    """
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
+        self.T_max = T_max
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.cosine(self.T_max, self.eta_min, True)] * len(self.base_lrs)
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    r"""SGDR (``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``) for whole steps.
+
+    .. math:: \eta_t = \eta_{min} + \frac{\eta_0 - \eta_{min}}{2}\left(1 + \cos\frac{\pi T_{cur}}{T_i}\right)
+
+    Deviation: ``step(epoch)`` takes whole steps only; torch also accepts fractional epochs.
+    """
+
+    def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
+                 last_epoch: int = -1) -> None:
+        if T_0 <= 0 or not isinstance(T_0, int):
+            raise ValueError(f"Expected positive integer T_0, but got {T_0}")
+        if T_mult < 1 or not isinstance(T_mult, int):
+            raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
+        if not isinstance(eta_min, (float, int)):
+            raise ValueError(f"Expected float or int eta_min, but got {eta_min} of type {type(eta_min)}")
+        self.T_0 = T_0
+        self.T_mult = T_mult
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.cosine_restarts(self.T_0, float(self.T_mult), self.eta_min, False)] * len(self.base_lrs)
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one step, or go to step ``epoch`` (whole steps; no deprecation warning, as torch)."""
+        if epoch is None:
+            self._step_count += 1
+            self.last_epoch += 1
+        else:
+            if int(epoch) != epoch:
+                raise ValueError(f"epoch must be a whole number of steps, got {epoch!r} (fractional epochs "
+                                 "are not supported by the closed form)")
+            if epoch < 0:
+                raise ValueError(f"Expected non-negative epoch, but got {epoch}")
+            self._step_count += 1
+            self.last_epoch = int(epoch)
+        self._apply()
+
+
+class CyclicLR(LRScheduler):
+    r"""Cyclical learning rate (``torch.optim.lr_scheduler.CyclicLR``), cycling momentum (or Adam's beta1) too.
+
+    .. math:: \eta_t = \eta_{lo} + (\eta_{hi} - \eta_{lo})\, f(x_t)\, g, \qquad
+        m_t = m_{hi} - (m_{hi} - m_{lo})\, f(x_t)\, g
+
+    (see :func:`fusedlr.schedules.cyclic`). A custom ``scale_fn`` runs in Python on top of the
+    closed-form triangle; then ``.schedule`` is the triangle without it.
+    """
+
+    def __init__(self, optimizer: Optimizer, base_lr: float | list[float], max_lr: float | list[float],
+                 step_size_up: int = 2000, step_size_down: int | None = None, mode: str = "triangular",
+                 gamma: float = 1.0, scale_fn: Callable[[float], float] | None = None, scale_mode: str = "cycle",
+                 cycle_momentum: bool = True, base_momentum: float | list[float] = 0.8,
+                 max_momentum: float | list[float] = 0.9, last_epoch: int = -1) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        base_lrs = [float(b) for b in _format_param("base_lr", optimizer, base_lr)]
+        if last_epoch == -1:
+            for lr, group in zip(base_lrs, optimizer.param_groups):
+                _set(group, "lr", lr)
+        self.max_lrs = [float(m) for m in _format_param("max_lr", optimizer, max_lr)]
+        if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
+            raise ValueError("mode is invalid and scale_fn is None")
+        if scale_mode not in ("cycle", "iterations"):
+            raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
+        self.step_size_up = float(step_size_up)
+        self.step_size_down = float(step_size_down) if step_size_down is not None else self.step_size_up
+        self.total_size = self.step_size_up + self.step_size_down
+        self.step_ratio = self.step_size_up / self.total_size
+        self.mode = mode
+        self.gamma = gamma
+        self._scale_fn_custom = scale_fn
+        self.scale_mode = scale_mode if scale_fn is not None else ("iterations" if mode == "exp_range" else "cycle")
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
+            self.use_beta1 = "betas" in optimizer.defaults
+            self.base_momentums = [float(m) for m in _format_param("base_momentum", optimizer, base_momentum)]
+            self.max_momentums = [float(m) for m in _format_param("max_momentum", optimizer, max_momentum)]
+            if last_epoch == -1:
+                for m_max, m_base, group in zip(self.max_momentums, self.base_momentums, optimizer.param_groups):
+                    if self.use_beta1:
+                        group["betas"] = (m_max, *group["betas"][1:])
+                    else:
+                        group["momentum"] = m_max
+                    group["max_momentum"] = m_max
+                    group["base_momentum"] = m_base
+        self.base_lrs = base_lrs
+        super().__init__(optimizer, last_epoch)
+
+    def _cyclic(self, lo: float, hi: float, inverted: bool) -> Schedule:
+        mode = self.mode if self._scale_fn_custom is None else "triangular"
+        return Schedule.cyclic(lo, hi, self.step_size_up, self.step_size_down, mode, self.gamma, inverted)
+
+    def _build(self) -> list[Schedule]:
+        return [self._cyclic(lo, hi, False) for lo, hi in zip(self.base_lrs, self.max_lrs)]
+
+    def _build_momentum(self) -> list[Schedule] | None:
+        if not self.cycle_momentum or self._scale_fn_custom is not None:
+            return None
+        return [self._cyclic(lo, hi, True) for lo, hi in zip(self.base_momentums, self.max_momentums)]
+
+    def _custom_scale(self, t: int) -> float:
+        x = math.floor(1 + t / self.total_size) if self.scale_mode == "cycle" else t
+        return self._scale_fn_custom(x)
+
+    def _lrs(self, t: int) -> list[float]:
+        if self._scale_fn_custom is None:
+            return super()._lrs(t)
+        # Height of the closed-form triangle (lo -> hi), scaled by the user's function.
+        scale = self._custom_scale(t)
+        return [b + (s(t) - b) * scale for s, b in zip(self._schedules, self.base_lrs)]
+
+    def _apply(self) -> None:
+        super()._apply()
+        if self._scale_fn_custom is not None and self.cycle_momentum:
+            t, scale = self.last_epoch, self._custom_scale(self.last_epoch)
+            for group, lo, hi in zip(self.optimizer.param_groups, self.base_momentums, self.max_momentums):
+                sf = self._cyclic(0.0, 1.0, False)(t)
+                m = hi - (hi - lo) * sf * scale
+                if self.use_beta1:
+                    group["betas"] = (m, *group["betas"][1:])
+                else:
+                    group["momentum"] = m
+
+
+class OneCycleLR(LRScheduler):
+    r"""The 1cycle policy (``torch.optim.lr_scheduler.OneCycleLR``), cycling momentum (or Adam's beta1) too.
+
+    See :func:`fusedlr.schedules.one_cycle` for the formula. Deviation, on purpose: from step
+    ``total_steps - 1`` on the final learning rate is held; torch extrapolates the last phase one
+    step further at ``total_steps`` and raises ``ValueError`` after it.
+    """
+
+    def __init__(self, optimizer: Optimizer, max_lr: float | list[float], total_steps: int | None = None,
+                 epochs: int | None = None, steps_per_epoch: int | None = None, pct_start: float = 0.3,
+                 anneal_strategy: str = "cos", cycle_momentum: bool = True,
+                 base_momentum: float | list[float] = 0.85, max_momentum: float | list[float] = 0.95,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False,
+                 last_epoch: int = -1) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        if total_steps is not None:
+            if total_steps <= 0 or not isinstance(total_steps, int):
+                raise ValueError(f"Expected positive integer total_steps, but got {total_steps}")
+            self.total_steps = total_steps
+        elif epochs is not None and steps_per_epoch is not None:
+            if not isinstance(epochs, int) or epochs <= 0:
+                raise ValueError(f"Expected positive integer epochs, but got {epochs}")
+            if not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
+                raise ValueError(f"Expected positive integer steps_per_epoch, but got {steps_per_epoch}")
+            self.total_steps = epochs * steps_per_epoch
+        else:
+            raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
+        if pct_start < 0 or pct_start > 1 or not isinstance(pct_start, float):
+            raise ValueError(f"Expected float between 0 and 1 pct_start, but got {pct_start}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}")
+        self.pct_start = pct_start
+        self.anneal_strategy = anneal_strategy
+        self.three_phase = three_phase
+        max_lrs = [float(m) for m in _format_param("max_lr", optimizer, max_lr)]
+        # The three learning rates of each group, rounded as torch rounds them.
+        self.initial_lrs = [m / div_factor for m in max_lrs]
+        self.max_lrs = max_lrs
+        self.min_lrs = [i / final_div_factor for i in self.initial_lrs]
+        if last_epoch == -1:
+            for group, i, m, lo in zip(optimizer.param_groups, self.initial_lrs, max_lrs, self.min_lrs):
+                group["initial_lr"] = i
+                group["max_lr"] = m
+                group["min_lr"] = lo
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
+            self.use_beta1 = "betas" in optimizer.defaults
+            self.max_momentums = [float(m) for m in _format_param("max_momentum", optimizer, max_momentum)]
+            self.base_momentums = [float(m) for m in _format_param("base_momentum", optimizer, base_momentum)]
+            if last_epoch == -1:
+                for m_max, m_base, group in zip(self.max_momentums, self.base_momentums, optimizer.param_groups):
+                    if self.use_beta1:
+                        group["betas"] = (m_max, *group["betas"][1:])
+                    else:
+                        group["momentum"] = m_max
+                    group["max_momentum"] = m_max
+                    group["base_momentum"] = m_base
+        super().__init__(optimizer, last_epoch)
+
+    def _one_cycle(self, start: float, peak: float, end: float) -> Schedule:
+        return Schedule.one_cycle(self.total_steps, start, peak, end, self.pct_start, self.anneal_strategy,
+                                  self.three_phase)
+
+    def _build(self) -> list[Schedule]:
+        return [self._one_cycle(i, m, lo) for i, m, lo in zip(self.initial_lrs, self.max_lrs, self.min_lrs)]
+
+    def _build_momentum(self) -> list[Schedule] | None:
+        if not self.cycle_momentum:
+            return None
+        return [self._one_cycle(hi, lo, hi) for lo, hi in zip(self.base_momentums, self.max_momentums)]
+
+
+class ReduceLROnPlateau(LRScheduler):
+    r"""Reduce the lr by ``factor`` when a metric stops improving (``torch.optim.lr_scheduler.ReduceLROnPlateau``).
+
+    A host-side state machine (metric in, reductions out), in Python: the same arguments, state
+    and results as torch's. ``step(metrics)`` multiplies each group's current lr by ``factor``
+    (not below ``min_lr``) after more than ``patience`` steps without improvement.
+    """
+
+    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
+                 min_lr: list[float] | float = 0, eps: float = 1e-8) -> None:
+        if factor >= 1.0:
+            raise ValueError("Factor should be < 1.0.")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        if mode not in ("min", "max"):
+            raise ValueError("mode " + mode + " is unknown!")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError("threshold mode " + threshold_mode + " is unknown!")
+        self.factor = factor
+        self.optimizer = optimizer
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != len(optimizer.param_groups):
+                raise ValueError(f"expected {len(optimizer.param_groups)} min_lrs, got {len(min_lr)}")
+            self.default_min_lr = None
+            self.min_lrs = list(min_lr)
+        else:
+            self.default_min_lr = min_lr
+            self.min_lrs = [min_lr] * len(optimizer.param_groups)
+        self.patience = patience
+        self.cooldown = cooldown
+        self.eps = eps
+        self.last_epoch = 0
+        self.mode = mode
+        self.threshold = threshold
+        self.threshold_mode = threshold_mode
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self._last_lr = [float(g["lr"]) for g in optimizer.param_groups]
+        self._schedules, self._shared, self._momentum_schedules = [], None, None
+        self.best = self.mode_worse
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    @property
+    def schedule(self) -> Schedule:
+        raise AttributeError("ReduceLROnPlateau is driven by a metric: it has no closed-form schedule")
+
+    schedules = schedule
+
+    @property
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def _is_better(self, a: float, best: float) -> bool:
+        if self.mode == "min":
+            return a < best * (1.0 - self.threshold) if self.threshold_mode == "rel" else a < best - self.threshold
+        return a > best * (self.threshold + 1.0) if self.threshold_mode == "rel" else a > best + self.threshold
+
+    def step(self, metrics: float, epoch: int | None = None) -> None:  # type: ignore[override]
+        """Record the metric of this step; reduce the lr after ``patience`` steps without improvement."""
+        current = float(metrics)
+        if epoch is None:
+            epoch = self.last_epoch + 1
+        else:
+            warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
+        self.last_epoch = epoch
+        if self._is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            if len(self.optimizer.param_groups) != len(self.min_lrs):
+                if self.default_min_lr is None:
+                    raise RuntimeError("The number of param groups in the `optimizer` differs from when "
+                                       "`ReduceLROnPlateau` was initialized")
+                self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
+            for i, group in enumerate(self.optimizer.param_groups):
+                old_lr = float(group["lr"])
+                new_lr = max(old_lr * self.factor, self.min_lrs[i])
+                if old_lr - new_lr > self.eps:
+                    _set(group, "lr", new_lr)
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state machine (the lr itself is the optimizer's state, as in torch)."""
+        self.__dict__.update({k: v for k, v in state_dict.items() if k not in _NOT_STATE})
+
+    def __repr__(self) -> str:
+        return f"ReduceLROnPlateau(best={self.best}, num_bad_epochs={self.num_bad_epochs})"
+
+
+def _closed_form_children(owner: str, schedulers: Sequence[Any], optimizer: Optimizer) -> None:
+    if len(schedulers) < 1:
+        raise ValueError(f"{owner} expects at least one scheduler, but got no scheduler.")
+    for i, s in enumerate(schedulers):
+        if not hasattr(s, "optimizer"):
+            raise TypeError(f"{owner} at index {i} should have `optimizer` as its attribute.")
+        if isinstance(s, ReduceLROnPlateau):
+            raise ValueError(f"{owner} does not support `ReduceLROnPlateau` scheduler as it requires additional "
+                             f"kwargs to be specified when calling `step`, but got one at index {i} in the given "
+                             "schedulers sequence.")
+        if s.optimizer is not optimizer:
+            raise ValueError(f"{owner} expects all schedulers to belong to the same optimizer, but got scheduler "
+                             f"{type(s).__name__} at index {i} with a different optimizer.")
+        if not isinstance(s, LRScheduler) or isinstance(s, LambdaLR):
+            raise TypeError(f"{owner}: schedulers[{i}] must be a closed-form fusedlr.lr_scheduler twin, "
+                            f"got {type(s).__module__}.{type(s).__name__}")
+
+
+class _Composite(LRScheduler):
+    """A scheduler built from other twins' schedules; saves and loads their states with its own."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Own state plus each wrapped scheduler's, under ``_schedulers``."""
+        state = super().state_dict()
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the wrapped schedulers' states, then this one's; re-apply the restored step's lr."""
+        for s, saved in zip(self._schedulers, state_dict.get("_schedulers", [])):
+            s.load_state_dict(saved)
+        super().load_state_dict(state_dict)
+
+
+class SequentialLR(_Composite):
+    r"""Run schedulers one after another (``torch.optim.lr_scheduler.SequentialLR``), closed form.
+
+    .. math:: \eta_t = s_i(t - m_{i-1}), \qquad i = \#\{k : m_k \le t\}
+
+    Scheduler ``i`` takes over at milestone ``i - 1`` and sees the step counted from it. Nesting
+    (a ``SequentialLR`` or ``ChainedScheduler`` inside) and milestone 0 (skip a scheduler) work.
+    """
+
+    def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler], milestones: Sequence[int],
+                 last_epoch: int = -1) -> None:
+        _closed_form_children(type(self).__name__, schedulers, optimizer)
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError("Sequential Schedulers expects number of schedulers provided to be one more than the "
+                             f"number of milestone points, but got number of schedulers {len(schedulers)} and the "
+                             f"number of milestones to be equal to {len(milestones)}")
+        self._schedulers = list(schedulers)
+        self._milestones = [int(m) for m in milestones]
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.sequential([s._schedules[g] for s in self._schedulers], self._milestones)
+                for g in range(len(self.base_lrs))]
+
+
+class ChainedScheduler(_Composite):
+    r"""Apply several schedulers at once (``torch.optim.lr_scheduler.ChainedScheduler``): their factors multiply.
+
+    .. math:: \eta_t = s_n(t, \ldots s_1(t, \eta_0))
+
+    torch applies each scheduler's recursive rule to the running lr; for multiplicative schedulers
+    that is this product. It differs for the ``eta_min`` of cosine schedules and for cyclic or
+    one-cycle schedulers (absolute values) inside a chain.
+    """
+
+    def __init__(self, schedulers: Sequence[LRScheduler], optimizer: Optimizer | None = None) -> None:
+        if len(schedulers) < 1:
+            raise ValueError("ChainedScheduler expects at least one scheduler to be chained, but got no scheduler.")
+        optimizer = optimizer or schedulers[0].optimizer
+        _closed_form_children(type(self).__name__, schedulers, optimizer)
+        self._schedulers = list(schedulers)
+        self.optimizer = optimizer
+        self.base_lrs = [float(g["initial_lr"]) for g in optimizer.param_groups]
+        self.last_epoch = schedulers[0].last_epoch
+        self._step_count = 1
+        self._rebuild()
+        self._apply()
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.chained([s._schedules[g] for s in self._schedulers]) for g in range(len(self.base_lrs))]
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance every chained scheduler by one step and set the product."""
+        super().step(epoch)
+        for s in self._schedulers:
+            s.last_epoch = self.last_epoch
+            s._step_count += 1
+
+
+class WarmupLR(_Composite):
+    r"""Warmup in front of any closed-form scheduler (not in torch).
+
+    .. math:: \eta_t = \begin{cases} w(t)\, s(0) & t < W \\ s(t - W) & t \ge W \end{cases}
+
+    (see :func:`fusedlr.schedules.warmup`). Without ``scheduler`` the lr stays at ``base_lr``
+    after the warmup.
+
+    Args:
+        optimizer: the optimizer.
+        warmup_steps: :math:`W`.
+        scheduler: the twin that runs after the warmup (its own step 0 comes at step ``W``).
+        start_factor: factor at step 0. Default 0.0.
+        mode: ``"linear"`` or ``"exponential"``.
+        last_epoch: the index of the last step (-1 to start).
+    """
+
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, scheduler: LRScheduler | None = None,
+                 start_factor: float = 0.0, mode: str = "linear", last_epoch: int = -1) -> None:
+        if scheduler is not None:
+            _closed_form_children(type(self).__name__, [scheduler], optimizer)
+        self._schedulers = [scheduler] if scheduler is not None else []
+        self.warmup_steps = warmup_steps
+        self.start_factor = start_factor
+        self.mode = mode
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        after = [s._schedules[g] for g in range(len(self.base_lrs)) for s in self._schedulers] or \
+            [Schedule.constant()] * len(self.base_lrs)
+        return [Schedule.warmup(s, self.warmup_steps, self.start_factor, self.mode) for s in after]
+
+
+class WSDLR(LRScheduler):
+    r"""Warmup-stable-decay (not in torch); see :func:`fusedlr.schedules.wsd` for the formula."""
+
+    def __init__(self, optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, decay_steps: int | None = None,
+                 decay: str = "linear", min_factor: float = 0.0, warmup_start_factor: float = 0.0,
+                 last_epoch: int = -1) -> None:
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+        self.decay_steps = decay_steps if decay_steps is not None else max(1, round(0.1 * total_steps))
+        self.decay = decay
+        self.min_factor = min_factor
+        self.warmup_start_factor = warmup_start_factor
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.wsd(self.total_steps, self.warmup_steps, self.decay_steps, self.decay, self.min_factor,
+                             self.warmup_start_factor)] * len(self.base_lrs)
+
+
+class InverseSqrtLR(LRScheduler):
+    r"""Linear warmup then inverse square-root decay (not in torch; the Transformer schedule).
+
+    .. math:: \eta_t = \eta_0 \frac{t}{W} \;(t < W), \qquad \eta_t = \eta_0 \sqrt{W / t} \;(t \ge W)
+
+    With ``warmup_steps=0``: :math:`\eta_0 / \sqrt{1 + t}`.
+    """
+
+    def __init__(self, optimizer: Optimizer, warmup_steps: int = 0, last_epoch: int = -1) -> None:
+        self.warmup_steps = warmup_steps
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        w = self.warmup_steps
+        s = Schedule.inverse_sqrt(float(max(w, 1)))
+        return [Schedule.warmup(s, w, 0.0, "linear") if w > 0 else s] * len(self.base_lrs)
+
+
+class InverseTimeLR(LRScheduler):
+    r"""Time-based (inverse-time) decay (not in torch; Keras' ``InverseTimeDecay``).
+
+    .. math:: \eta_t = \frac{\eta_0}{1 + k\, t / \text{decay\_steps}}
+    """
+
+    def __init__(self, optimizer: Optimizer, decay_rate: float, decay_steps: int = 1, staircase: bool = False,
+                 last_epoch: int = -1) -> None:
+        self.decay_rate = decay_rate
+        self.decay_steps = decay_steps
+        self.staircase = staircase
+        super().__init__(optimizer, last_epoch)
+
+    def _build(self) -> list[Schedule]:
+        return [Schedule.inverse_time(self.decay_rate, self.decay_steps, self.staircase)] * len(self.base_lrs)

@@ -1,0 +1,471 @@
+r"""Composable closed-form learning-rate schedules (thin over :class:`fusedlr._C.Schedule`).
+
+Every function returns a :class:`Schedule`, a small plain-data object whose formula lives in
+``cpp/include/fusedlr/schedule.h`` (the only copy of the math; nothing here computes a rate).
+``s(step, base_lr=1.0)`` is the learning rate at ``step`` for an optimizer group whose initial
+learning rate is ``base_lr``; with the default ``1.0`` the value reads as a factor. Any step is
+computed directly, so resuming at step ``k`` gives exactly the values of an uninterrupted run.
+``s.curve(n, start=0, base_lr=1.0)`` evaluates ``n`` consecutive steps in C++ into a NumPy array.
+
+Steps count from 0 (the first optimizer step uses ``s(0)``); steps below 0 count as 0. Past the
+end of a finite schedule the last value is held. Below, :math:`b` is ``base_lr`` and :math:`t`
+the step.
+
+Composites join pieces: :func:`sequential` runs each piece from its boundary on, the piece
+seeing ``step - boundary``; :func:`chained` feeds each schedule's value to the next as its base
+(the product of multiplicative schedules); :func:`warmup` puts a ramp in front of any schedule.
+A schedule holds at most ``Schedule.max_nodes`` nodes (``Schedule.max_values`` milestones) so it
+stays a fixed-size struct that a CUDA kernel takes by value; composing beyond that raises
+``ValueError``.
+
+Example:
+    >>> from fusedlr import schedules as S
+    >>> s = S.warmup(S.cosine(T_max=90, eta_min=0.0), steps=10)
+    >>> [round(s(t, base_lr=0.1), 4) for t in (0, 5, 10, 55, 100, 200)]
+    [0.0, 0.05, 0.1, 0.05, 0.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ._C import Schedule
+
+__all__ = [
+    "Schedule",
+    "chained",
+    "constant",
+    "cosine",
+    "cosine_restarts",
+    "cyclic",
+    "exponential",
+    "inverse_sqrt",
+    "inverse_time",
+    "linear",
+    "multistep",
+    "one_cycle",
+    "piecewise_constant",
+    "piecewise_linear",
+    "polynomial",
+    "sequential",
+    "step",
+    "steps_per_epoch",
+    "warmup",
+    "wsd",
+]
+
+
+def constant(factor: float = 1.0, total_steps: int | None = None) -> Schedule:
+    r"""A constant factor of the base learning rate, optionally for the first ``total_steps`` only.
+
+    .. math:: \eta_t = \begin{cases} b \cdot \text{factor} & t < \text{total\_steps} \\ b & \text{otherwise} \end{cases}
+
+    Args:
+        factor: multiplies ``base_lr`` (>= 0). Default 1.0.
+        total_steps: steps the factor applies (then ``base_lr``); ``None``: all steps.
+
+    Example:
+        >>> constant(0.5, total_steps=3).curve(5).tolist()
+        [0.5, 0.5, 0.5, 1.0, 1.0]
+    """
+    return Schedule.constant(factor, total_steps)
+
+
+def step(step_size: int, gamma: float = 0.1) -> Schedule:
+    r"""Decay by ``gamma`` every ``step_size`` steps (torch's ``StepLR``).
+
+    .. math:: \eta_t = b \cdot \gamma^{\lfloor t / \text{step\_size} \rfloor}
+
+    Args:
+        step_size: steps between decays (> 0).
+        gamma: decay factor (> 0). Default 0.1.
+
+    Example:
+        >>> step(2, gamma=0.5).curve(5).tolist()
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+    return Schedule.step(step_size, gamma)
+
+
+def multistep(milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
+    r"""Decay by ``gamma`` at each milestone (torch's ``MultiStepLR``; a repeated milestone counts twice).
+
+    .. math:: \eta_t = b \cdot \gamma^{\#\{m \in \text{milestones} : m \le t\}}
+
+    Args:
+        milestones: steps (>= 0) at which the rate is multiplied by ``gamma``; any order.
+        gamma: decay factor (> 0). Default 0.1.
+
+    Example:
+        >>> multistep([1, 3], gamma=0.5).curve(4).tolist()
+        [1.0, 0.5, 0.5, 0.25]
+    """
+    return Schedule.multistep(list(milestones), gamma)
+
+
+def linear(start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_steps: int = 5) -> Schedule:
+    r"""Linear interpolation of the factor from ``start_factor`` to ``end_factor`` (torch's ``LinearLR``).
+
+    .. math:: \eta_t = b \left(s + (e - s) \frac{\min(t, T)}{T}\right)
+
+    Args:
+        start_factor: factor at step 0 (>= 0). Default 1/3.
+        end_factor: factor from ``total_steps`` on (>= 0). Default 1.0.
+        total_steps: length of the ramp :math:`T` in steps (> 0). Default 5.
+
+    Example:
+        >>> linear(0.0, 1.0, 4).curve(6).tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+    return Schedule.linear(start_factor, end_factor, total_steps)
+
+
+def exponential(gamma: float | None = None, *, rate: float | None = None) -> Schedule:
+    r"""Exponential decay, by a factor per step or by a continuous rate (give exactly one).
+
+    .. math:: \eta_t = b \cdot \gamma^t \qquad\text{or}\qquad \eta_t = b \cdot e^{-k t}
+
+    Args:
+        gamma: factor per step (> 0), as torch's ``ExponentialLR``.
+        rate: continuous decay rate :math:`k` per step.
+
+    Example:
+        >>> exponential(0.5).curve(3).tolist()
+        [1.0, 0.5, 0.25]
+    """
+    return Schedule.exponential(gamma, rate)
+
+
+def inverse_time(rate: float, decay_steps: int = 1, staircase: bool = False) -> Schedule:
+    r"""Inverse-time ("time-based") decay, as Keras' ``InverseTimeDecay``.
+
+    .. math:: \eta_t = \frac{b}{1 + k \, t / \text{decay\_steps}}
+        \quad(\lfloor t / \text{decay\_steps} \rfloor \text{ when staircase})
+
+    Args:
+        rate: decay rate :math:`k` (>= 0).
+        decay_steps: steps per unit of decay (> 0). Default 1.
+        staircase: decay in whole units of ``decay_steps``. Default False.
+
+    Example:
+        >>> inverse_time(1.0).curve(4).tolist()
+        [1.0, 0.5, 0.3333333333333333, 0.25]
+    """
+    return Schedule.inverse_time(rate, decay_steps, staircase)
+
+
+def polynomial(total_steps: int = 5, power: float = 1.0, end_factor: float = 0.0) -> Schedule:
+    r"""Polynomial decay to ``end_factor * base_lr`` over ``total_steps`` (torch's ``PolynomialLR`` when ``end_factor=0``).
+
+    .. math:: \eta_t = (b - e)\left(1 - \frac{\min(t, T)}{T}\right)^{p} + e, \qquad e = b \cdot \text{end\_factor}
+
+    Args:
+        total_steps: :math:`T`, steps of the decay (> 0). Default 5.
+        power: :math:`p` (>= 0). Default 1.0.
+        end_factor: the floor as a factor of ``base_lr``. Default 0.0.
+
+    Example:
+        >>> polynomial(4, power=2.0).curve(5).tolist()
+        [1.0, 0.5625, 0.25, 0.0625, 0.0]
+    """
+    return Schedule.polynomial(total_steps, power, end_factor)
+
+
+def cosine(T_max: int, eta_min: float = 0.0, periodic: bool = False) -> Schedule:
+    r"""Cosine annealing from ``base_lr`` to ``eta_min`` over ``T_max`` steps (SGDR without restarts).
+
+    .. math:: \eta_t = \eta_{min} + \frac{b - \eta_{min}}{2}\left(1 + \cos\frac{\pi \min(t, T_{max})}{T_{max}}\right)
+
+    With ``periodic=True`` :math:`t` is not clamped: the rate rises back after ``T_max`` and
+    repeats every ``2 * T_max`` steps, which is what torch's ``CosineAnnealingLR`` does.
+
+    Args:
+        T_max: steps from ``base_lr`` to ``eta_min`` (> 0).
+        eta_min: the minimum learning rate (absolute, not a factor). Default 0.0.
+        periodic: continue the cosine past ``T_max`` instead of holding ``eta_min``. Default False.
+
+    Example:
+        >>> cosine(2).curve(4).round(12).tolist()
+        [1.0, 0.5, 0.0, 0.0]
+
+    Reference: Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts (2017).
+    """
+    return Schedule.cosine(T_max, eta_min, periodic)
+
+
+def cosine_restarts(T_0: int, T_mult: float = 1.0, eta_min: float = 0.0, reach_min: bool = False) -> Schedule:
+    r"""Cosine annealing with warm restarts (SGDR; torch's ``CosineAnnealingWarmRestarts``).
+
+    Cycle :math:`i` starts at :math:`B_i = \operatorname{round}(T_0 (m^i - 1)/(m - 1))`
+    (:math:`i T_0` when :math:`m = 1`) and lasts :math:`L_i = B_{i+1} - B_i` steps; with
+    :math:`c = t - B_i`:
+
+    .. math:: \eta_t = \eta_{min} + \frac{b - \eta_{min}}{2}\left(1 + \cos\frac{\pi c}{L_i}\right)
+        \quad\left(\frac{\pi c}{L_i - 1} \text{ when reach\_min}\right)
+
+    Args:
+        T_0: steps of the first cycle (> 0).
+        T_mult: growth of the cycle length :math:`m` (>= 1; need not be an integer). Default 1.
+        eta_min: minimum learning rate (absolute). Default 0.0.
+        reach_min: end every cycle exactly at ``eta_min`` (torch's curve stops one step short of
+            it). Default False, torch's behaviour.
+
+    Example:
+        >>> cosine_restarts(2, reach_min=True).curve(4).round(12).tolist()
+        [1.0, 0.0, 1.0, 0.0]
+    """
+    return Schedule.cosine_restarts(T_0, T_mult, eta_min, reach_min)
+
+
+def cyclic(
+    base_lr: float,
+    max_lr: float,
+    step_size_up: float = 2000,
+    step_size_down: float | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+    inverted: bool = False,
+) -> Schedule:
+    r"""Cyclical learning rate between two absolute bounds (torch's ``CyclicLR``; ignores ``base_lr`` of the call).
+
+    With :math:`S = \text{up} + \text{down}`, :math:`r = \text{up}/S`,
+    :math:`c = \lfloor 1 + t/S \rfloor` and :math:`x = 1 + t/S - c`:
+
+    .. math:: \eta_t = \eta_{lo} + (\eta_{hi} - \eta_{lo}) \cdot f(x) \cdot g, \qquad
+        f(x) = \begin{cases} x / r & x \le r \\ (x - 1)/(r - 1) & \text{otherwise} \end{cases}
+
+    and :math:`g = 1` (triangular), :math:`2^{1-c}` (triangular2) or :math:`\gamma^t` (exp_range).
+    ``inverted`` gives :math:`\eta_{hi} - (\eta_{hi} - \eta_{lo}) f(x) g`, torch's momentum cycle.
+
+    Args:
+        base_lr: lower bound :math:`\eta_{lo}` (>= 0).
+        max_lr: upper bound :math:`\eta_{hi}` (>= base_lr).
+        step_size_up: steps of the rising half (> 0). Default 2000.
+        step_size_down: steps of the falling half; ``None``: ``step_size_up``.
+        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+        gamma: factor per step of ``exp_range``. Default 1.0.
+        inverted: start at ``max_lr`` and dip to ``base_lr``. Default False.
+
+    Example:
+        >>> cyclic(0.0, 1.0, step_size_up=2).curve(5).tolist()
+        [0.0, 0.5, 1.0, 0.5, 0.0]
+
+    Reference: Smith, Cyclical Learning Rates for Training Neural Networks (2017).
+    """
+    return Schedule.cyclic(base_lr, max_lr, step_size_up, step_size_down, mode, gamma, inverted)
+
+
+def one_cycle(
+    max_lr: float,
+    total_steps: int,
+    pct_start: float = 0.3,
+    anneal_strategy: str = "cos",
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
+) -> Schedule:
+    r"""The 1cycle policy (torch's ``OneCycleLR``), absolute values; ignores ``base_lr`` of the call.
+
+    With :math:`\eta_0 = \eta_{max}/\text{div\_factor}` and
+    :math:`\eta_{end} = \eta_0/\text{final\_div\_factor}`: from :math:`\eta_0` up to
+    :math:`\eta_{max}` by step :math:`e_1 = \text{pct\_start}\cdot T - 1`, then down to
+    :math:`\eta_{end}` by step :math:`T - 1` (three-phase: down to :math:`\eta_0` by
+    :math:`2 e_1`, then to :math:`\eta_{end}`). Within a phase from :math:`a` to :math:`z`, with
+    :math:`p` the fraction of the phase done:
+
+    .. math:: \eta = z + \frac{a - z}{2}(1 + \cos \pi p) \quad\text{(cos)}, \qquad \eta = a + (z - a)\,p \quad\text{(linear)}
+
+    From step :math:`T - 1` on, :math:`\eta_{end}` is held (torch raises past step :math:`T`).
+
+    Args:
+        max_lr: the peak learning rate.
+        total_steps: :math:`T`, steps of the cycle (> 0).
+        pct_start: fraction of the steps spent rising. Default 0.3.
+        anneal_strategy: ``"cos"`` or ``"linear"``. Default ``"cos"``.
+        div_factor: :math:`\eta_{max}/\eta_0`. Default 25.
+        final_div_factor: :math:`\eta_0/\eta_{end}`. Default 1e4.
+        three_phase: the three-phase variant. Default False.
+
+    Example:
+        >>> s = one_cycle(1.0, total_steps=10, pct_start=0.5, anneal_strategy="linear", div_factor=2.0)
+        >>> [round(s(t), 9) for t in (0, 4, 9, 100)]
+        [0.5, 1.0, 5e-05, 5e-05]
+
+    Reference: Smith & Topin, Super-Convergence (2018).
+    """
+    initial = max_lr / div_factor
+    return Schedule.one_cycle(total_steps, initial, max_lr, initial / final_div_factor, pct_start, anneal_strategy,
+                              three_phase)
+
+
+def inverse_sqrt(timescale: float = 1.0) -> Schedule:
+    r"""Inverse square-root decay (Transformers; put :func:`warmup` in front for the usual ramp).
+
+    .. math:: \eta_t = \frac{b}{\sqrt{1 + t / \tau}}
+
+    ``warmup(inverse_sqrt(W), W)`` is the schedule of Vaswani et al. (2017) up to the peak:
+    :math:`b \sqrt{W / t}` after :math:`W` warmup steps.
+
+    Args:
+        timescale: :math:`\tau` in steps (> 0). Default 1.0.
+
+    Example:
+        >>> inverse_sqrt(1.0).curve(4).tolist()
+        [1.0, 0.7071067811865475, 0.5773502691896258, 0.5]
+    """
+    return Schedule.inverse_sqrt(timescale)
+
+
+def wsd(
+    total_steps: int,
+    warmup_steps: int = 0,
+    decay_steps: int | None = None,
+    decay: str = "linear",
+    min_factor: float = 0.0,
+    warmup_start_factor: float = 0.0,
+) -> Schedule:
+    r"""Warmup-stable-decay (trapezoidal): ramp, hold ``base_lr``, decay over the last ``decay_steps``.
+
+    With :math:`W` warmup steps, decay starting at :math:`S = T - D` and :math:`q = \min(1, (t - S)/D)`:
+
+    .. math:: \eta_t = \begin{cases}
+        b\,(s_0 + (1 - s_0)\, t / W) & t < W \\
+        b & W \le t < S \\
+        b\,(m + (1 - m)\, g(q)) & t \ge S \end{cases}
+
+    with :math:`g(q) = 1 - q` (linear), :math:`(1 + \cos \pi q)/2` (cosine) or
+    :math:`1 - \sqrt{q}` (sqrt). The rate reaches :math:`m b` at :math:`T` and is held after.
+
+    Args:
+        total_steps: :math:`T` (> 0).
+        warmup_steps: :math:`W` (>= 0). Default 0.
+        decay_steps: :math:`D` (> 0, :math:`W + D \le T`); ``None``: 10% of ``total_steps`` (at least 1).
+        decay: ``"linear"``, ``"cosine"`` or ``"sqrt"`` (1 - sqrt). Default ``"linear"``.
+        min_factor: :math:`m`, the final factor. Default 0.0.
+        warmup_start_factor: :math:`s_0`. Default 0.0.
+
+    Example:
+        >>> wsd(6, warmup_steps=2, decay_steps=2).curve(7).tolist()
+        [0.0, 0.5, 1.0, 1.0, 1.0, 0.5, 0.0]
+
+    Reference: Hägele et al., Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations (2024).
+    """
+    if decay_steps is None:
+        decay_steps = max(1, round(0.1 * total_steps))
+    return Schedule.wsd(total_steps, warmup_steps, decay_steps, decay, min_factor, warmup_start_factor)
+
+
+def piecewise_constant(boundaries: Sequence[int], factors: Sequence[float]) -> Schedule:
+    r"""Constant factors between boundaries.
+
+    .. math:: \eta_t = b \cdot \text{factors}[i], \qquad i = \#\{k : \text{boundaries}[k] \le t\}
+
+    Args:
+        boundaries: strictly increasing steps (>= 0).
+        factors: one more than ``boundaries``.
+
+    Example:
+        >>> piecewise_constant([2], [1.0, 0.1]).curve(4).tolist()
+        [1.0, 1.0, 0.1, 0.1]
+    """
+    return Schedule.piecewise_constant(list(boundaries), list(factors))
+
+
+def piecewise_linear(steps: Sequence[int], factors: Sequence[float]) -> Schedule:
+    r"""Linear interpolation between ``(steps[k], factors[k])``; held before the first and after the last.
+
+    .. math:: \eta_t = b \left(y_k + (y_{k+1} - y_k)\frac{t - x_k}{x_{k+1} - x_k}\right), \qquad x_k \le t < x_{k+1}
+
+    Args:
+        steps: strictly increasing steps (>= 0), at least one.
+        factors: factor at each of ``steps``.
+
+    Example:
+        >>> piecewise_linear([0, 2, 4], [0.0, 1.0, 0.0]).curve(6).tolist()
+        [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
+    """
+    return Schedule.piecewise_linear(list(steps), list(factors))
+
+
+def warmup(schedule: Schedule, steps: int, start_factor: float = 0.0, mode: str = "linear") -> Schedule:
+    r"""Put a warmup ramp in front of any schedule, which then starts (at its own step 0) after it.
+
+    .. math:: \eta_t = \begin{cases} w(t)\; s(0) & t < W \\ s(t - W) & t \ge W \end{cases}, \qquad
+        w(t) = s_0 + (1 - s_0)\frac{t}{W} \;\text{(linear)}, \quad w(t) = s_0^{\,1 - t/W} \;\text{(exponential)}
+
+    Args:
+        schedule: the schedule after the warmup.
+        steps: :math:`W`, warmup steps (>= 0).
+        start_factor: :math:`s_0`, the factor at step 0 (> 0 for exponential). Default 0.0.
+        mode: ``"linear"`` or ``"exponential"``. Default ``"linear"``.
+
+    Example:
+        >>> warmup(constant(), steps=4).curve(6).tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+    return Schedule.warmup(schedule, steps, start_factor, mode)
+
+
+def sequential(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    r"""Run ``schedules[i]`` from ``boundaries[i-1]`` on; it sees the step counted from its boundary.
+
+    .. math:: \eta_t = s_i(t - B_{i-1}, b), \qquad i = \#\{k : B_k \le t\}, \; B_{-1} = 0
+
+    Nestable; a boundary of 0 (or two equal boundaries) skips a schedule, like torch's
+    ``SequentialLR`` milestones.
+
+    Args:
+        schedules: the pieces, in order.
+        boundaries: non-decreasing steps (>= 0), one fewer than ``schedules``.
+
+    Example:
+        >>> sequential([constant(0.1), constant(1.0)], [2]).curve(4).tolist()
+        [0.1, 0.1, 1.0, 1.0]
+    """
+    return Schedule.sequential(list(schedules), list(boundaries))
+
+
+def chained(schedules: Sequence[Schedule]) -> Schedule:
+    r"""Apply schedules one after another, each one's value being the next one's base rate.
+
+    .. math:: \eta_t = s_n(t, \ldots s_2(t, s_1(t, b)))
+
+    For multiplicative schedules (all but cyclic/one_cycle and the ``eta_min`` part of the cosines)
+    this is the product of their factors, which is what torch's ``ChainedScheduler`` computes.
+
+    Args:
+        schedules: applied first to last.
+
+    Example:
+        >>> chained([constant(0.5, total_steps=2), step(1, gamma=0.5)]).curve(3).tolist()
+        [0.5, 0.25, 0.25]
+    """
+    return Schedule.chained(list(schedules))
+
+
+def steps_per_epoch(num_samples: int, batch_size: int, drop_last: bool = False, accumulation_steps: int = 1) -> int:
+    r"""Optimizer steps in one epoch, to express epoch-based arguments in steps.
+
+    .. math:: \left\lceil \frac{\text{batches}}{\text{accumulation\_steps}} \right\rceil, \qquad
+        \text{batches} = \lfloor n / B \rfloor \text{ (drop\_last) or } \lceil n / B \rceil
+
+    Args:
+        num_samples: samples per epoch (``len(dataset)``).
+        batch_size: samples per batch (> 0).
+        drop_last: the data loader drops the last incomplete batch. Default False.
+        accumulation_steps: batches per optimizer step (> 0). Default 1.
+
+    Example:
+        >>> cosine(T_max=90 * steps_per_epoch(50_000, 128)).kind
+        'cosine'
+        >>> steps_per_epoch(50_000, 128)
+        391
+    """
+    for name, value in (("batch_size", batch_size), ("accumulation_steps", accumulation_steps)):
+        if value <= 0:
+            raise ValueError(f"steps_per_epoch: {name} must be > 0, got {value!r}")
+    if num_samples < 0:
+        raise ValueError(f"steps_per_epoch: num_samples must be >= 0, got {num_samples!r}")
+    batches = num_samples // batch_size if drop_last else math.ceil(num_samples / batch_size)
+    return math.ceil(batches / accumulation_steps)

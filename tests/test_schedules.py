@@ -1,0 +1,380 @@
+"""fusedlr.schedules: the closed forms against independent NumPy formulas and torch's schedulers."""
+
+from __future__ import annotations
+
+import doctest
+import inspect
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import fusedlr
+from fusedlr import schedules as S
+
+# Our formulas against NumPy versions of the same formula: only rounding differs.
+NUMPY_RTOL = 1e-12
+
+N = 400
+T = np.arange(N, dtype=np.float64)
+
+
+def close(actual, expected, rtol=NUMPY_RTOL, atol=1e-15):
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def torch_lrs(make, n, lr=1.0):
+    """The lr torch's scheduler gives at steps 0..n-1 (one param group, initial lr `lr`)."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, momentum=0.9)
+    sched = make(opt)
+    out = []
+    for _ in range(n):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(out)
+
+
+# --- each schedule against an independent NumPy closed form ----------------------------------------
+
+def test_constant():
+    close(S.constant(0.3, total_steps=10).curve(N), np.where(T < 10, 0.3, 1.0))
+    close(S.constant(0.3).curve(N), np.full(N, 0.3))
+
+
+def test_step():
+    close(S.step(7, gamma=0.5).curve(N), 0.5 ** np.floor(T / 7))
+
+
+def test_multistep_counts_repeated_milestones():
+    ms = [30, 10, 10, 200]
+    expected = 0.3 ** np.array([sum(m <= t for m in ms) for t in T])
+    close(S.multistep(ms, gamma=0.3).curve(N), expected)
+
+
+def test_linear():
+    close(S.linear(0.1, 0.7, 150).curve(N), 0.1 + (0.7 - 0.1) * np.minimum(T, 150) / 150)
+
+
+def test_exponential_gamma_and_rate():
+    close(S.exponential(0.99).curve(N), 0.99**T)
+    close(S.exponential(rate=0.01).curve(N), np.exp(-0.01 * T))
+
+
+def test_inverse_time():
+    close(S.inverse_time(0.5, decay_steps=10).curve(N), 1 / (1 + 0.5 * T / 10))
+    close(S.inverse_time(0.5, decay_steps=10, staircase=True).curve(N), 1 / (1 + 0.5 * np.floor(T / 10)))
+
+
+def test_polynomial():
+    close(S.polynomial(300, power=2.5, end_factor=0.1).curve(N),
+          0.9 * (1 - np.minimum(T, 300) / 300) ** 2.5 + 0.1)
+
+
+def test_cosine_holds_eta_min_after_T_max():
+    expected = 0.01 + (1 - 0.01) * (1 + np.cos(np.pi * np.minimum(T, 100) / 100)) / 2
+    close(S.cosine(100, eta_min=0.01).curve(N), expected)
+
+
+def test_cosine_periodic():
+    close(S.cosine(100, eta_min=0.01, periodic=True).curve(N), 0.01 + 0.99 * (1 + np.cos(np.pi * T / 100)) / 2)
+
+
+def restarts_reference(t, T_0, T_mult, eta_min, reach_min):
+    """Walk the cycles one by one (no logarithms)."""
+    i, start = 0, 0
+    while True:
+        nxt = T_0 * i + T_0 if T_mult == 1 else round(T_0 * (T_mult ** (i + 1) - 1) / (T_mult - 1))
+        if t < nxt:
+            break
+        i, start = i + 1, nxt
+    length = nxt - start
+    frac = (t - start) / (length - 1 if reach_min and length > 1 else length)
+    return eta_min + (1 - eta_min) * (1 + math.cos(math.pi * frac)) / 2
+
+
+@pytest.mark.parametrize("T_mult", [1.0, 2.0, 1.5, 3.0])
+@pytest.mark.parametrize("reach_min", [False, True])
+def test_cosine_restarts(T_mult, reach_min):
+    s = S.cosine_restarts(7, T_mult=T_mult, eta_min=0.05, reach_min=reach_min)
+    close(s.curve(3000), [restarts_reference(t, 7, T_mult, 0.05, reach_min) for t in range(3000)])
+
+
+def test_cosine_restarts_reach_min_ends_each_cycle_at_eta_min():
+    s = S.cosine_restarts(10, T_mult=2.0, eta_min=0.05, reach_min=True)
+    for end in (9, 29, 69):  # last step of the cycles [0, 10), [10, 30), [30, 70)
+        assert s(end) == pytest.approx(0.05, abs=1e-15)
+        assert s(end + 1) == pytest.approx(1.0)
+
+
+def cyclic_reference(t, lo, hi, up, down, mode, gamma):
+    total = up + down
+    cycle = np.floor(1 + t / total)
+    x = 1 + t / total - cycle
+    sf = np.where(x <= up / total, x / (up / total), (x - 1) / (up / total - 1))
+    scale = {"triangular": 1.0, "triangular2": 1 / 2.0 ** (cycle - 1), "exp_range": gamma**t}[mode]
+    return lo + (hi - lo) * sf * scale
+
+
+@pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
+def test_cyclic(mode):
+    s = S.cyclic(0.01, 0.1, step_size_up=20, step_size_down=35, mode=mode, gamma=0.995)
+    close(s.curve(N), cyclic_reference(T, 0.01, 0.1, 20, 35, mode, 0.995))
+    inv = S.cyclic(0.8, 0.9, step_size_up=20, step_size_down=35, mode=mode, gamma=0.995, inverted=True)
+    close(inv.curve(N), 0.9 - (cyclic_reference(T, 0.8, 0.9, 20, 35, mode, 0.995) - 0.8))
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+@pytest.mark.parametrize("anneal", ["cos", "linear"])
+def test_one_cycle(three_phase, anneal):
+    total, pct = 300, 0.25
+    s = S.one_cycle(2.0, total, pct_start=pct, anneal_strategy=anneal, div_factor=10.0, final_div_factor=100.0,
+                    three_phase=three_phase)
+    lo, peak, end = 0.2, 2.0, 0.002
+    e1 = pct * total - 1
+    phases = [(0, e1, lo, peak)]
+    phases += [(e1, 2 * e1, peak, lo), (2 * e1, total - 1, lo, end)] if three_phase else [(e1, total - 1, peak, end)]
+
+    def ref(t):
+        for a, z, x0, x1 in phases:
+            if t <= z or z == total - 1:
+                p = (t - a) / (z - a)
+                return x1 + (x0 - x1) / 2 * (1 + math.cos(math.pi * p)) if anneal == "cos" else x0 + (x1 - x0) * p
+        raise AssertionError
+
+    close(s.curve(total), [ref(t) for t in range(total)])
+    assert s(0) == pytest.approx(lo)
+    assert s(int(e1)) == pytest.approx(peak, rel=1e-3)
+    assert s(total - 1) == pytest.approx(end) and s(total) == s(total - 1) and s(10 * total) == s(total - 1)
+
+
+def test_inverse_sqrt_and_its_warmup_form():
+    close(S.inverse_sqrt(50.0).curve(N), 1 / np.sqrt(1 + T / 50))
+    w = S.warmup(S.inverse_sqrt(100.0), 100)
+    t = np.arange(1, N)
+    close(w.curve(N)[100:], np.sqrt(100 / t[99:]))  # sqrt(W / t) after W warmup steps (Vaswani et al.)
+    close(w.curve(100), T[:100] / 100)
+
+
+@pytest.mark.parametrize("decay,g", [("linear", lambda q: 1 - q), ("cosine", lambda q: (1 + np.cos(np.pi * q)) / 2),
+                                     ("sqrt", lambda q: 1 - np.sqrt(q))])
+def test_wsd(decay, g):
+    s = S.wsd(300, warmup_steps=40, decay_steps=60, decay=decay, min_factor=0.1, warmup_start_factor=0.2)
+    q = np.clip((T - 240) / 60, 0, 1)
+    expected = np.where(T < 40, 0.2 + 0.8 * T / 40, np.where(T < 240, 1.0, 0.1 + 0.9 * g(q)))
+    close(s.curve(N), expected)
+    assert s(300) == pytest.approx(0.1) and s(10_000) == pytest.approx(0.1)
+
+
+def test_piecewise_constant():
+    s = S.piecewise_constant([10, 50, 51], [1.0, 0.5, 0.2, 0.05])
+    close(s.curve(N), np.select([T < 10, T < 50, T < 51], [1.0, 0.5, 0.2], 0.05))
+
+
+def test_piecewise_linear_holds_outside():
+    xs, ys = [20, 100, 250], [0.1, 1.0, 0.3]
+    close(S.piecewise_linear(xs, ys).curve(N), np.interp(T, xs, ys))
+
+
+# --- composition -------------------------------------------------------------------------------------
+
+def test_warmup_linear_and_exponential():
+    inner = S.cosine(200, eta_min=0.0)
+    w = S.warmup(inner, 30, start_factor=0.1)
+    close(w.curve(30), 0.1 + 0.9 * T[:30] / 30)
+    close(w.curve(N - 30, start=30), inner.curve(N - 30))
+    e = S.warmup(inner, 30, start_factor=0.01, mode="exponential")
+    close(e.curve(30), 0.01 ** (1 - T[:30] / 30))
+    assert np.all(np.diff(e.curve(31)) > 0)
+
+
+def test_sequential_pieces_see_step_minus_boundary():
+    a, b, c = S.linear(0.1, 1.0, 20), S.cosine(100), S.exponential(0.9)
+    s = S.sequential([a, b, c], [20, 120])
+    close(s.curve(20), a.curve(20))
+    close(s.curve(100, start=20), b.curve(100))
+    close(s.curve(50, start=120), c.curve(50))
+
+
+def test_sequential_boundary_zero_and_equal_boundaries_skip_pieces():
+    a, b, c = S.constant(0.1), S.constant(0.5), S.exponential(0.9)
+    assert np.array_equal(S.sequential([a, b], [0]).curve(10), b.curve(10))
+    assert np.array_equal(S.sequential([a, b, c], [5, 5]).curve(20), np.r_[a.curve(5), c.curve(15)])
+
+
+def test_sequential_nests():
+    inner = S.sequential([S.constant(0.5), S.exponential(0.9)], [10])
+    outer = S.sequential([S.warmup(S.constant(), 5), inner, S.constant(0.01)], [5, 40])
+    expected = np.r_[T[:5] / 5, np.full(10, 0.5), 0.9 ** np.arange(25), np.full(N - 40, 0.01)]
+    close(outer.curve(N), expected)
+
+
+def test_chained_multiplies_factors():
+    parts = [S.constant(0.1, total_steps=50), S.exponential(0.99), S.step(30, 0.5)]
+    close(S.chained(parts).curve(N), np.prod([p.curve(N) for p in parts], axis=0))
+
+
+def test_chained_feeds_each_value_as_the_next_base():
+    # The cosine's eta_min is absolute: chained(c, cos) = eta_min + (c * b - eta_min) * ...
+    s = S.chained([S.constant(0.5), S.cosine(100, eta_min=0.1)])
+    close(s.curve(N, base_lr=2.0), S.cosine(100, eta_min=0.1).curve(N, base_lr=1.0))
+
+
+def test_too_many_nodes_is_a_value_error():
+    s = S.constant()
+    for _ in range(S.Schedule.max_nodes - 1):
+        s = S.warmup(s, 1)
+    assert s.num_nodes == S.Schedule.max_nodes
+    with pytest.raises(ValueError, match="kMaxScheduleNodes"):
+        S.warmup(s, 1)
+    with pytest.raises(ValueError, match="kMaxScheduleValues"):
+        S.multistep(list(range(S.Schedule.max_values + 1)))
+
+
+# --- torch's schedulers as the reference --------------------------------------------------------------
+
+TORCH_EQUIVALENTS = [
+    (lambda: S.step(9, 0.7), lambda o: torch.optim.lr_scheduler.StepLR(o, 9, 0.7)),
+    (lambda: S.multistep([5, 80, 80], 0.5), lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [5, 80, 80], 0.5)),
+    (lambda: S.constant(0.2, 33), lambda o: torch.optim.lr_scheduler.ConstantLR(o, 0.2, 33)),
+    (lambda: S.linear(0.05, 0.8, 120), lambda o: torch.optim.lr_scheduler.LinearLR(o, 0.05, 0.8, 120)),
+    (lambda: S.exponential(0.985), lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.985)),
+    (lambda: S.polynomial(250, 1.7), lambda o: torch.optim.lr_scheduler.PolynomialLR(o, 250, 1.7)),
+    (lambda: S.cosine(90, 0.003, periodic=True), lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 90, 0.003)),
+    (lambda: S.cosine_restarts(11, 2.0, 0.001),
+     lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, 11, 2, 0.001)),
+    (lambda: S.cyclic(0.02, 0.4, 25, 40, "triangular2"),
+     lambda o: torch.optim.lr_scheduler.CyclicLR(o, 0.02, 0.4, 25, 40, "triangular2")),
+    (lambda: S.one_cycle(0.4, N, 0.3), lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 0.4, total_steps=N)),
+]
+
+
+@pytest.mark.parametrize("ours,theirs", TORCH_EQUIVALENTS, ids=[f"{i}" for i in range(len(TORCH_EQUIVALENTS))])
+def test_matches_torch_scheduler(ours, theirs):
+    s = ours()
+    np.testing.assert_allclose(s.curve(N, base_lr=0.4), torch_lrs(theirs, N, lr=0.4), rtol=1e-12, atol=0)
+
+
+# --- values at the landmarks; monotonicity where promised ---------------------------------------------
+
+MONOTONE_DOWN = [S.step(10), S.multistep([3, 30]), S.exponential(0.9), S.inverse_time(0.1), S.polynomial(100),
+                 S.cosine(100), S.inverse_sqrt(10.0), S.wsd(100, 0, 50, "sqrt")]
+
+
+@pytest.mark.parametrize("s", MONOTONE_DOWN, ids=repr)
+def test_decays_never_increase(s):
+    c = s.curve(1000)
+    assert c[0] == 1.0 and np.all(np.diff(c) <= 0) and c[-1] < 1.0
+
+
+def test_landmarks():
+    c = S.cosine(100, eta_min=0.1)
+    assert (c(0), c(50), c(100), c(101)) == (1.0, pytest.approx(0.55), pytest.approx(0.1), pytest.approx(0.1))
+    w = S.warmup(S.cosine(100), 10, start_factor=0.0)
+    assert w(0) == 0.0 and w(10) == 1.0 and np.argmax(w.curve(200)) == 10 and w(110) == pytest.approx(0.0, abs=1e-16)
+    lin = S.linear(0.0, 1.0, 10)
+    assert np.all(np.diff(lin.curve(20)) >= 0) and lin(10) == 1.0 and lin(1000) == 1.0
+    assert S.cosine(10)(-5) == 1.0  # steps before 0 count as 0
+
+
+# --- objects: C++ evaluation, curve, pickle, equality, repr --------------------------------------------
+
+def test_schedules_are_the_native_class():
+    for name in S.__all__:
+        fn = getattr(S, name)
+        if inspect.isfunction(fn) and name not in ("steps_per_epoch", "warmup", "sequential", "chained"):
+            assert type(fn(*_example_args(name))) is fusedlr._C.Schedule, name
+    assert type(S.cosine(10)).__module__ == "fusedlr._C" and S.Schedule is fusedlr._C.Schedule
+
+
+def _example_args(name):
+    return {"step": (3,), "multistep": ([3],), "exponential": (0.9,), "inverse_time": (0.1,), "cosine": (10,),
+            "cosine_restarts": (10,), "cyclic": (0.1, 1.0), "one_cycle": (1.0, 100), "wsd": (100,),
+            "piecewise_constant": ([3], [1.0, 0.1]), "piecewise_linear": ([0, 3], [0.0, 1.0])}.get(name, ())
+
+
+def test_curve_equals_per_step_evaluation_exactly():
+    s = S.warmup(S.sequential([S.cosine_restarts(13, 1.5, 0.01), S.chained([S.constant(0.3), S.exponential(0.99)])],
+                              [500]), 20, 0.05)
+    for start in (0, 7, 480):
+        c = s.curve(100_000, start=start, base_lr=0.3)  # large enough to be split across threads
+        idx = np.r_[0:50, 49_990:50_010, 99_950:100_000]
+        assert c.dtype == np.float64 and c.shape == (100_000,)
+        assert [c[i] for i in idx] == [s(int(start + i), 0.3) for i in idx]
+    assert S.cosine(5).curve(0).shape == (0,)
+
+
+def test_pickle_equality_hash_and_repr():
+    s = S.warmup(S.sequential([S.multistep([3, 9], 0.5), S.cyclic(0.1, 1.0, 4)], [50]), 5, 0.1, "exponential")
+    back = pickle.loads(pickle.dumps(s))
+    assert back == s and hash(back) == hash(s) and back is not s
+    assert np.array_equal(back.curve(500), s.curve(500))
+    assert s != S.constant() and S.cosine(10) == S.cosine(10) and S.cosine(10) != S.cosine(11)
+    assert repr(s).startswith("warmup(sequential([multistep(milestones=[3, 9], gamma=0.5), cyclic(")
+    assert repr(S.cosine(10, 0.5)) == "cosine(T_max=10, eta_min=0.5, periodic=False)"
+    assert s.kind == "warmup" and S.cosine(3).kind == "cosine"
+
+
+def test_schedule_data_is_a_small_fixed_size_struct():
+    assert S.Schedule.nbytes <= 1200
+    assert len(S.cosine(10).to_bytes()) == S.Schedule.nbytes
+
+
+def test_setstate_rejects_corrupt_state():
+    state = S.sequential([S.constant(), S.constant()], [3]).__getstate__()
+    bad_links = (state[0], state[1], state[2], (0, 0))  # a child pointing at the root: a cycle
+    with pytest.raises(ValueError, match="child index"):
+        S.Schedule.__new__(S.Schedule).__setstate__(bad_links)
+
+
+# --- validation ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make,arg", [
+    (lambda: S.step(0), "step_size"),
+    (lambda: S.step(3, gamma=0.0), "gamma"),
+    (lambda: S.step(3, gamma=float("nan")), "gamma"),
+    (lambda: S.multistep([-1]), "milestones"),
+    (lambda: S.linear(total_steps=0), "total_steps"),
+    (lambda: S.exponential(), "gamma and rate"),
+    (lambda: S.exponential(-0.5), "gamma"),
+    (lambda: S.inverse_time(-1.0), "rate"),
+    (lambda: S.polynomial(0), "total_steps"),
+    (lambda: S.cosine(0), "T_max"),
+    (lambda: S.cosine(-5), "T_max"),
+    (lambda: S.cosine_restarts(10, T_mult=0.5), "T_mult"),
+    (lambda: S.cyclic(0.1, 0.01), "max_lr"),
+    (lambda: S.cyclic(0.01, 0.1, step_size_up=0), "step_size_up"),
+    (lambda: S.cyclic(0.01, 0.1, mode="sine"), "mode"),
+    (lambda: S.one_cycle(0.1, 0), "total_steps"),
+    (lambda: S.one_cycle(0.1, 100, pct_start=1.5), "pct_start"),
+    (lambda: S.one_cycle(0.1, 100, pct_start=0.001), "pct_start"),
+    (lambda: S.one_cycle(0.1, 100, anneal_strategy="exp"), "anneal_strategy"),
+    (lambda: S.inverse_sqrt(0.0), "timescale"),
+    (lambda: S.wsd(100, 50, 60), "decay_steps"),
+    (lambda: S.wsd(100, 10, 10, decay="step"), "decay"),
+    (lambda: S.piecewise_constant([5, 5], [1, 2, 3]), "boundaries"),
+    (lambda: S.piecewise_constant([5], [1.0]), "factors"),
+    (lambda: S.piecewise_linear([], []), "steps"),
+    (lambda: S.warmup(S.constant(), -1), "steps"),
+    (lambda: S.warmup(S.constant(), 5, 0.0, "exponential"), "start_factor"),
+    (lambda: S.sequential([S.constant(), S.constant()], []), "boundaries"),
+    (lambda: S.sequential([S.constant(), S.constant(), S.constant()], [5, 3]), "boundaries"),
+    (lambda: S.chained([]), "schedules"),
+    (lambda: S.steps_per_epoch(100, 0), "batch_size"),
+])
+def test_invalid_arguments_raise_value_error_naming_them(make, arg):
+    with pytest.raises(ValueError, match=arg):
+        make()
+
+
+def test_steps_per_epoch():
+    assert S.steps_per_epoch(50_000, 128) == 391
+    assert S.steps_per_epoch(50_000, 128, drop_last=True) == 390
+    assert S.steps_per_epoch(50_000, 128, accumulation_steps=4) == 98
+
+
+def test_docstring_examples():
+    result = doctest.testmod(S, raise_on_error=False, verbose=False)
+    assert result.attempted > 15 and result.failed == 0
