@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# Where Debian's dataset-fashion-mnist package puts the IDX files (overridable, for tests).
+DEBIAN_FASHION_MNIST = Path(os.environ.get("FUSEDLR_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 DEFAULT_ROOT = Path(os.environ.get("FUSEDLR_DATA", Path.home() / ".cache" / "fusedlr" / "data"))
 
 _FILES = {
@@ -68,7 +69,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     offset = 4 + 4 * ndim
     if len(data) - offset != count * dtype.itemsize:
         raise ValueError(f"{path}: expected {count} elements of {dims}, file holds {len(data) - offset} bytes")
-    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(dims)
+    # A writable copy in native byte order: torch.from_numpy needs both.
+    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def _find(root: Path, stem: str) -> Path | None:

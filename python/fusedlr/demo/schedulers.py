@@ -64,6 +64,8 @@ def make_scheduler(c: SchedulerConfig, optimizer: Optimizer, *, epochs: int, ste
     total = epochs * steps_per_epoch
     warmup = min(_steps(c.warmup_epochs, steps_per_epoch), total - 1) if c.warmup_epochs > 0 else 0
 
+    wsd_decay = min(total, max(1, round(c.decay_fraction * total)))
+
     builders: dict[str, Callable[[], Stepper]] = {
         "constant": lambda: Stepper(L.ConstantLR(optimizer, factor=1.0, total_iters=0), per_batch=False),
         "step": lambda: Stepper(L.StepLR(optimizer, step_size=c.step_size, gamma=c.gamma or 0.1), per_batch=False),
@@ -79,7 +81,8 @@ def make_scheduler(c: SchedulerConfig, optimizer: Optimizer, *, epochs: int, ste
                                       per_batch=True),
         "cosine": lambda: Stepper(L.CosineAnnealingLR(optimizer, T_max=total, eta_min=c.eta_min), per_batch=True),
         "warm-restarts": lambda: Stepper(
-            L.CosineAnnealingWarmRestarts(optimizer, T_0=_steps(c.t0, steps_per_epoch), T_mult=c.t_mult,
+            L.CosineAnnealingWarmRestarts(optimizer, T_0=_steps(c.t0, steps_per_epoch),
+                                          T_mult=int(c.t_mult) if float(c.t_mult).is_integer() else c.t_mult,
                                           eta_min=c.eta_min), per_batch=True),
         "cyclic": lambda: Stepper(
             L.CyclicLR(optimizer, base_lr=c.base_lr if c.base_lr is not None else lr / 10, max_lr=lr,
@@ -91,8 +94,8 @@ def make_scheduler(c: SchedulerConfig, optimizer: Optimizer, *, epochs: int, ste
                        scheduler=L.CosineAnnealingLR(optimizer, T_max=total - warmup, eta_min=c.eta_min)),
             per_batch=True),
         "wsd": lambda: Stepper(
-            L.WSDLR(optimizer, total_steps=total, warmup_steps=warmup,
-                    decay_steps=max(1, round(c.decay_fraction * total))), per_batch=True),
+            L.WSDLR(optimizer, total_steps=total, warmup_steps=min(warmup, total - wsd_decay),
+                    decay_steps=wsd_decay), per_batch=True),
         "inverse-sqrt": lambda: Stepper(L.InverseSqrtLR(optimizer, warmup_steps=warmup), per_batch=True),
     }
     if c.name not in builders:
