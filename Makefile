@@ -14,7 +14,8 @@ test: $(STAMP) data                ## the test suite
 	$(PYTHON) -m pytest $(ARGS)
 
 bench: $(STAMP)                    ## benchmarks vs torch, then the report (bench/README.md)
-	$(PYTHON) -m pytest bench $(ARGS)
+	$(PYTHON) -m pytest bench --benchmark-json=bench/results/latest.json $(ARGS)
+	$(PYTHON) bench/report.py bench/results/latest.json
 
 wheel: deps                        ## a wheel in dist/ for this torch
 	$(PIP) wheel --no-build-isolation --no-deps . -w dist

@@ -1,0 +1,26 @@
+"""Benchmarks: fusedlr against torch in the same process. Not tests: nothing here asserts speed.
+
+Run: ``make bench`` (or ``python -m pytest bench``); ``python bench/report.py`` turns the saved
+JSON into bench/README.md's table and chart. CI runs each case once with --benchmark-disable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long benchmark (torch.compile, 64M elements, demo epochs)")
+
+
+@pytest.fixture(scope="session")
+def roofline():
+    """Memory bandwidth of this machine in this run: GB/s of a large three-stream add."""
+    from roofline import measure_bandwidth
+
+    return measure_bandwidth()

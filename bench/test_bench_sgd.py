@@ -1,0 +1,53 @@
+"""fusedlr.SGD vs torch.optim.SGD (for-loop, foreach, fused, compiled) on model-shaped parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fusedlr
+from models import SHAPE_SETS, make_params
+from roofline import SGD_BYTES_PER_ELEMENT
+
+CONTENDERS = {
+    "fusedlr": lambda p, kw: fusedlr.SGD(p, **kw),
+    "torch-fused": lambda p, kw: torch.optim.SGD(p, fused=True, **kw),
+    "torch-foreach": lambda p, kw: torch.optim.SGD(p, foreach=True, **kw),
+    "torch-for-loop": lambda p, kw: torch.optim.SGD(p, foreach=False, **kw),
+}
+OPTIONS = {
+    "momentum": dict(lr=0.01, momentum=0.9),
+    "wd-nesterov": dict(lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True),
+}
+SETS = ["mlp", "resnet50", "gpt2s", "2000x1k", pytest.param("64M", marks=pytest.mark.slow)]
+
+
+def _bench(benchmark, roofline, set_name, dtype, options, contender, step_fn=None):
+    params = make_params(SHAPE_SETS[set_name](), dtype)
+    opt = CONTENDERS[contender](params, OPTIONS[options])
+    step = step_fn(opt) if step_fn else opt.step
+    step()  # state allocation outside the timing
+    numel = sum(p.numel() for p in params)
+    benchmark.group = f"sgd {set_name} {str(dtype).removeprefix('torch.')} {options}"
+    benchmark.extra_info.update(set=set_name, dtype=str(dtype), options=options, contender=contender, numel=numel,
+                                bytes_per_step=numel * SGD_BYTES_PER_ELEMENT[dtype], roofline_gbs=roofline)
+    benchmark(step)
+
+
+@pytest.mark.parametrize("contender", list(CONTENDERS))
+@pytest.mark.parametrize("options", list(OPTIONS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("set_name", SETS)
+def test_sgd_step(benchmark, roofline, set_name, dtype, options, contender):
+    _bench(benchmark, roofline, set_name, dtype, options, contender)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("set_name", ["mlp", "2000x1k"])
+def test_sgd_step_torch_compiled(benchmark, roofline, set_name):
+    def compiled(opt):
+        return torch.compile(opt.step, backend="inductor")
+
+    _bench(benchmark, roofline, set_name, torch.float32, "momentum", "torch-for-loop", step_fn=compiled)
+    benchmark.extra_info["contender"] = "torch-compiled"
