@@ -12,10 +12,17 @@ TORCH_LIBRARY(fusedlr, m) {
   // given, as torch's fused optimizers do). steps[i] counts the steps momentum_buffers[i] has
   // taken: 0 means the next step that runs initialises the buffer. When found_inf is non-zero
   // nothing changes, steps included. lr_tensor, when given, is read instead of lr.
+  //
+  // In-kernel schedule: `schedule` holds a ScheduleData (fusedlr/schedule.h) as CPU bytes and
+  // `schedule_state` is a float64 [step, lr, factor] tensor on the params' device. The step
+  // then uses lr = schedule_lr(data, step, base) * factor, with base = lr (or lr_tensor), writes
+  // it to schedule_state[1] and advances schedule_state[0], all on the device, even when
+  // found_inf skips the update (as torch's schedulers step whatever the scaler decided).
   m.def(
       "sgd_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] momentum_buffers, Tensor(d!)[] steps, "
       "float lr, float momentum, float dampening, float weight_decay, bool nesterov, bool maximize, "
-      "Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()");
+      "Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? found_inf=None, Tensor? schedule=None, "
+      "Tensor(e!)? schedule_state=None) -> ()");
 
   // The eager fast path of fusedlr.SGD: a param group's tensors held in C++ (sgd_group.h).
   m.class_<fusedlr::SgdGroup>("SgdGroup")

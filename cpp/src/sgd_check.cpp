@@ -2,6 +2,10 @@
 
 #include <c10/util/Exception.h>
 
+#include <cstring>
+
+#include "fusedlr/schedule.h"
+
 namespace fusedlr {
 
 bool is_supported_dtype(c10::ScalarType dtype) {
@@ -26,6 +30,7 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
                     at::TensorList steps, double lr, double momentum, double dampening, double weight_decay,
                     bool nesterov, const std::optional<at::Tensor>& lr_tensor,
                     const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
+                    const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
                     c10::DeviceType device_type) {
   const size_t n = params.size();
   TORCH_CHECK(grads.size() == n, "fusedlr.sgd_: got ", n, " params but ", grads.size(), " grads");
@@ -42,10 +47,10 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
                 " momentum_buffers");
     TORCH_CHECK(steps.size() == n, "fusedlr.sgd_: got ", n, " params but ", steps.size(), " steps");
   }
-  if (n == 0) return;
-
-  const c10::Device device = params[0].device();
-  TORCH_CHECK(device.type() == device_type, "fusedlr.sgd_: params[0] is on ", device, ", expected ",
+  const c10::Device device = n > 0                        ? params[0].device()
+                             : schedule_state.has_value() ? schedule_state->device()
+                                                          : c10::Device(device_type);
+  TORCH_CHECK(device.type() == device_type, "fusedlr.sgd_: the tensors are on ", device, ", expected ",
               c10::DeviceTypeName(device_type));
   for (size_t i = 0; i < n; ++i) {
     const at::Tensor& p = params[i];
@@ -79,6 +84,27 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
   check_scalar_tensor(lr_tensor, "lr_tensor", device);
   check_scalar_tensor(grad_scale, "grad_scale", device);
   check_scalar_tensor(found_inf, "found_inf", device);
+  TORCH_CHECK(schedule.has_value() == schedule_state.has_value(),
+              "fusedlr.sgd_: schedule and schedule_state come together");
+  if (schedule.has_value()) {
+    TORCH_CHECK(schedule->device().is_cpu() && schedule->scalar_type() == at::kByte && schedule->is_contiguous() &&
+                    schedule->numel() == static_cast<int64_t>(sizeof(ScheduleData)),
+                "fusedlr.sgd_: schedule must be a contiguous CPU uint8 tensor of ", sizeof(ScheduleData),
+                " bytes (Schedule.to_bytes() of this build), got ", schedule->numel(), " ",
+                schedule->scalar_type(), " on ", schedule->device());
+    ScheduleData data;
+    read_schedule(*schedule, &data);
+    TORCH_CHECK(schedule_is_well_formed(data), "fusedlr.sgd_: schedule is not a well-formed ScheduleData");
+    TORCH_CHECK(schedule_state->device() == device && schedule_state->scalar_type() == at::kDouble &&
+                    schedule_state->numel() == 3 && schedule_state->is_contiguous(),
+                "fusedlr.sgd_: schedule_state must be a contiguous float64 tensor [step, lr, factor] on ", device,
+                ", got ", schedule_state->numel(), " ", schedule_state->scalar_type(), " on ",
+                schedule_state->device());
+  }
+}
+
+void read_schedule(const at::Tensor& schedule, ScheduleData* out) {
+  std::memcpy(out, schedule.const_data_ptr(), sizeof(ScheduleData));
 }
 
 bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf) {

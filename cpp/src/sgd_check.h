@@ -20,7 +20,12 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
                     at::TensorList steps, double lr, double momentum, double dampening, double weight_decay,
                     bool nesterov, const std::optional<at::Tensor>& lr_tensor,
                     const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
+                    const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
                     c10::DeviceType device_type);
+
+/** The ScheduleData held by `schedule` (checked by check_sgd_args), copied out. */
+struct ScheduleData;
+void read_schedule(const at::Tensor& schedule, ScheduleData* out);
 
 /** True when param, grad and buffer can be walked as one flat array: dense, and laid out alike. */
 bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf);

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <string>
 
+#include "fusedlr/schedule.h"
 #include "sgd_check.h"
 #include "sgd_cpu.h"
 #include "sgd_cpu_kernel.h"
@@ -75,14 +76,23 @@ const char* kernel_level() { return level().name; }
 void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, at::TensorList steps,
               double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
               const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
-              const std::optional<at::Tensor>& found_inf) {
+              const std::optional<at::Tensor>& found_inf, const std::optional<at::Tensor>& schedule,
+              const std::optional<at::Tensor>& schedule_state) {
   check_sgd_args(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov,
-                 lr_tensor, grad_scale, found_inf, c10::DeviceType::CPU);
+                 lr_tensor, grad_scale, found_inf, schedule, schedule_state, c10::DeviceType::CPU);
+  // On the CPU these reads are plain loads, not device synchronisations.
+  double step_lr = lr_tensor.has_value() ? lr_tensor->item<double>() : lr;
+  if (schedule.has_value()) {
+    ScheduleData data;
+    read_schedule(*schedule, &data);
+    double* state = static_cast<double*>(schedule_state->data_ptr());  // [step, lr, factor]
+    step_lr = schedule_lr(data, static_cast<int64_t>(state[0]), step_lr) * state[2];
+    state[1] = step_lr;
+    state[0] += 1.0;
+  }
   const size_t n = params.size();
   if (n == 0) return;
-  // On the CPU these reads are plain loads, not device synchronisations.
   if (found_inf.has_value() && found_inf->item<double>() != 0.0) return;
-  const double step_lr = lr_tensor.has_value() ? lr_tensor->item<double>() : lr;
 
   StepArgs args{};
   args.coeffs_f = SgdCoeffs<float>{static_cast<float>(-step_lr), static_cast<float>(momentum),
@@ -154,6 +164,7 @@ TORCH_LIBRARY_IMPL(fusedlr, CPU, m) { m.impl("sgd_", &sgd_cpu_); }
 TORCH_LIBRARY_IMPL(fusedlr, SparseCPU, m) {
   m.impl("sgd_", [](at::TensorList, at::TensorList, at::TensorList, at::TensorList, double, double, double, double,
                     bool, bool, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
                     const std::optional<at::Tensor>&) {
     TORCH_CHECK(false, "fusedlr.sgd_: sparse gradients are not supported by the fused kernel; fusedlr.SGD steps "
                        "parameters with sparse gradients through torch's reference implementation");

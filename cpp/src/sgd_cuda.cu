@@ -12,6 +12,7 @@
 
 #include <vector>
 
+#include "fusedlr/schedule.h"
 #include "fusedlr/sgd_update.h"
 #include "multi_tensor_apply.cuh"
 #include "sgd_check.h"
@@ -81,6 +82,17 @@ __global__ void __launch_bounds__(kBlockSize)
   }
 }
 
+/**
+ * The learning rate of this step, on the device: state = [step, lr, factor];
+ * lr = schedule_lr(data, step, base) * factor, with base = the lr tensor if given, else base_lr.
+ * One thread; it runs before the update kernel on the same stream, which reads state[1].
+ */
+__global__ void advance_schedule(ScheduleData data, double* state, DeviceScalar base_tensor, double base_lr) {
+  const double base = base_tensor.ptr != nullptr ? base_tensor.load() : base_lr;
+  state[1] = schedule_lr(data, static_cast<int64_t>(state[0]), base) * state[2];
+  state[0] += 1.0;
+}
+
 constexpr int kMaxCounters = 480;
 struct CounterList {
   float* ptr[kMaxCounters];
@@ -120,22 +132,34 @@ void launch_sgd(const std::vector<int64_t>& index, std::vector<at::Tensor>& para
 void sgd_cuda_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, at::TensorList steps,
                double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
                const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
-               const std::optional<at::Tensor>& found_inf) {
+               const std::optional<at::Tensor>& found_inf, const std::optional<at::Tensor>& schedule,
+               const std::optional<at::Tensor>& schedule_state) {
   check_sgd_args(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov,
-                 lr_tensor, grad_scale, found_inf, c10::DeviceType::CUDA);
+                 lr_tensor, grad_scale, found_inf, schedule, schedule_state, c10::DeviceType::CUDA);
   const size_t n = params.size();
-  if (n == 0) return;
-  const c10::cuda::CUDAGuard guard(params[0].device());
+  if (n == 0 && !schedule.has_value()) return;
+  const c10::Device device = n > 0 ? params[0].device() : schedule_state->device();
+  const c10::cuda::CUDAGuard guard(device);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const bool has_momentum = momentum != 0.0;
 
   // Scalars given as CPU tensors are moved once per call; on the device they are read in-kernel.
   auto on_device = [&](const std::optional<at::Tensor>& t) -> std::optional<at::Tensor> {
-    if (!t.has_value() || t->device() == params[0].device()) return t;
-    return t->to(params[0].device(), /*non_blocking=*/true);
+    if (!t.has_value() || t->device() == device) return t;
+    return t->to(device, /*non_blocking=*/true);
   };
-  const std::optional<at::Tensor> lr_d = on_device(lr_tensor), scale_d = on_device(grad_scale),
-                                  inf_d = on_device(found_inf);
+  std::optional<at::Tensor> lr_d = on_device(lr_tensor);
+  const std::optional<at::Tensor> scale_d = on_device(grad_scale), inf_d = on_device(found_inf);
+  if (schedule.has_value()) {
+    // The schedule's bytes are host memory: read here, passed by value (no copy to the device).
+    ScheduleData data;
+    read_schedule(*schedule, &data);
+    auto* state = static_cast<double*>(schedule_state->data_ptr());
+    advance_schedule<<<1, 1, 0, stream>>>(data, state, device_scalar(lr_d), lr);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    lr_d = schedule_state->select(0, 1);  // the update reads the lr the schedule just wrote
+  }
+  if (n == 0) return;
 
   // Tensors that are not flat and alike are stepped through contiguous copies, copied back after.
   std::vector<at::Tensor> p(params.begin(), params.end()), g(grads.begin(), grads.end());

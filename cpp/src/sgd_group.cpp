@@ -18,7 +18,8 @@ SgdGroup::SgdGroup(std::vector<at::Tensor> params, const c10::List<std::optional
 
 int64_t SgdGroup::step(double lr, double momentum, double dampening, double weight_decay, bool nesterov,
                        bool maximize, const std::optional<at::Tensor>& lr_tensor,
-                       const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf) {
+                       const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
+                       const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state) {
   const bool has_momentum = momentum != 0.0;
   if (has_momentum && buffers_.size() != params_.size()) return -1;
   const size_t n = params_.size();
@@ -39,12 +40,13 @@ int64_t SgdGroup::step(double lr, double momentum, double dampening, double weig
                              .findSchemaOrThrow("fusedlr::sgd_", "")
                              .typed<void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, double,
                                          double, double, double, bool, bool, const std::optional<at::Tensor>&,
+                                         const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
                                          const std::optional<at::Tensor>&, const std::optional<at::Tensor>&)>();
   static const std::vector<at::Tensor> none;
   if (complete) {
-    if (n > 0) {
+    if (n > 0 || schedule.has_value()) {
       op.call(params_, g_, has_momentum ? buffers_ : none, has_momentum ? steps_ : none, lr, momentum, dampening,
-              weight_decay, nesterov, maximize, lr_tensor, grad_scale, found_inf);
+              weight_decay, nesterov, maximize, lr_tensor, grad_scale, found_inf, schedule, schedule_state);
     }
     return release_grads(static_cast<int64_t>(n));
   }
@@ -66,9 +68,10 @@ int64_t SgdGroup::step(double lr, double momentum, double dampening, double weig
     p_.push_back(params_[i]);
     g_.push_back(grad);
   }
-  if (!p_.empty()) {
+  // Called even when no parameter has a gradient if a schedule must advance every step.
+  if (!p_.empty() || schedule.has_value()) {
     op.call(p_, g_, b_, s_, lr, momentum, dampening, weight_decay, nesterov, maximize, lr_tensor, grad_scale,
-            found_inf);
+            found_inf, schedule, schedule_state);
   }
   const auto stepped = static_cast<int64_t>(p_.size());
   p_.clear();

@@ -32,7 +32,8 @@ struct SgdGroup : torch::CustomClassHolder {
    */
   int64_t step(double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
                const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
-               const std::optional<at::Tensor>& found_inf);
+               const std::optional<at::Tensor>& found_inf, const std::optional<at::Tensor>& schedule,
+               const std::optional<at::Tensor>& schedule_state);
 
   int64_t size() const { return static_cast<int64_t>(params_.size()); }
 

@@ -688,13 +688,22 @@ class ReduceLROnPlateau(LRScheduler):
                                        "`ReduceLROnPlateau` was initialized")
                 self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
             for i, group in enumerate(self.optimizer.param_groups):
+                if group.get("schedule") is not None and hasattr(self.optimizer, "scale_lr_factor_"):
+                    # A fusedlr.SGD group with an in-kernel schedule: group["lr"] is the schedule's
+                    # base, and the plateau factor lives in a device tensor, written without a sync.
+                    old_factor = float(group.get("lr_factor", 1.0))
+                    old_lr = float(group["lr"]) * old_factor
+                    new_lr = max(old_lr * self.factor, self.min_lrs[i])
+                    if old_lr - new_lr > self.eps:
+                        self.optimizer.scale_lr_factor_(new_lr / old_lr, i)
+                    continue
                 old_lr = float(group["lr"])
                 new_lr = max(old_lr * self.factor, self.min_lrs[i])
                 if old_lr - new_lr > self.eps:
                     _set(group, "lr", new_lr)
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
-        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+        self._last_lr = [float(g["lr"]) * float(g.get("lr_factor", 1.0)) for g in self.optimizer.param_groups]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load the state machine (the lr itself is the optimizer's state, as in torch)."""

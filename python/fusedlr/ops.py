@@ -32,6 +32,8 @@ def sgd_(
     lr_tensor: Tensor | None = None,
     grad_scale: Tensor | None = None,
     found_inf: Tensor | None = None,
+    schedule: Tensor | None = None,
+    schedule_state: Tensor | None = None,
 ) -> None:
     r"""One fused SGD-momentum step over every tensor of the lists, in place.
 
@@ -56,8 +58,13 @@ def sgd_(
         lr_tensor: a one-element tensor read instead of ``lr``.
         grad_scale: AMP loss scale; grads are divided by it.
         found_inf: when non-zero, the step changes nothing (steps included).
+        schedule: an in-kernel learning-rate schedule, ``Schedule.to_bytes()`` as a CPU uint8 tensor.
+            The step's :math:`\gamma` is then ``schedule(step, lr) * factor``.
+        schedule_state: float64 ``[step, lr, factor]`` on the params' device, with ``schedule``:
+            read and advanced on the device (``lr`` receives the value used), even when
+            ``found_inf`` skips the update.
     """
-    if not params:
+    if not params and schedule is None:
         return  # nothing to dispatch on
     torch.ops.fusedlr.sgd_(
         list(params),
@@ -73,13 +80,15 @@ def sgd_(
         lr_tensor,
         grad_scale,
         found_inf,
+        schedule,
+        schedule_state,
     )
 
 
 @torch.library.register_fake("fusedlr::sgd_")
 def _sgd_fake(
     params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize,
-    lr_tensor=None, grad_scale=None, found_inf=None,
+    lr_tensor=None, grad_scale=None, found_inf=None, schedule=None, schedule_state=None,
 ) -> None:
     torch._check(len(grads) == len(params), lambda: "fusedlr.sgd_: params and grads differ in length")
     for p, g in zip(params, grads):

@@ -13,6 +13,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 from torch.optim.sgd import sgd as _torch_sgd
 
 from . import ops
+from ._C import Schedule
 
 __all__ = ["SGD"]
 
@@ -101,6 +102,7 @@ class SGD(Optimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
         fused: bool | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         _check_hyperparameters(lr, momentum, dampening, weight_decay, nesterov)
         if differentiable:
@@ -115,6 +117,7 @@ class SGD(Optimizer):
             "foreach": foreach,
             "differentiable": differentiable,
             "fused": fused,
+            "schedule": schedule,
         }
         super().__init__(params, defaults)
         self._track_state()
@@ -130,6 +133,7 @@ class SGD(Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("differentiable", False)
             group.setdefault("fused", None)
+            group.setdefault("schedule", None)
 
     def _track_state(self) -> None:
         """Make self.state report replaced tensors (see _ParamState); a new container is a new state."""
@@ -140,6 +144,11 @@ class SGD(Optimizer):
         super().add_param_group(param_group)
         g = self.param_groups[-1]
         _check_hyperparameters(g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
+        if g["schedule"] is not None and not isinstance(g["schedule"], Schedule):
+            raise TypeError(
+                f"schedule must be a fusedlr Schedule (fusedlr.schedules.*, or a twin scheduler's .schedule), "
+                f"got {type(g['schedule']).__name__}"
+            )
         if g["differentiable"]:
             raise RuntimeError("fusedlr.SGD does not support `differentiable`")
 
@@ -156,12 +165,25 @@ class SGD(Optimizer):
                 continue
             states[key] = dict(param_state)  # plain dicts: torch.load(weights_only=True) accepts them
         sd["state"] = states
+        for group in sd["param_groups"]:
+            # A schedule is stored as its plain-number state, which torch.load(weights_only=True) accepts.
+            if isinstance(group.get("schedule"), Schedule):
+                group["schedule"] = {"fusedlr.Schedule": group["schedule"].__getstate__()}
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As :meth:`torch.optim.Optimizer.load_state_dict`; accepts torch.optim.SGD's states.
         A momentum buffer without a ``"step"`` (torch's format) counts as initialised."""
         super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            saved = group.get("schedule")
+            if isinstance(saved, dict) and "fusedlr.Schedule" in saved:
+                schedule = Schedule.__new__(Schedule)
+                schedule.__setstate__(tuple(saved["fusedlr.Schedule"]))
+                group["schedule"] = schedule
+            state = group.get("schedule_state")
+            if isinstance(state, Tensor) and group["params"]:
+                group["schedule_state"] = state.to(device=group["params"][0].device, dtype=torch.float64)
         for p, param_state in self.state.items():
             buf = param_state.get("momentum_buffer")
             if buf is None:
@@ -244,7 +266,12 @@ class SGD(Optimizer):
                 nesterov=bool(group["nesterov"]),
                 maximize=bool(group["maximize"]),
             )
-            if not compiling and self._step_cached_group(index, group, hyper, lr_tensor, grad_scale, found_inf):
+            tensors = dict(lr_tensor=lr_tensor, grad_scale=grad_scale, found_inf=found_inf,
+                           schedule=None, schedule_state=None)
+            if group["schedule"] is not None:
+                tensors["schedule"] = self._schedule_bytes(group["schedule"])
+                tensors["schedule_state"] = self._schedule_state(group)
+            if not compiling and self._step_cached_group(index, group, hyper, tensors):
                 continue
             params: list[Tensor] = []
             grads: list[Tensor] = []
@@ -252,16 +279,22 @@ class SGD(Optimizer):
             steps: list[Tensor] = []
             sparse: list[Tensor] = []
             self._init_group(group, params, grads, momentum_buffers, steps, sparse)
-            if params:
-                for idx in _split_by_device(params):
+            if sparse and group["schedule"] is not None:
+                raise RuntimeError("fusedlr.SGD: an in-kernel schedule cannot step parameters with sparse gradients")
+            if params or tensors["schedule"] is not None:
+                splits = _split_by_device(params) if params else [None]
+                if len(splits) > 1 and group["schedule"] is not None:
+                    raise RuntimeError(
+                        "fusedlr.SGD: an in-kernel schedule needs every parameter of its group on one device, "
+                        f"got {sorted({str(p.device) for p in params})}"
+                    )
+                for idx in splits:
                     ops.sgd_(
                         [params[i] for i in idx] if idx is not None else params,
                         [grads[i] for i in idx] if idx is not None else grads,
                         [momentum_buffers[i] for i in idx] if idx is not None and steps else momentum_buffers,
                         [steps[i] for i in idx] if idx is not None and steps else steps,
-                        lr_tensor=lr_tensor,
-                        grad_scale=grad_scale,
-                        found_inf=found_inf,
+                        **tensors,
                         **hyper,
                     )
             if sparse:
@@ -298,17 +331,59 @@ class SGD(Optimizer):
             handle = torch.classes.fusedlr.SgdGroup(list(params), buffers, steps)
         cache[index] = (self._group_key(group), handle)
 
-    def _step_cached_group(
-        self, index: int, group: dict[str, Any], hyper: dict[str, Any], lr_tensor: Tensor | None,
-        grad_scale: Tensor | None, found_inf: Tensor | None,
-    ) -> bool:
+    def _step_cached_group(self, index: int, group: dict[str, Any], hyper: dict[str, Any],
+                           tensors: dict[str, Tensor | None]) -> bool:
         cached = self.__dict__.get("_native_groups", {}).get(index)
         if cached is None or cached[1] is None or cached[0] != self._group_key(group):
             return False
-        h = hyper
+        h, t = hyper, tensors
         stepped = cached[1].step(h["lr"], h["momentum"], h["dampening"], h["weight_decay"], h["nesterov"],
-                                 h["maximize"], lr_tensor, grad_scale, found_inf)
+                                 h["maximize"], t["lr_tensor"], t["grad_scale"], t["found_inf"], t["schedule"],
+                                 t["schedule_state"])
         return stepped >= 0
+
+    # -- the in-kernel schedule ----------------------------------------------------------------
+
+    def _schedule_bytes(self, schedule: Schedule) -> Tensor:
+        """The schedule's ScheduleData as a CPU uint8 tensor, made once per schedule object."""
+        cache = self.__dict__.setdefault("_schedule_bytes_cache", {})
+        hit = cache.get(id(schedule))
+        if hit is None or hit[0] is not schedule:
+            hit = (schedule, torch.frombuffer(bytearray(schedule.to_bytes()), dtype=torch.uint8))
+            cache[id(schedule)] = hit
+        return hit[1]
+
+    def _schedule_state(self, group: dict[str, Any]) -> Tensor:
+        """group["schedule_state"]: float64 [step, lr, factor] on the group's device, made on first use."""
+        state = group.get("schedule_state")
+        if state is None:
+            device = group["params"][0].device if group["params"] else torch.device("cpu")
+            base = float(group["lr"])
+            state = torch.tensor([0.0, group["schedule"](0, base), 1.0], dtype=torch.float64, device=device)
+            group["schedule_state"] = state
+        return state
+
+    def get_last_lr(self) -> list[float]:
+        """The learning rate each group used on its last step (before the first: the one it will use).
+        With an in-kernel schedule this reads a device tensor: a synchronisation on CUDA."""
+        lrs = []
+        for group in self.param_groups:
+            if group["schedule"] is None:
+                lrs.append(float(group["lr"]))
+            else:
+                state = self._schedule_state(group)
+                lrs.append(float(state[1]) if float(state[0]) > 0 else float(group["schedule"](0, float(group["lr"]))))
+        return lrs
+
+    def scale_lr_factor_(self, factor: float, group_index: int | None = None) -> None:
+        """Multiply the in-kernel schedule's factor (``schedule_state[2]``) of one group, or of all
+        groups with a schedule, by ``factor``: an asynchronous device write, no synchronisation.
+        This is how :class:`fusedlr.lr_scheduler.ReduceLROnPlateau` lowers the lr of such groups."""
+        groups = self.param_groups if group_index is None else [self.param_groups[group_index]]
+        for group in groups:
+            if group["schedule"] is not None:
+                self._schedule_state(group)[2].mul_(factor)
+                group["lr_factor"] = group.get("lr_factor", 1.0) * factor
 
     def _step_sparse(
         self, group: dict[str, Any], params: list[Tensor], grad_scale: Tensor | None, found_inf: Tensor | None,

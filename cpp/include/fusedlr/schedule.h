@@ -269,4 +269,39 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
   }
 }
 
+/**
+ * Structural check of a ScheduleData from outside (bytes handed to the op): counts in range,
+ * every slice inside its array, every child after its parent (no cycles, bounded stack), and
+ * composites with the children their kind needs. Values are the builder's business.
+ */
+inline bool schedule_is_well_formed(const ScheduleData& s) {
+  if (s.n_nodes < 1 || s.n_nodes > kMaxScheduleNodes) return false;
+  if (s.n_values < 0 || s.n_values > kMaxScheduleValues) return false;
+  if (s.n_links < 0 || s.n_links > kMaxScheduleNodes) return false;
+  for (int i = 0; i < s.n_nodes; ++i) {
+    const ScheduleNode& n = s.nodes[i];
+    if (static_cast<int32_t>(n.kind) < 0 || n.kind >= ScheduleKind::kCount) return false;
+    if (n.vfirst < 0 || n.vcount < 0 || n.vfirst + n.vcount > s.n_values) return false;
+    if (n.cfirst < 0 || n.ccount < 0 || n.cfirst + n.ccount > s.n_links) return false;
+    for (int c = 0; c < n.ccount; ++c) {
+      const int child = s.links[n.cfirst + c];
+      if (child <= i || child >= s.n_nodes) return false;
+    }
+    switch (n.kind) {
+      case ScheduleKind::kWarmup:
+        if (n.ccount != 1) return false;
+        break;
+      case ScheduleKind::kSequential:
+        if (n.ccount < 1 || n.vcount != n.ccount - 1) return false;
+        break;
+      case ScheduleKind::kChained:
+        if (n.ccount < 1) return false;
+        break;
+      default:
+        if (n.ccount != 0) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace fusedlr

@@ -1,0 +1,224 @@
+"""fusedlr.SGD(schedule=S): the learning rate computed inside the fused step from a step counter
+tensor, against torch.optim.SGD driven by the equivalent torch scheduler every iteration."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+import fusedlr
+from fusedlr import lr_scheduler as fl
+from fusedlr import schedules as S
+from conftest import devices, requires_cuda
+
+STEPS = 120
+
+
+def _params(device="cpu", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g).to(device).requires_grad_() for s in [(13,), (4, 7), (33,)]]
+
+
+def _grads(params, t):
+    for i, p in enumerate(params):
+        g = torch.Generator().manual_seed(1000 * t + i)
+        p.grad = torch.randn(p.shape, generator=g).to(p.device)
+
+
+# name -> (torch scheduler factory on an optimizer, the matching fusedlr twin factory)
+TWINS = {
+    "warmup+cosine (SequentialLR)": lambda m, o: m.SequentialLR(
+        o, [m.LinearLR(o, start_factor=0.1, total_iters=20), m.CosineAnnealingLR(o, T_max=STEPS - 20, eta_min=1e-3)],
+        milestones=[20]),
+    "OneCycleLR": lambda m, o: m.OneCycleLR(o, max_lr=0.5, total_steps=STEPS, cycle_momentum=False),
+    "StepLR": lambda m, o: m.StepLR(o, step_size=25, gamma=0.5),
+    "ExponentialLR": lambda m, o: m.ExponentialLR(o, gamma=0.98),
+    "CosineAnnealingWarmRestarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=30, T_mult=2, eta_min=0.01),
+    "CyclicLR": lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=0.2, step_size_up=15, cycle_momentum=False),
+    "PolynomialLR": lambda m, o: m.PolynomialLR(o, total_iters=100, power=2.0),
+}
+
+
+def _schedule_of(name, lr):
+    """The closed-form schedule of a fusedlr twin, built on a throwaway optimizer."""
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    return TWINS[name](fl, probe).schedule
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("name", list(TWINS))
+def test_in_kernel_schedule_matches_torch_scheduler_loop(name, device):
+    lr = 0.1
+    ours = _params(device)
+    opt = fusedlr.SGD(ours, lr=lr, momentum=0.9, weight_decay=1e-4, schedule=_schedule_of(name, lr))
+    ref = _params(device)
+    ref_opt = torch.optim.SGD(ref, lr=lr, momentum=0.9, weight_decay=1e-4, foreach=False)
+    sched = TWINS[name](torch.optim.lr_scheduler, ref_opt)
+    for t in range(STEPS):
+        _grads(ours, t)
+        _grads(ref, t)
+        opt.step()
+        assert opt.get_last_lr()[0] == pytest.approx(sched.get_last_lr()[0], rel=1e-6, abs=1e-12)
+        ref_opt.step()
+        sched.step()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_groups_with_their_own_base_lr_and_schedule():
+    ours, ref = _params(), _params()
+    cosine = S.cosine(T_max=50)
+    opt = fusedlr.SGD([{"params": ours[:2], "lr": 0.2}, {"params": ours[2:], "lr": 0.05, "schedule": S.step(10, 0.5)}],
+                      lr=0.1, momentum=0.9, schedule=cosine)
+    ref_opt = torch.optim.SGD([{"params": ref[:2], "lr": 0.2}, {"params": ref[2:], "lr": 0.05}], lr=0.1,
+                              momentum=0.9, foreach=False)
+    factors = [lambda t: cosine(t, 1.0), lambda t: 0.5 ** (t // 10)]
+    sched = torch.optim.lr_scheduler.LambdaLR(ref_opt, factors)
+    for t in range(60):
+        _grads(ours, t)
+        _grads(ref, t)
+        opt.step()
+        ref_opt.step()
+        sched.step()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-6, atol=1e-7)
+    assert opt.get_last_lr() == pytest.approx([0.2 * cosine(59, 1.0), 0.05 * 0.5 ** 5])
+
+
+def _roundtrip(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("k", [0, 1, 17, 60])
+def test_resume_mid_schedule_is_bit_exact(k):
+    schedule = S.warmup(S.cosine(T_max=70, eta_min=1e-3), steps=10)
+
+    def fresh():
+        params = _params()
+        return params, fusedlr.SGD(params, lr=0.1, momentum=0.9, dampening=0.1, schedule=schedule)
+
+    straight, opt = fresh()
+    for t in range(80):
+        _grads(straight, t)
+        opt.step()
+
+    params, opt = fresh()
+    for t in range(k):
+        _grads(params, t)
+        opt.step()
+    saved = _roundtrip({"model": [p.detach().clone() for p in params], "opt": opt.state_dict()})
+    resumed, opt2 = fresh()
+    with torch.no_grad():
+        for p, v in zip(resumed, saved["model"]):
+            p.copy_(v)
+    opt2.load_state_dict(saved["opt"])
+    assert opt2.param_groups[0]["schedule"] == schedule
+    for t in range(k, 80):
+        _grads(resumed, t)
+        opt2.step()
+    for a, b in zip(resumed, straight):
+        assert torch.equal(a, b)
+
+
+def test_schedule_advances_on_skipped_steps_like_torch_schedulers():
+    p = torch.ones(5, requires_grad=True)
+    opt = fusedlr.SGD([p], lr=1.0, schedule=S.step(1, 0.5))
+    p.grad = torch.ones(5)
+    opt.found_inf = torch.tensor(1.0)
+    opt.step()  # skipped by the scaler: nothing moves, the schedule still advances
+    assert torch.equal(p.detach(), torch.ones(5))
+    del opt.found_inf
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.full((5,), 0.5))  # step 1: lr 0.5
+    assert opt.get_last_lr() == [0.5]
+
+
+def test_schedule_advances_when_no_parameter_has_a_gradient():
+    p = torch.ones(2, requires_grad=True)
+    opt = fusedlr.SGD([p], lr=1.0, schedule=S.step(1, 0.5))
+    opt.step()
+    opt.step()
+    p.grad = torch.ones(2)
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.full((2,), 0.75))
+
+
+def test_plateau_on_top_of_an_in_kernel_warmup():
+    """Warmup in the kernel, then decay driven by ReduceLROnPlateau through the factor tensor."""
+    p = torch.zeros(3, requires_grad=True)
+    opt = fusedlr.SGD([p], lr=0.1, schedule=S.warmup(S.constant(), steps=4))
+    plateau = fl.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    lrs = []
+    for epoch, metric in enumerate([1.0, 0.5, 0.6, 0.7, 0.7]):
+        for _ in range(2):
+            p.grad = torch.ones(3)
+            opt.step()
+            lrs.append(opt.get_last_lr()[0])
+        plateau.step(metric)
+    assert lrs == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    assert plateau.get_last_lr() == pytest.approx([0.0125])
+
+
+def test_opcheck_with_schedule():
+    params = [torch.randn(5), torch.randn(3, 3)]
+    grads = [torch.randn(5), torch.randn(3, 3)]
+    bufs = [torch.zeros(5), torch.zeros(3, 3)]
+    steps = [torch.tensor(0.0), torch.tensor(3.0)]
+    sched = torch.frombuffer(bytearray(S.one_cycle(0.1, total_steps=100).to_bytes()), dtype=torch.uint8)
+    state = torch.tensor([5.0, 0.0, 1.0], dtype=torch.float64)
+    torch.library.opcheck(torch.ops.fusedlr.sgd_.default,
+                          (params, grads, bufs, steps, 0.1, 0.9, 0.0, 0.0, False, False),
+                          dict(schedule=sched, schedule_state=state))
+
+
+def test_malformed_schedule_bytes_are_rejected():
+    raw = bytearray(S.cosine(T_max=10).to_bytes())
+    raw[-12:-8] = (99).to_bytes(4, "little")  # n_nodes far out of range
+    with pytest.raises(RuntimeError, match="schedule"):
+        torch.ops.fusedlr.sgd_([torch.ones(2)], [torch.ones(2)], [], [], 0.1, 0.0, 0.0, 0.0, False, False,
+                               schedule=torch.frombuffer(raw, dtype=torch.uint8),
+                               schedule_state=torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+
+
+def test_schedule_must_be_a_schedule_object():
+    with pytest.raises(TypeError, match="schedule must be a fusedlr Schedule"):
+        fusedlr.SGD([torch.ones(2, requires_grad=True)], lr=0.1, schedule=lambda t: 0.1)
+
+
+@requires_cuda
+def test_cuda_graph_capture_replays_with_an_advancing_lr():
+    params = _params("cuda")
+    schedule = S.warmup(S.cosine(T_max=40), steps=8)
+    opt = fusedlr.SGD(params, lr=0.1, momentum=0.9, schedule=schedule)
+    ref = [p.detach().clone().requires_grad_() for p in params]
+    ref_opt = fusedlr.SGD(ref, lr=0.1, momentum=0.9, schedule=schedule)
+    static_grads = [torch.randn_like(p) for p in params]
+    for p, q, g in zip(params, ref, static_grads):
+        p.grad, q.grad = g, g.clone()
+    # Warm up on a side stream (state allocation, the native group cache), then capture.
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            opt.step()
+    torch.cuda.current_stream().wait_stream(s)
+    for _ in range(3):
+        ref_opt.step()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        opt.step()
+    lrs = []
+    for _ in range(20):
+        graph.replay()
+        ref_opt.step()
+        lrs.append(opt.get_last_lr()[0])
+    torch.cuda.synchronize()
+    expected = [0.1 * schedule(t, 1.0) for t in range(3, 23)]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+    for p, q in zip(params, ref):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
