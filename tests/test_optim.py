@@ -78,12 +78,13 @@ def assert_params_equal(actual, expected, **tol):
 # --- parity ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_matches_torch_sgd_over_shapes(options, dtype):
+def test_matches_torch_sgd_over_shapes(options, dtype, device):
     """Every option combination × dtype over all SHAPES in one param group (one fused call)."""
-    ours = make_params(SHAPES, dtype)
-    ref = make_params(SHAPES, dtype)
+    ours = make_params(SHAPES, dtype, device=device)
+    ref = make_params(SHAPES, dtype, device=device)
     opt = run(lambda p: fusedlr.SGD(p, lr=0.1, **options), ours)
     # float32/float64: torch's per-op path rounds like ours. Half types: torch's fused path, which
     # like ours computes in float32 and rounds once (foreach=False rounds after every op).
