@@ -472,6 +472,9 @@ class CyclicLR(LRScheduler):
             raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
         self.step_size_up = float(step_size_up)
         self.step_size_down = float(step_size_down) if step_size_down is not None else self.step_size_up
+        for name in ("step_size_up", "step_size_down"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"CyclicLR: {name} must be > 0, got {getattr(self, name)!r}")
         self.total_size = self.step_size_up + self.step_size_down
         self.step_ratio = self.step_size_up / self.total_size
         self.mode = mode
