@@ -40,6 +40,7 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING
 from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
 
 from ._C import Schedule
+from ._C import apply_schedules as _apply_schedules
 
 __all__ = [
     "ChainedScheduler",
@@ -67,7 +68,7 @@ __all__ = [
 # Attributes that are not plain state: rebuilt from the plain ones, never saved (torch.load's
 # weights_only mode accepts only plain containers and numbers).
 _NOT_STATE = frozenset({"optimizer", "_schedules", "_shared", "_momentum_schedules", "_schedulers", "lr_lambdas",
-                        "_scale_fn_custom"})
+                        "_scale_fn_custom", "_zeros"})
 
 
 def _format_param(name: str, optimizer: Optimizer, param: Any) -> list:
@@ -133,6 +134,7 @@ class LRScheduler(_TorchLRScheduler):
         first = self._schedules[0]
         self._shared = first if all(s == first for s in self._schedules[1:]) else None
         self._momentum_schedules = self._build_momentum()
+        self._zeros = [0.0] * len(self._schedules)  # base for the momentum schedules (absolute values)
 
     @property
     def schedules(self) -> list[Schedule]:
@@ -152,22 +154,19 @@ class LRScheduler(_TorchLRScheduler):
         return [s(t, b) for s, b in zip(self._schedules, self.base_lrs)]
 
     def _apply(self) -> None:
-        """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer."""
-        t = self.last_epoch
-        lrs = self._lrs(t)
-        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
-        self._last_lr = lrs
+        """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer (one C++ call each)."""
+        groups = self.optimizer.param_groups
+        self._last_lr = _apply_schedules(self._schedules, self.last_epoch, self.base_lrs, groups, "lr")
         if self._momentum_schedules is not None:
-            for group, s in zip(self.optimizer.param_groups, self._momentum_schedules):
-                m = s(t)
-                if self.use_beta1:
-                    group["betas"] = (m, *group["betas"][1:])
-                else:
-                    group["momentum"] = m
+            _apply_schedules(self._momentum_schedules, self.last_epoch, self._zeros, groups,
+                             "betas" if self.use_beta1 else "momentum")
+
+    def _apply_python(self) -> None:
+        """As :meth:`_apply`, for learning rates that come from :meth:`_lrs` (Python callables)."""
+        lrs = self._lrs(self.last_epoch)
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            _set(group, "lr", lr)
+        self._last_lr = lrs
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one step (or, deprecated as in torch, go to step ``epoch``) and set the learning rates."""
@@ -232,6 +231,8 @@ class LambdaLR(LRScheduler):
 
     def _rebuild(self) -> None:
         self._schedules, self._shared, self._momentum_schedules = [], None, None
+
+    _apply = LRScheduler._apply_python
 
     @property
     def schedule(self) -> Schedule:
@@ -523,8 +524,11 @@ class CyclicLR(LRScheduler):
         return [b + (s(t) - b) * scale for s, b in zip(self._schedules, self.base_lrs)]
 
     def _apply(self) -> None:
-        super()._apply()
-        if self._scale_fn_custom is not None and self.cycle_momentum:
+        if self._scale_fn_custom is None:
+            super()._apply()
+            return
+        self._apply_python()
+        if self.cycle_momentum:
             t, scale = self.last_epoch, self._custom_scale(self.last_epoch)
             for group, lo, hi in zip(self.optimizer.param_groups, self.base_momentums, self.max_momentums):
                 sf = self._cyclic(0.0, 1.0, False)(t)
