@@ -418,3 +418,13 @@ def test_gallery_renders_every_schedule_small(tmp_path):
     assert functions <= drawn
     gallery["render"](tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size < 300_000
+
+
+def test_header_alone_is_plain_cpp_and_evaluates_nested_composites(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    exe = tmp_path / "test_schedule"
+    subprocess.run(["g++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{root / 'cpp' / 'include'}",
+                    str(root / "tests" / "cpp" / "test_schedule.cpp"), "-o", str(exe)], check=True)
+    result = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "ok"
