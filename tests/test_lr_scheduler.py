@@ -305,6 +305,24 @@ def test_reduce_on_plateau_matches_torch():
         assert np.array_equal(lrs[0], lrs[1]) and lrs[0].min() < lrs[0].max()
 
 
+def test_reduce_on_plateau_composes_with_a_warmup():
+    opt = make_optimizer()
+    warm = F.WarmupLR(opt, 20, F.CosineAnnealingLR(opt, 1000), start_factor=0.0)
+    plateau = F.ReduceLROnPlateau(opt, factor=0.5, patience=2, scheduler=warm)
+    lrs = []
+    for it in range(200):
+        lrs.append(opt.param_groups[1]["lr"])
+        opt.step()
+        warm.step()
+        if it % 10 == 9:
+            plateau.step(1.0)  # a flat metric: a reduction after every 3 bad evaluations
+    # evaluations at it = 9, 19, ...: reductions after the 4th, 7th, ... (it = 39, 69, 99, ...)
+    reductions = [sum(1 for k in range(3, 20, 3) if 10 * (k + 1) - 1 < it) for it in range(200)]
+    expected = [0.03 * 0.5**r * S.warmup(S.cosine(1000, periodic=True), 20)(it) for it, r in enumerate(reductions)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-14)
+    assert lrs[20] == pytest.approx(0.03) and warm.base_lrs[1] == pytest.approx(0.03 * 0.5**6)
+
+
 # --- the twins are thin over the C++ schedules --------------------------------------------------------
 
 def test_each_closed_form_twin_exposes_its_native_schedule():

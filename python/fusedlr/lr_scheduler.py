@@ -68,7 +68,7 @@ __all__ = [
 # Attributes that are not plain state: rebuilt from the plain ones, never saved (torch.load's
 # weights_only mode accepts only plain containers and numbers).
 _NOT_STATE = frozenset({"optimizer", "_schedules", "_shared", "_momentum_schedules", "_schedulers", "lr_lambdas",
-                        "_scale_fn_custom", "_zeros"})
+                        "_scale_fn_custom", "_zeros", "scheduler"})
 
 
 def _format_param(name: str, optimizer: Optimizer, param: Any) -> list:
@@ -620,11 +620,17 @@ class ReduceLROnPlateau(LRScheduler):
     A host-side state machine (metric in, reductions out), in Python: the same arguments, state
     and results as torch's. ``step(metrics)`` multiplies each group's current lr by ``factor``
     (not below ``min_lr``) after more than ``patience`` steps without improvement.
+
+    Extension: with ``scheduler`` (a closed-form twin, e.g. a :class:`WarmupLR`), a reduction
+    multiplies that scheduler's ``base_lrs`` instead (not below ``min_lr``) and re-applies its
+    current step, so the plateau decay composes with its schedule: warmup, then plateau-driven
+    decay, each stepped at its own pace (``scheduler.step()`` per iteration, ``step(metric)`` per
+    evaluation). The reduced bases are part of ``scheduler.state_dict()``.
     """
 
     def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
-                 min_lr: list[float] | float = 0, eps: float = 1e-8) -> None:
+                 min_lr: list[float] | float = 0, eps: float = 1e-8, scheduler: LRScheduler | None = None) -> None:
         if factor >= 1.0:
             raise ValueError("Factor should be < 1.0.")
         if not isinstance(optimizer, Optimizer):
@@ -656,6 +662,9 @@ class ReduceLROnPlateau(LRScheduler):
         self.best = self.mode_worse
         self.cooldown_counter = 0
         self.num_bad_epochs = 0
+        if scheduler is not None:
+            _closed_form_children(type(self).__name__, [scheduler], optimizer)
+        self.scheduler = scheduler
 
     @property
     def schedule(self) -> Schedule:
@@ -694,11 +703,19 @@ class ReduceLROnPlateau(LRScheduler):
                     raise RuntimeError("The number of param groups in the `optimizer` differs from when "
                                        "`ReduceLROnPlateau` was initialized")
                 self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
-            for i, group in enumerate(self.optimizer.param_groups):
-                old_lr = float(group["lr"])
-                new_lr = max(old_lr * self.factor, self.min_lrs[i])
-                if old_lr - new_lr > self.eps:
-                    _set(group, "lr", new_lr)
+            if self.scheduler is not None:
+                bases = self.scheduler.base_lrs
+                for i, old in enumerate(bases):
+                    new = max(old * self.factor, self.min_lrs[i])
+                    if old - new > self.eps:
+                        bases[i] = new
+                self.scheduler._apply()
+            else:
+                for i, group in enumerate(self.optimizer.param_groups):
+                    old_lr = float(group["lr"])
+                    new_lr = max(old_lr * self.factor, self.min_lrs[i])
+                    if old_lr - new_lr > self.eps:
+                        _set(group, "lr", new_lr)
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
