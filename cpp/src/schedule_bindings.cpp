@@ -522,7 +522,7 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
         positive_steps("cosine_restarts", "T_0", T_0);
         if (!(std::isfinite(T_mult) && T_mult >= 1.0)) invalid("cosine_restarts", "T_mult", ">= 1", num(T_mult));
         finite("cosine_restarts", "eta_min", eta_min);
-        return leaf("cosine_restarts", Kind::kCosineRestarts, {static_cast<double>(T_0), T_mult, eta_min},
+        return leaf("cosine_restarts", Kind::kCosineRestarts, {static_cast<double>(T_0), T_mult, eta_min, std::log(T_mult)},
                     reach_min ? 1 : 0);
       },
       py::arg("T_0"), py::arg("T_mult") = 1.0, py::arg("eta_min") = 0.0, py::arg("reach_min") = false,
