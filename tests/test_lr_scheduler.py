@@ -354,10 +354,11 @@ def test_one_step_costs_no_python_loop_over_steps():
     (lambda o: F.StepLR(o, step_size=5, gamma=0.0), "gamma"),
     (lambda o: F.ExponentialLR(o, gamma=-1.0), "gamma"),
     (lambda o: F.MultiStepLR(o, [-5]), "milestones"),
-    (lambda o: F.LinearLR(o, total_iters=0), "total_iters|total_steps"),
+    (lambda o: F.LinearLR(o, total_iters=0), "total_iters"),
+    (lambda o: F.ConstantLR(o, total_iters=-1), "total_iters"),
     (lambda o: F.LinearLR(o, start_factor=0.0), "Starting multiplicative factor"),
     (lambda o: F.ConstantLR(o, factor=2.0), "Constant multiplicative factor"),
-    (lambda o: F.PolynomialLR(o, total_iters=0), "total_steps"),
+    (lambda o: F.PolynomialLR(o, total_iters=0), "total_iters"),
     (lambda o: F.CosineAnnealingWarmRestarts(o, T_0=0), "T_0"),
     (lambda o: F.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=0), "T_mult"),
     (lambda o: F.CyclicLR(o, 0.1, 0.01), "max_lr"),
@@ -370,7 +371,9 @@ def test_one_step_costs_no_python_loop_over_steps():
     (lambda o: F.ReduceLROnPlateau(o, factor=1.5), "Factor"),
     (lambda o: F.SequentialLR(o, [F.StepLR(o, 5)], [3]), "milestone"),
     (lambda o: F.WSDLR(o, 100, 60, 60), "decay_steps"),
-    (lambda o: F.WarmupLR(o, -1), "steps"),
+    (lambda o: F.WarmupLR(o, -1), "warmup_steps"),
+    (lambda o: F.InverseSqrtLR(o, -1), "warmup_steps"),
+    (lambda o: F.InverseTimeLR(o, -0.5), "decay_rate"),
 ])
 def test_invalid_arguments_raise_value_error(make, arg):
     with pytest.raises(ValueError, match=arg):

@@ -90,3 +90,11 @@ class Schedule:
     def sequential(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule: ...
     @staticmethod
     def chained(schedules: Sequence[Schedule]) -> Schedule: ...
+
+def apply_schedules(schedules: Sequence[Schedule], step: int, base_lrs: Sequence[float], param_groups: list[dict],
+                    key: str = "lr") -> list[float]:
+    """Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])`` for every group and return the values.
+
+    One schedule serves all groups when ``schedules`` has one entry. Tensor values are filled in
+    place; ``key="betas"`` replaces beta1 of the pair. The body of a scheduler's ``step()``.
+    """

@@ -329,6 +329,8 @@ class ConstantLR(LRScheduler):
                  last_epoch: int = -1) -> None:
         if factor > 1.0 or factor < 0:
             raise ValueError("Constant multiplicative factor expected to be between 0 and 1.")
+        if total_iters < 0:
+            raise ValueError(f"ConstantLR: total_iters must be >= 0, got {total_iters!r}")
         self.factor = factor
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
@@ -349,6 +351,8 @@ class LinearLR(LRScheduler):
             raise ValueError("Starting multiplicative factor expected to be greater than 0 and less or equal to 1.")
         if end_factor > 1.0 or end_factor < 0:
             raise ValueError("Ending multiplicative factor expected to be between 0 and 1.")
+        if total_iters <= 0:
+            raise ValueError(f"LinearLR: total_iters must be > 0, got {total_iters!r}")
         self.start_factor = start_factor
         self.end_factor = end_factor
         self.total_iters = total_iters
@@ -379,6 +383,8 @@ class PolynomialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
+        if total_iters <= 0:
+            raise ValueError(f"PolynomialLR: total_iters must be > 0, got {total_iters!r}")
         self.total_iters = total_iters
         self.power = power
         super().__init__(optimizer, last_epoch)
@@ -842,6 +848,8 @@ class WarmupLR(_Composite):
                  start_factor: float = 0.0, mode: str = "linear", last_epoch: int = -1) -> None:
         if scheduler is not None:
             _closed_form_children(type(self).__name__, [scheduler], optimizer)
+        if warmup_steps < 0:
+            raise ValueError(f"WarmupLR: warmup_steps must be >= 0, got {warmup_steps!r}")
         self._schedulers = [scheduler] if scheduler is not None else []
         self.warmup_steps = warmup_steps
         self.start_factor = start_factor
@@ -882,6 +890,8 @@ class InverseSqrtLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int = 0, last_epoch: int = -1) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"InverseSqrtLR: warmup_steps must be >= 0, got {warmup_steps!r}")
         self.warmup_steps = warmup_steps
         super().__init__(optimizer, last_epoch)
 
@@ -899,6 +909,8 @@ class InverseTimeLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, decay_rate: float, decay_steps: int = 1, staircase: bool = False,
                  last_epoch: int = -1) -> None:
+        if not decay_rate >= 0:
+            raise ValueError(f"InverseTimeLR: decay_rate must be >= 0, got {decay_rate!r}")
         self.decay_rate = decay_rate
         self.decay_steps = decay_steps
         self.staircase = staircase
