@@ -289,9 +289,17 @@ class StepLR(LRScheduler):
 
     .. math:: \eta_t = \eta_0 \, \gamma^{\lfloor t / \text{step\_size} \rfloor}
 
+    Args:
+        optimizer: any ``torch.optim.Optimizer``; :math:`\eta_0` is each group's initial lr.
+        step_size: steps between decays (> 0).
+        gamma: decay factor (> 0). Default 0.1.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
     Example:
         >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         >>> sched = StepLR(opt, step_size=30, gamma=0.1)
+        >>> for epoch in range(100):  # doctest: +SKIP
+        ...     train(...); opt.step(); sched.step()
     """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
@@ -307,6 +315,15 @@ class MultiStepLR(LRScheduler):
     r"""Decay by ``gamma`` at each milestone (``torch.optim.lr_scheduler.MultiStepLR``).
 
     .. math:: \eta_t = \eta_0 \, \gamma^{\#\{m \le t\}}
+
+    Args:
+        optimizer: the optimizer.
+        milestones: steps (>= 0) where the lr is multiplied by ``gamma``; a repeated one counts twice.
+        gamma: decay factor (> 0). Default 0.1.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = MultiStepLR(opt, milestones=[30, 80], gamma=0.1)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
@@ -323,6 +340,15 @@ class ConstantLR(LRScheduler):
     r"""Multiply by ``factor`` for the first ``total_iters`` steps (``torch.optim.lr_scheduler.ConstantLR``).
 
     .. math:: \eta_t = \eta_0 \cdot (\text{factor if } t < \text{total\_iters} \text{ else } 1)
+
+    Args:
+        optimizer: the optimizer.
+        factor: in [0, 1]. Default 1/3.
+        total_iters: steps the factor applies (>= 0). Default 5.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = ConstantLR(opt, factor=0.5, total_iters=4)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
@@ -343,6 +369,16 @@ class LinearLR(LRScheduler):
     r"""Ramp the factor linearly over ``total_iters`` steps (``torch.optim.lr_scheduler.LinearLR``).
 
     .. math:: \eta_t = \eta_0 \left(s + (e - s) \frac{\min(t, T)}{T}\right)
+
+    Args:
+        optimizer: the optimizer.
+        start_factor: :math:`s`, in (0, 1]. Default 1/3.
+        end_factor: :math:`e`, in [0, 1]. Default 1.0.
+        total_iters: :math:`T` (> 0). Default 5.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = LinearLR(opt, start_factor=0.01, total_iters=500)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
@@ -366,6 +402,14 @@ class ExponentialLR(LRScheduler):
     r"""Decay by ``gamma`` every step (``torch.optim.lr_scheduler.ExponentialLR``).
 
     .. math:: \eta_t = \eta_0 \, \gamma^t
+
+    Args:
+        optimizer: the optimizer.
+        gamma: factor per step (> 0).
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = ExponentialLR(opt, gamma=0.99)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
@@ -380,6 +424,15 @@ class PolynomialLR(LRScheduler):
     r"""Polynomial decay to 0 over ``total_iters`` steps (``torch.optim.lr_scheduler.PolynomialLR``).
 
     .. math:: \eta_t = \eta_0 \left(1 - \frac{\min(t, T)}{T}\right)^{p}
+
+    Args:
+        optimizer: the optimizer.
+        total_iters: :math:`T` (> 0). Default 5.
+        power: :math:`p` (>= 0). Default 1.0.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = PolynomialLR(opt, total_iters=1000, power=2.0)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
@@ -400,6 +453,15 @@ class CosineAnnealingLR(LRScheduler):
 
     Past ``T_max`` the cosine continues (period ``2 T_max``), as torch's does. torch computes the
     recursive form, which follows any outside change of ``group["lr"]``; this twin does not drift.
+
+    Args:
+        optimizer: the optimizer.
+        T_max: steps from :math:`\eta_0` to ``eta_min`` (> 0).
+        eta_min: the minimum learning rate. Default 0.0.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = CosineAnnealingLR(opt, T_max=10_000, eta_min=1e-5)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
@@ -417,6 +479,17 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     .. math:: \eta_t = \eta_{min} + \frac{\eta_0 - \eta_{min}}{2}\left(1 + \cos\frac{\pi T_{cur}}{T_i}\right)
 
     Deviation: ``step(epoch)`` takes whole steps only; torch also accepts fractional epochs.
+
+    Args:
+        optimizer: the optimizer.
+        T_0: steps of the first cycle (positive integer).
+        T_mult: cycle length growth (integer >= 1; :func:`fusedlr.schedules.cosine_restarts`
+            takes fractional ones). Default 1.
+        eta_min: the minimum learning rate. Default 0.0.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = CosineAnnealingWarmRestarts(opt, T_0=1000, T_mult=2)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
@@ -459,6 +532,20 @@ class CyclicLR(LRScheduler):
 
     (see :func:`fusedlr.schedules.cyclic`). A custom ``scale_fn`` runs in Python on top of the
     closed-form triangle; then ``.schedule`` is the triangle without it.
+
+    Args:
+        optimizer: the optimizer; its groups' lr is set to ``base_lr``.
+        base_lr, max_lr: the bounds, one value or one per param group.
+        step_size_up, step_size_down: steps of the rising and falling halves (> 0; down defaults to up).
+        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+        gamma: factor per step of ``exp_range``. Default 1.0.
+        scale_fn, scale_mode: a custom amplitude function of the cycle or of the step, as torch.
+        cycle_momentum: cycle ``momentum`` (or Adam's beta1) inversely, between ``base_momentum``
+            and ``max_momentum``. Default True.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=2000)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, base_lr: float | list[float], max_lr: float | list[float],
@@ -551,6 +638,22 @@ class OneCycleLR(LRScheduler):
     See :func:`fusedlr.schedules.one_cycle` for the formula. Deviation, on purpose: from step
     ``total_steps - 1`` on the final learning rate is held; torch extrapolates the last phase one
     step further at ``total_steps`` and raises ``ValueError`` after it.
+
+    Args:
+        optimizer: the optimizer.
+        max_lr: the peak, one value or one per param group.
+        total_steps: steps of the cycle; or give ``epochs`` and ``steps_per_epoch``.
+        pct_start: fraction of the steps spent rising. Default 0.3.
+        anneal_strategy: ``"cos"`` or ``"linear"``. Default ``"cos"``.
+        cycle_momentum, base_momentum, max_momentum: momentum (or Adam's beta1) goes from
+            ``max_momentum`` to ``base_momentum`` and back, inversely to the lr.
+        div_factor: initial lr = max_lr / div_factor. Default 25.
+        final_div_factor: final lr = initial lr / final_div_factor. Default 1e4.
+        three_phase: the three-phase variant. Default False.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = OneCycleLR(opt, max_lr=0.1, epochs=10, steps_per_epoch=len(loader))  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, max_lr: float | list[float], total_steps: int | None = None,
