@@ -283,6 +283,7 @@ Schedule set_state(const py::tuple& state) {
     const auto params = t[6].cast<std::vector<double>>();
     if (params.size() != kScheduleParams) bad("wrong number of parameters");
     std::copy(params.begin(), params.end(), n.p);
+    if (n.kind == Kind::kCosineRestarts) n.p[3] = std::log(n.p[1]);  // derived, not trusted from the state
     if (n.vfirst < 0 || n.vcount < 0 || n.vfirst + n.vcount > d.n_values || n.cfirst < 0 || n.ccount < 0 ||
         n.cfirst + n.ccount > d.n_links)
       bad("slice out of range");

@@ -812,19 +812,19 @@ class ReduceLROnPlateau(LRScheduler):
                     raise RuntimeError("The number of param groups in the `optimizer` differs from when "
                                        "`ReduceLROnPlateau` was initialized")
                 self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
+            for i, group in enumerate(self.optimizer.param_groups):
+                old_lr = float(group["lr"])
+                new_lr = max(old_lr * self.factor, self.min_lrs[i])
+                if old_lr - new_lr > self.eps:
+                    _set(group, "lr", new_lr)
             if self.scheduler is not None:
+                # Reduce the wrapped scheduler's bases instead; its lr replaces the one set above.
                 bases = self.scheduler.base_lrs
                 for i, old in enumerate(bases):
                     new = max(old * self.factor, self.min_lrs[i])
                     if old - new > self.eps:
                         bases[i] = new
                 self.scheduler._apply()
-            else:
-                for i, group in enumerate(self.optimizer.param_groups):
-                    old_lr = float(group["lr"])
-                    new_lr = max(old_lr * self.factor, self.min_lrs[i])
-                    if old_lr - new_lr > self.eps:
-                        _set(group, "lr", new_lr)
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
