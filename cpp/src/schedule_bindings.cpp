@@ -283,6 +283,7 @@ Schedule set_state(const py::tuple& state) {
     const auto params = t[6].cast<std::vector<double>>();
     if (params.size() != kScheduleParams) bad("wrong number of parameters");
     std::copy(params.begin(), params.end(), n.p);
+    if (n.kind == Kind::kCosineRestarts) n.p[3] = std::log(n.p[1]);  // derived, not trusted from the state
     if (n.vfirst < 0 || n.vcount < 0 || n.vfirst + n.vcount > d.n_values || n.cfirst < 0 || n.ccount < 0 ||
         n.cfirst + n.ccount > d.n_links)
       bad("slice out of range");
@@ -311,9 +312,56 @@ void check_steps(const char* fn, const char* arg, const std::vector<int64_t>& v,
   }
 }
 
+/**
+ * Write schedules[g](step, base_lrs[g]) into param_groups[g][key] for every group and return the
+ * values: the body of a scheduler's step() in one call. A tensor value is filled in place (as
+ * torch does for tensor learning rates); key "betas" replaces the first of the pair (Adam's beta1).
+ */
+py::list apply_schedules(const std::vector<const Schedule*>& schedules, int64_t step, const std::vector<double>& base_lrs,
+                         const py::list& param_groups, const std::string& key) {
+  const size_t n = param_groups.size();
+  if (schedules.size() != n && schedules.size() != 1)
+    invalid("apply_schedules", "schedules", "one per param group (" + std::to_string(n) + ") or one for all",
+            std::to_string(schedules.size()));
+  if (base_lrs.size() != n)
+    invalid("apply_schedules", "base_lrs", "one per param group (" + std::to_string(n) + ")",
+            std::to_string(base_lrs.size()));
+  const py::str k(key);
+  const bool betas = key == "betas";
+  py::list out(n);
+  for (size_t g = 0; g < n; ++g) {
+    const double v = (*schedules[schedules.size() == 1 ? 0 : g])(step, base_lrs[g]);
+    py::float_ value(v);
+    py::dict group = param_groups[g].cast<py::dict>();
+    if (betas) {
+      py::tuple old = group[k].cast<py::tuple>();
+      py::tuple pair(old.size());
+      pair[0] = value;
+      for (size_t i = 1; i < old.size(); ++i) pair[i] = old[i];
+      group[k] = pair;
+    } else {
+      py::object current = group.contains(k) ? py::object(group[k]) : py::none();
+      if (!current.is_none() && !PyFloat_CheckExact(current.ptr()) && py::hasattr(current, "fill_")) {
+        current.attr("fill_")(value);
+      } else {
+        group[k] = value;
+      }
+    }
+    out[g] = value;
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_schedules(py::module_& m) {
+  m.def("apply_schedules", &apply_schedules, py::arg("schedules"), py::arg("step"), py::arg("base_lrs"),
+        py::arg("param_groups"), py::arg("key") = "lr",
+        R"pbdoc(Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])`` for every group; return the values.
+
+One schedule serves all groups when ``schedules`` has one entry. Tensor values are filled in place;
+``key="betas"`` replaces beta1 of the pair.)pbdoc");
+
   py::class_<Schedule> cls(m, "Schedule", R"pbdoc(A closed-form learning-rate schedule (fusedlr/schedule.h).
 
 ``s(step, base_lr=1.0)`` is the learning rate of ``step`` for an optimizer group whose initial
@@ -475,7 +523,7 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
         positive_steps("cosine_restarts", "T_0", T_0);
         if (!(std::isfinite(T_mult) && T_mult >= 1.0)) invalid("cosine_restarts", "T_mult", ">= 1", num(T_mult));
         finite("cosine_restarts", "eta_min", eta_min);
-        return leaf("cosine_restarts", Kind::kCosineRestarts, {static_cast<double>(T_0), T_mult, eta_min},
+        return leaf("cosine_restarts", Kind::kCosineRestarts, {static_cast<double>(T_0), T_mult, eta_min, std::log(T_mult)},
                     reach_min ? 1 : 0);
       },
       py::arg("T_0"), py::arg("T_mult") = 1.0, py::arg("eta_min") = 0.0, py::arg("reach_min") = false,

@@ -1,5 +1,11 @@
 """Types of the private native module fusedlr._C (built from cpp/src/bindings.cpp)."""
 
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+
 __version__: str
 with_cuda: bool
 """True when the CUDA kernels were compiled into this build."""
@@ -8,3 +14,87 @@ cpu_levels_compiled: str
 
 def cpu_kernel_level() -> str:
     """The SIMD level of the CPU SGD kernel in this process: "AVX512", "AVX2" or "DEFAULT"."""
+
+class Schedule:
+    """A closed-form learning-rate schedule (cpp/include/fusedlr/schedule.h; src: schedule_bindings.cpp).
+
+    ``s(step, base_lr=1.0)`` is the learning rate of ``step`` for a param group whose initial
+    learning rate is ``base_lr`` (1.0: a factor). Plain data, no state: picklable, comparable
+    with ``==``, hashable. Build with the static factories or with :mod:`fusedlr.schedules`.
+    """
+
+    max_nodes: ClassVar[int]
+    """Most nodes (leaves and composites) in one schedule (kMaxScheduleNodes)."""
+    max_values: ClassVar[int]
+    """Most milestones/boundaries/breakpoints in one schedule (kMaxScheduleValues)."""
+    nbytes: ClassVar[int]
+    """sizeof(ScheduleData): what a kernel launch copies."""
+
+    def __call__(self, step: int, base_lr: float = 1.0) -> float:
+        """The learning rate at ``step`` (steps below 0 count as 0)."""
+    def lrs(self, step: int, base_lrs: Sequence[float]) -> list[float]:
+        """The learning rates at ``step`` for each of ``base_lrs``."""
+    def curve(self, n: int, start: int = 0, base_lr: float = 1.0) -> npt.NDArray[np.float64]:
+        """The learning rates of steps ``start .. start + n - 1``, computed in C++."""
+    @property
+    def kind(self) -> str:
+        """The outermost schedule's name, e.g. ``"cosine"``."""
+    @property
+    def num_nodes(self) -> int:
+        """Nodes used (at most ``max_nodes``)."""
+    def to_bytes(self) -> bytes:
+        """The raw ScheduleData of this build (not a storage format)."""
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __getstate__(self) -> tuple: ...
+    def __setstate__(self, state: tuple) -> None: ...
+    @staticmethod
+    def constant(factor: float = 1.0, total_steps: int | None = None) -> Schedule: ...
+    @staticmethod
+    def step(step_size: int, gamma: float = 0.1) -> Schedule: ...
+    @staticmethod
+    def multistep(milestones: Sequence[int], gamma: float = 0.1) -> Schedule: ...
+    @staticmethod
+    def linear(start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_steps: int = 5) -> Schedule: ...
+    @staticmethod
+    def exponential(gamma: float | None = None, rate: float | None = None) -> Schedule: ...
+    @staticmethod
+    def inverse_time(rate: float, decay_steps: int = 1, staircase: bool = False) -> Schedule: ...
+    @staticmethod
+    def polynomial(total_steps: int = 5, power: float = 1.0, end_factor: float = 0.0) -> Schedule: ...
+    @staticmethod
+    def cosine(T_max: int, eta_min: float = 0.0, periodic: bool = False) -> Schedule: ...
+    @staticmethod
+    def cosine_restarts(T_0: int, T_mult: float = 1.0, eta_min: float = 0.0, reach_min: bool = False) -> Schedule: ...
+    @staticmethod
+    def cyclic(base_lr: float, max_lr: float, step_size_up: float = 2000.0, step_size_down: float | None = None,
+               mode: Literal["triangular", "triangular2", "exp_range"] = "triangular", gamma: float = 1.0,
+               inverted: bool = False) -> Schedule: ...
+    @staticmethod
+    def one_cycle(total_steps: int, initial: float, peak: float, final: float, pct_start: float = 0.3,
+                  anneal_strategy: Literal["cos", "linear"] = "cos", three_phase: bool = False) -> Schedule: ...
+    @staticmethod
+    def inverse_sqrt(timescale: float = 1.0) -> Schedule: ...
+    @staticmethod
+    def wsd(total_steps: int, warmup_steps: int, decay_steps: int,
+            decay: Literal["linear", "cosine", "sqrt"] = "linear", min_factor: float = 0.0,
+            warmup_start_factor: float = 0.0) -> Schedule: ...
+    @staticmethod
+    def piecewise_constant(boundaries: Sequence[int], factors: Sequence[float]) -> Schedule: ...
+    @staticmethod
+    def piecewise_linear(steps: Sequence[int], factors: Sequence[float]) -> Schedule: ...
+    @staticmethod
+    def warmup(schedule: Schedule, steps: int, start_factor: float = 0.0,
+               mode: Literal["linear", "exponential"] = "linear") -> Schedule: ...
+    @staticmethod
+    def sequential(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule: ...
+    @staticmethod
+    def chained(schedules: Sequence[Schedule]) -> Schedule: ...
+
+def apply_schedules(schedules: Sequence[Schedule], step: int, base_lrs: Sequence[float], param_groups: list[dict],
+                    key: str = "lr") -> list[float]:
+    """Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])`` for every group and return the values.
+
+    One schedule serves all groups when ``schedules`` has one entry. Tensor values are filled in
+    place; ``key="betas"`` replaces beta1 of the pair. The body of a scheduler's ``step()``.
+    """

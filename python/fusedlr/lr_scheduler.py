@@ -40,6 +40,7 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING
 from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
 
 from ._C import Schedule
+from ._C import apply_schedules as _apply_schedules
 
 __all__ = [
     "ChainedScheduler",
@@ -67,7 +68,7 @@ __all__ = [
 # Attributes that are not plain state: rebuilt from the plain ones, never saved (torch.load's
 # weights_only mode accepts only plain containers and numbers).
 _NOT_STATE = frozenset({"optimizer", "_schedules", "_shared", "_momentum_schedules", "_schedulers", "lr_lambdas",
-                        "_scale_fn_custom"})
+                        "_scale_fn_custom", "_zeros", "scheduler"})
 
 
 def _format_param(name: str, optimizer: Optimizer, param: Any) -> list:
@@ -133,6 +134,7 @@ class LRScheduler(_TorchLRScheduler):
         first = self._schedules[0]
         self._shared = first if all(s == first for s in self._schedules[1:]) else None
         self._momentum_schedules = self._build_momentum()
+        self._zeros = [0.0] * len(self._schedules)  # base for the momentum schedules (absolute values)
 
     @property
     def schedules(self) -> list[Schedule]:
@@ -152,22 +154,19 @@ class LRScheduler(_TorchLRScheduler):
         return [s(t, b) for s, b in zip(self._schedules, self.base_lrs)]
 
     def _apply(self) -> None:
-        """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer."""
-        t = self.last_epoch
-        lrs = self._lrs(t)
-        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
-        self._last_lr = lrs
+        """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer (one C++ call each)."""
+        groups = self.optimizer.param_groups
+        self._last_lr = _apply_schedules(self._schedules, self.last_epoch, self.base_lrs, groups, "lr")
         if self._momentum_schedules is not None:
-            for group, s in zip(self.optimizer.param_groups, self._momentum_schedules):
-                m = s(t)
-                if self.use_beta1:
-                    group["betas"] = (m, *group["betas"][1:])
-                else:
-                    group["momentum"] = m
+            _apply_schedules(self._momentum_schedules, self.last_epoch, self._zeros, groups,
+                             "betas" if self.use_beta1 else "momentum")
+
+    def _apply_python(self) -> None:
+        """As :meth:`_apply`, for learning rates that come from :meth:`_lrs` (Python callables)."""
+        lrs = self._lrs(self.last_epoch)
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            _set(group, "lr", lr)
+        self._last_lr = lrs
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one step (or, deprecated as in torch, go to step ``epoch``) and set the learning rates."""
@@ -233,6 +232,8 @@ class LambdaLR(LRScheduler):
     def _rebuild(self) -> None:
         self._schedules, self._shared, self._momentum_schedules = [], None, None
 
+    _apply = LRScheduler._apply_python
+
     @property
     def schedule(self) -> Schedule:
         raise AttributeError(f"{type(self).__name__} runs Python callables: it has no closed-form schedule")
@@ -288,9 +289,17 @@ class StepLR(LRScheduler):
 
     .. math:: \eta_t = \eta_0 \, \gamma^{\lfloor t / \text{step\_size} \rfloor}
 
+    Args:
+        optimizer: any ``torch.optim.Optimizer``; :math:`\eta_0` is each group's initial lr.
+        step_size: steps between decays (> 0).
+        gamma: decay factor (> 0). Default 0.1.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
     Example:
         >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         >>> sched = StepLR(opt, step_size=30, gamma=0.1)
+        >>> for epoch in range(100):  # doctest: +SKIP
+        ...     train(...); opt.step(); sched.step()
     """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
@@ -306,6 +315,15 @@ class MultiStepLR(LRScheduler):
     r"""Decay by ``gamma`` at each milestone (``torch.optim.lr_scheduler.MultiStepLR``).
 
     .. math:: \eta_t = \eta_0 \, \gamma^{\#\{m \le t\}}
+
+    Args:
+        optimizer: the optimizer.
+        milestones: steps (>= 0) where the lr is multiplied by ``gamma``; a repeated one counts twice.
+        gamma: decay factor (> 0). Default 0.1.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = MultiStepLR(opt, milestones=[30, 80], gamma=0.1)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
@@ -322,12 +340,23 @@ class ConstantLR(LRScheduler):
     r"""Multiply by ``factor`` for the first ``total_iters`` steps (``torch.optim.lr_scheduler.ConstantLR``).
 
     .. math:: \eta_t = \eta_0 \cdot (\text{factor if } t < \text{total\_iters} \text{ else } 1)
+
+    Args:
+        optimizer: the optimizer.
+        factor: in [0, 1]. Default 1/3.
+        total_iters: steps the factor applies (>= 0). Default 5.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = ConstantLR(opt, factor=0.5, total_iters=4)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
                  last_epoch: int = -1) -> None:
         if factor > 1.0 or factor < 0:
             raise ValueError("Constant multiplicative factor expected to be between 0 and 1.")
+        if total_iters < 0:
+            raise ValueError(f"ConstantLR: total_iters must be >= 0, got {total_iters!r}")
         self.factor = factor
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
@@ -340,6 +369,16 @@ class LinearLR(LRScheduler):
     r"""Ramp the factor linearly over ``total_iters`` steps (``torch.optim.lr_scheduler.LinearLR``).
 
     .. math:: \eta_t = \eta_0 \left(s + (e - s) \frac{\min(t, T)}{T}\right)
+
+    Args:
+        optimizer: the optimizer.
+        start_factor: :math:`s`, in (0, 1]. Default 1/3.
+        end_factor: :math:`e`, in [0, 1]. Default 1.0.
+        total_iters: :math:`T` (> 0). Default 5.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = LinearLR(opt, start_factor=0.01, total_iters=500)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
@@ -348,6 +387,8 @@ class LinearLR(LRScheduler):
             raise ValueError("Starting multiplicative factor expected to be greater than 0 and less or equal to 1.")
         if end_factor > 1.0 or end_factor < 0:
             raise ValueError("Ending multiplicative factor expected to be between 0 and 1.")
+        if total_iters <= 0:
+            raise ValueError(f"LinearLR: total_iters must be > 0, got {total_iters!r}")
         self.start_factor = start_factor
         self.end_factor = end_factor
         self.total_iters = total_iters
@@ -361,6 +402,14 @@ class ExponentialLR(LRScheduler):
     r"""Decay by ``gamma`` every step (``torch.optim.lr_scheduler.ExponentialLR``).
 
     .. math:: \eta_t = \eta_0 \, \gamma^t
+
+    Args:
+        optimizer: the optimizer.
+        gamma: factor per step (> 0).
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = ExponentialLR(opt, gamma=0.99)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
@@ -375,9 +424,20 @@ class PolynomialLR(LRScheduler):
     r"""Polynomial decay to 0 over ``total_iters`` steps (``torch.optim.lr_scheduler.PolynomialLR``).
 
     .. math:: \eta_t = \eta_0 \left(1 - \frac{\min(t, T)}{T}\right)^{p}
+
+    Args:
+        optimizer: the optimizer.
+        total_iters: :math:`T` (> 0). Default 5.
+        power: :math:`p` (>= 0). Default 1.0.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = PolynomialLR(opt, total_iters=1000, power=2.0)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
+        if total_iters <= 0:
+            raise ValueError(f"PolynomialLR: total_iters must be > 0, got {total_iters!r}")
         self.total_iters = total_iters
         self.power = power
         super().__init__(optimizer, last_epoch)
@@ -393,6 +453,15 @@ class CosineAnnealingLR(LRScheduler):
 
     Past ``T_max`` the cosine continues (period ``2 T_max``), as torch's does. torch computes the
     recursive form, which follows any outside change of ``group["lr"]``; this twin does not drift.
+
+    Args:
+        optimizer: the optimizer.
+        T_max: steps from :math:`\eta_0` to ``eta_min`` (> 0).
+        eta_min: the minimum learning rate. Default 0.0.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = CosineAnnealingLR(opt, T_max=10_000, eta_min=1e-5)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
@@ -410,6 +479,17 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     .. math:: \eta_t = \eta_{min} + \frac{\eta_0 - \eta_{min}}{2}\left(1 + \cos\frac{\pi T_{cur}}{T_i}\right)
 
     Deviation: ``step(epoch)`` takes whole steps only; torch also accepts fractional epochs.
+
+    Args:
+        optimizer: the optimizer.
+        T_0: steps of the first cycle (positive integer).
+        T_mult: cycle length growth (integer >= 1; :func:`fusedlr.schedules.cosine_restarts`
+            takes fractional ones). Default 1.
+        eta_min: the minimum learning rate. Default 0.0.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = CosineAnnealingWarmRestarts(opt, T_0=1000, T_mult=2)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
@@ -452,6 +532,20 @@ class CyclicLR(LRScheduler):
 
     (see :func:`fusedlr.schedules.cyclic`). A custom ``scale_fn`` runs in Python on top of the
     closed-form triangle; then ``.schedule`` is the triangle without it.
+
+    Args:
+        optimizer: the optimizer; its groups' lr is set to ``base_lr``.
+        base_lr, max_lr: the bounds, one value or one per param group.
+        step_size_up, step_size_down: steps of the rising and falling halves (> 0; down defaults to up).
+        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+        gamma: factor per step of ``exp_range``. Default 1.0.
+        scale_fn, scale_mode: a custom amplitude function of the cycle or of the step, as torch.
+        cycle_momentum: cycle ``momentum`` (or Adam's beta1) inversely, between ``base_momentum``
+            and ``max_momentum``. Default True.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=2000)  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, base_lr: float | list[float], max_lr: float | list[float],
@@ -472,6 +566,9 @@ class CyclicLR(LRScheduler):
             raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
         self.step_size_up = float(step_size_up)
         self.step_size_down = float(step_size_down) if step_size_down is not None else self.step_size_up
+        for name in ("step_size_up", "step_size_down"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"CyclicLR: {name} must be > 0, got {getattr(self, name)!r}")
         self.total_size = self.step_size_up + self.step_size_down
         self.step_ratio = self.step_size_up / self.total_size
         self.mode = mode
@@ -520,8 +617,11 @@ class CyclicLR(LRScheduler):
         return [b + (s(t) - b) * scale for s, b in zip(self._schedules, self.base_lrs)]
 
     def _apply(self) -> None:
-        super()._apply()
-        if self._scale_fn_custom is not None and self.cycle_momentum:
+        if self._scale_fn_custom is None:
+            super()._apply()
+            return
+        self._apply_python()
+        if self.cycle_momentum:
             t, scale = self.last_epoch, self._custom_scale(self.last_epoch)
             for group, lo, hi in zip(self.optimizer.param_groups, self.base_momentums, self.max_momentums):
                 sf = self._cyclic(0.0, 1.0, False)(t)
@@ -538,6 +638,22 @@ class OneCycleLR(LRScheduler):
     See :func:`fusedlr.schedules.one_cycle` for the formula. Deviation, on purpose: from step
     ``total_steps - 1`` on the final learning rate is held; torch extrapolates the last phase one
     step further at ``total_steps`` and raises ``ValueError`` after it.
+
+    Args:
+        optimizer: the optimizer.
+        max_lr: the peak, one value or one per param group.
+        total_steps: steps of the cycle; or give ``epochs`` and ``steps_per_epoch``.
+        pct_start: fraction of the steps spent rising. Default 0.3.
+        anneal_strategy: ``"cos"`` or ``"linear"``. Default ``"cos"``.
+        cycle_momentum, base_momentum, max_momentum: momentum (or Adam's beta1) goes from
+            ``max_momentum`` to ``base_momentum`` and back, inversely to the lr.
+        div_factor: initial lr = max_lr / div_factor. Default 25.
+        final_div_factor: final lr = initial lr / final_div_factor. Default 1e4.
+        three_phase: the three-phase variant. Default False.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> sched = OneCycleLR(opt, max_lr=0.1, epochs=10, steps_per_epoch=len(loader))  # doctest: +SKIP
     """
 
     def __init__(self, optimizer: Optimizer, max_lr: float | list[float], total_steps: int | None = None,
@@ -613,11 +729,17 @@ class ReduceLROnPlateau(LRScheduler):
     A host-side state machine (metric in, reductions out), in Python: the same arguments, state
     and results as torch's. ``step(metrics)`` multiplies each group's current lr by ``factor``
     (not below ``min_lr``) after more than ``patience`` steps without improvement.
+
+    Extension: with ``scheduler`` (a closed-form twin, e.g. a :class:`WarmupLR`), a reduction
+    multiplies that scheduler's ``base_lrs`` instead (not below ``min_lr``) and re-applies its
+    current step, so the plateau decay composes with its schedule: warmup, then plateau-driven
+    decay, each stepped at its own pace (``scheduler.step()`` per iteration, ``step(metric)`` per
+    evaluation). The reduced bases are part of ``scheduler.state_dict()``.
     """
 
     def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
-                 min_lr: list[float] | float = 0, eps: float = 1e-8) -> None:
+                 min_lr: list[float] | float = 0, eps: float = 1e-8, scheduler: LRScheduler | None = None) -> None:
         if factor >= 1.0:
             raise ValueError("Factor should be < 1.0.")
         if not isinstance(optimizer, Optimizer):
@@ -649,6 +771,9 @@ class ReduceLROnPlateau(LRScheduler):
         self.best = self.mode_worse
         self.cooldown_counter = 0
         self.num_bad_epochs = 0
+        if scheduler is not None:
+            _closed_form_children(type(self).__name__, [scheduler], optimizer)
+        self.scheduler = scheduler
 
     @property
     def schedule(self) -> Schedule:
@@ -701,6 +826,14 @@ class ReduceLROnPlateau(LRScheduler):
                 new_lr = max(old_lr * self.factor, self.min_lrs[i])
                 if old_lr - new_lr > self.eps:
                     _set(group, "lr", new_lr)
+            if self.scheduler is not None:
+                # Reduce the wrapped scheduler's bases instead; its lr replaces the one set above.
+                bases = self.scheduler.base_lrs
+                for i, old in enumerate(bases):
+                    new = max(old * self.factor, self.min_lrs[i])
+                    if old - new > self.eps:
+                        bases[i] = new
+                self.scheduler._apply()
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [float(g["lr"]) * float(g.get("lr_factor", 1.0)) for g in self.optimizer.param_groups]
@@ -827,6 +960,8 @@ class WarmupLR(_Composite):
                  start_factor: float = 0.0, mode: str = "linear", last_epoch: int = -1) -> None:
         if scheduler is not None:
             _closed_form_children(type(self).__name__, [scheduler], optimizer)
+        if warmup_steps < 0:
+            raise ValueError(f"WarmupLR: warmup_steps must be >= 0, got {warmup_steps!r}")
         self._schedulers = [scheduler] if scheduler is not None else []
         self.warmup_steps = warmup_steps
         self.start_factor = start_factor
@@ -867,6 +1002,8 @@ class InverseSqrtLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int = 0, last_epoch: int = -1) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"InverseSqrtLR: warmup_steps must be >= 0, got {warmup_steps!r}")
         self.warmup_steps = warmup_steps
         super().__init__(optimizer, last_epoch)
 
@@ -884,6 +1021,8 @@ class InverseTimeLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, decay_rate: float, decay_steps: int = 1, staircase: bool = False,
                  last_epoch: int = -1) -> None:
+        if not decay_rate >= 0:
+            raise ValueError(f"InverseTimeLR: decay_rate must be >= 0, got {decay_rate!r}")
         self.decay_rate = decay_rate
         self.decay_steps = decay_steps
         self.staircase = staircase

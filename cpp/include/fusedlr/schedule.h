@@ -40,7 +40,7 @@ enum class ScheduleKind : int32_t {
   kInverseTime,           // p0 rate, p1 decay_steps, flags 1: staircase     b/(1 + rate*t/steps)
   kPolynomial,            // p0 total, p1 power, p2 end_factor               (b-e)*(1-min(t,T)/T)^p + e
   kCosine,                // p0 T_max, p1 eta_min, flags 1: periodic         eta_min + (b-eta_min)(1+cos(pi t/T))/2
-  kCosineRestarts,        // p0 T_0, p1 T_mult, p2 eta_min, flags 1: reach eta_min at each cycle's end
+  kCosineRestarts,        // p0 T_0, p1 T_mult, p2 eta_min, p3 log(T_mult), flags 1: reach eta_min at cycle end
   kCyclic,                // p0 lo, p1 hi, p2 total_size, p3 step_ratio, p4 gamma, flags: mode | 4 inverted
   kOneCycle,              // p0 start, p1 peak, p2 end, p3 pct_start, p4 total, flags: 1 linear, 2 three-phase
   kInverseSqrt,           // p0 timescale                                    b/sqrt(1 + t/timescale)
@@ -122,19 +122,21 @@ FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleN
         start = i * T0;
         len = T0;
       } else {
-        double i = floor(log(t / T0 * (m - 1.0) + 1.0) / log(m));
+        // p[3] = log(T_mult), computed once when the schedule is built.
+        double i = floor(log(t / T0 * (m - 1.0) + 1.0) / p[3]);
         if (i < 0) i = 0;
-        // The logarithm can be off by one near a boundary: settle i exactly (at most a step each way).
-        start = nearbyint(T0 * (pow(m, i) - 1.0) / (m - 1.0));
+        double mi = pow(m, i);
+        start = nearbyint(T0 * (mi - 1.0) / (m - 1.0));
+        double next = nearbyint(T0 * (mi * m - 1.0) / (m - 1.0));
+        // The logarithm can be off by one near a boundary: settle the cycle exactly.
         if (start > t) {
-          i -= 1;
-          start = nearbyint(T0 * (pow(m, i) - 1.0) / (m - 1.0));
-        }
-        double next = nearbyint(T0 * (pow(m, i + 1.0) - 1.0) / (m - 1.0));
-        if (next <= t) {
-          i += 1;
+          mi = pow(m, i - 1.0);
+          next = start;
+          start = nearbyint(T0 * (mi - 1.0) / (m - 1.0));
+        } else if (next <= t) {
+          mi = pow(m, i + 1.0);
           start = next;
-          next = nearbyint(T0 * (pow(m, i + 1.0) - 1.0) / (m - 1.0));
+          next = nearbyint(T0 * (mi * m - 1.0) / (m - 1.0));
         }
         len = next - start;
       }

@@ -1,0 +1,391 @@
+"""fusedlr.lr_scheduler twins against torch.optim.lr_scheduler, the reference for every number."""
+
+from __future__ import annotations
+
+import io
+import math
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import fusedlr
+from fusedlr import lr_scheduler as F
+from fusedlr import schedules as S
+
+TS = torch.optim.lr_scheduler
+
+# Closed form against torch's (partly recursive) forms on realistic arguments: the recursions
+# accumulate a few units in the last place per step, so 1e-9 over a few hundred steps is loose
+# enough for every platform and 1000x tighter than the promised 1e-6.
+PARITY_RTOL = 1e-9
+STEPS = 400
+SEEDS = range(4)
+
+
+def make_optimizer(kind="sgd", lrs=(0.1, 0.03)):
+    """Two param groups with different initial learning rates."""
+    g = torch.Generator().manual_seed(0)
+    groups = [{"params": [torch.nn.Parameter(torch.randn(3, generator=g))], "lr": lr} for lr in lrs]
+    if kind == "adam":
+        return torch.optim.Adam(groups, lr=lrs[0])
+    if kind == "adamw_tensor_lr":
+        return torch.optim.AdamW(groups, lr=torch.tensor(lrs[0]))
+    return torch.optim.SGD(groups, lr=lrs[0], momentum=0.9)
+
+
+def record(opt, sched, n, keys=("lr",)):
+    """Per step, per group: the hyper-parameters the optimizer step of that step uses."""
+    out = []
+    for _ in range(n):
+        row = []
+        for group in opt.param_groups:
+            for key in keys:
+                v = group["betas"][0] if key == "beta1" else group[key]
+                row.append(float(v))
+        out.append(row)
+        opt.step()
+        sched.step()
+    return np.array(out)
+
+
+def rel_err(a, b):
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+
+
+def random_case(name, rng):
+    """Constructor arguments for scheduler `name`, drawn at random, realistic ranges."""
+    r = rng
+    n = STEPS
+    cases = {
+        "StepLR": lambda m, o: m.StepLR(o, step_size=int(r.integers(1, 60)), gamma=float(r.uniform(0.1, 0.95))),
+        "MultiStepLR": lambda m, o: m.MultiStepLR(o, sorted(r.integers(0, n, 4).tolist()),
+                                                  gamma=float(r.uniform(0.1, 0.9))),
+        "ConstantLR": lambda m, o: m.ConstantLR(o, factor=float(r.uniform(0.05, 1.0)),
+                                                total_iters=int(r.integers(1, n))),
+        "LinearLR": lambda m, o: m.LinearLR(o, start_factor=float(r.uniform(0.01, 1.0)),
+                                            end_factor=float(r.uniform(0.0, 1.0)), total_iters=int(r.integers(1, n))),
+        "ExponentialLR": lambda m, o: m.ExponentialLR(o, gamma=float(r.uniform(0.97, 0.999))),
+        "PolynomialLR": lambda m, o: m.PolynomialLR(o, total_iters=int(r.integers(1, n)),
+                                                    power=float(r.uniform(0.5, 3.0))),
+        "CosineAnnealingLR": lambda m, o: m.CosineAnnealingLR(o, T_max=int(r.integers(20, n)),
+                                                              eta_min=float(r.uniform(0, 0.005))),
+        "CosineAnnealingWarmRestarts": lambda m, o: m.CosineAnnealingWarmRestarts(
+            o, T_0=int(r.integers(1, 50)), T_mult=int(r.integers(1, 4)), eta_min=float(r.uniform(0, 0.005))),
+        "CyclicLR": lambda m, o: m.CyclicLR(
+            o, base_lr=[float(r.uniform(0.001, 0.01)), 0.002], max_lr=[float(r.uniform(0.05, 0.5)), 0.02],
+            step_size_up=int(r.integers(1, 80)), step_size_down=int(r.integers(1, 80)),
+            mode=str(r.choice(["triangular", "triangular2", "exp_range"])), gamma=float(r.uniform(0.99, 1.0)),
+            base_momentum=float(r.uniform(0.7, 0.85)), max_momentum=float(r.uniform(0.86, 0.99))),
+        "OneCycleLR": lambda m, o: m.OneCycleLR(
+            o, max_lr=[float(r.uniform(0.05, 1.0)), 0.3], total_steps=n, pct_start=float(r.uniform(0.1, 0.45)),
+            anneal_strategy=str(r.choice(["cos", "linear"])), div_factor=float(r.uniform(5, 50)),
+            final_div_factor=float(r.uniform(10, 1e4)), three_phase=bool(r.integers(0, 2)),
+            base_momentum=float(r.uniform(0.7, 0.85)), max_momentum=float(r.uniform(0.86, 0.99))),
+        "LambdaLR": lambda m, o: m.LambdaLR(o, [lambda t: 0.97**t, lambda t: 1 / (1 + t)]),
+        "MultiplicativeLR": lambda m, o: m.MultiplicativeLR(o, lambda t: 0.99 if t % 3 else 0.95),
+    }
+    return cases[name]
+
+
+TWINS = ["StepLR", "MultiStepLR", "ConstantLR", "LinearLR", "ExponentialLR", "PolynomialLR", "CosineAnnealingLR",
+         "CosineAnnealingWarmRestarts", "CyclicLR", "OneCycleLR", "LambdaLR", "MultiplicativeLR"]
+MOMENTUM_CYCLING = {"CyclicLR", "OneCycleLR"}
+
+
+def both(make, kind="sgd", n=STEPS, keys=("lr",), seed=None):
+    """(torch's, ours): the recorded sequences of make(module, optimizer) for both modules.
+
+    With `seed`, `make` is a scheduler name whose random arguments are drawn the same for both.
+    """
+    out = []
+    for module in (TS, F):
+        opt = make_optimizer(kind)
+        m = random_case(make, np.random.default_rng(seed)) if seed is not None else make
+        out.append(record(opt, m(module, opt), n, keys))
+    return out
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", TWINS)
+def test_lr_sequence_matches_torch(name, seed):
+    keys = ("lr", "momentum") if name in MOMENTUM_CYCLING else ("lr",)
+    theirs, ours = both(name, keys=keys, seed=seed)
+    assert rel_err(ours, theirs) <= PARITY_RTOL
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", sorted(MOMENTUM_CYCLING))
+def test_adam_beta1_cycles_like_torch(name, seed):
+    theirs, ours = both(name, kind="adam", keys=("lr", "beta1"), seed=seed)
+    assert rel_err(ours, theirs) <= PARITY_RTOL
+
+
+def test_tensor_lr_is_updated_in_place():
+    theirs, ours = both(lambda m, o: m.CosineAnnealingLR(o, 50), kind="adamw_tensor_lr", n=100)
+    assert rel_err(ours, theirs) <= PARITY_RTOL
+
+
+def test_cyclic_custom_scale_fn_matches_torch():
+    for scale_mode in ("cycle", "iterations"):
+        make = lambda m, o: m.CyclicLR(o, 0.01, 0.1, 15, 10, scale_fn=lambda x: 0.9**x, scale_mode=scale_mode)  # noqa: E731
+        theirs, ours = both(make, keys=("lr", "momentum"))
+        assert rel_err(ours, theirs) <= PARITY_RTOL
+
+
+# --- composites ---------------------------------------------------------------------------------------
+
+def sequential_case(m, o):
+    return m.SequentialLR(o, [m.LinearLR(o, 0.1, 1.0, 25), m.CosineAnnealingLR(o, 150, 0.001),
+                              m.StepLR(o, 20, 0.5)], milestones=[25, 175])
+
+
+def chained_case(m, o):
+    return m.ChainedScheduler([m.ConstantLR(o, 0.2, 30), m.ExponentialLR(o, 0.995), m.MultiStepLR(o, [100, 300])])
+
+
+def warmup_cosine_case(m, o):
+    return m.SequentialLR(o, [m.LinearLR(o, 0.01, 1.0, 10), m.CosineAnnealingLR(o, 390)], milestones=[10])
+
+
+@pytest.mark.parametrize("make", [sequential_case, chained_case, warmup_cosine_case],
+                         ids=["sequential", "chained", "warmup_cosine"])
+def test_composites_match_torch(make):
+    theirs, ours = both(make)
+    assert rel_err(ours, theirs) <= PARITY_RTOL
+
+
+def test_sequential_milestone_zero_matches_torch():
+    theirs, ours = both(lambda m, o: m.SequentialLR(o, [m.ConstantLR(o, 0.1, 100), m.ExponentialLR(o, 0.99)], [0]))
+    assert rel_err(ours, theirs) <= PARITY_RTOL
+
+
+def test_nested_sequential_is_the_nested_closed_form():
+    opt = make_optimizer()
+    inner = F.SequentialLR(opt, [F.ConstantLR(opt, 0.5, 1000), F.ExponentialLR(opt, 0.98)], [40])
+    outer = F.SequentialLR(opt, [F.LinearLR(opt, 0.1, 1.0, 10), inner], [10])
+    got = record(opt, outer, 200)
+    expected = S.sequential([S.linear(0.1, 1.0, 10),
+                             S.sequential([S.constant(0.5, total_steps=1000), S.exponential(0.98)], [40])], [10])
+    for g, base in enumerate((0.1, 0.03)):
+        np.testing.assert_allclose(got[:, g], expected.curve(200, base_lr=base), rtol=1e-15)
+    assert outer.schedule == expected
+
+
+def test_warmup_on_any_scheduler():
+    opt = make_optimizer()
+    sched = F.WarmupLR(opt, 20, F.CosineAnnealingLR(opt, 100, 0.001), start_factor=0.1)
+    got = record(opt, sched, 150)
+    expected = S.warmup(S.cosine(100, 0.001, periodic=True), 20, 0.1)
+    np.testing.assert_allclose(got[:, 1], expected.curve(150, base_lr=0.03), rtol=1e-15)
+    assert got[0, 0] == pytest.approx(0.01) and got[20, 0] == pytest.approx(0.1) and np.argmax(got[:, 0]) == 20
+
+
+def test_extra_schedulers_are_their_closed_forms():
+    opt = make_optimizer()
+    cases = [
+        (F.WSDLR(opt, 300, warmup_steps=30, decay_steps=60, decay="cosine"), S.wsd(300, 30, 60, "cosine")),
+        (F.InverseSqrtLR(opt, warmup_steps=50), S.warmup(S.inverse_sqrt(50.0), 50)),
+        (F.InverseTimeLR(opt, 0.05, decay_steps=10), S.inverse_time(0.05, 10)),
+    ]
+    for sched, expected in cases:
+        opt = sched.optimizer
+        assert sched.schedule == expected
+        sched.step()
+        assert opt.param_groups[1]["lr"] == expected(sched.last_epoch, 0.03)
+    # sqrt(W / t) after the warmup (Vaswani et al., 2017)
+    assert S.warmup(S.inverse_sqrt(50.0), 50)(200, 1.0) == pytest.approx(math.sqrt(50 / 200))
+
+
+# --- resume ----------------------------------------------------------------------------------------------
+
+RESUMABLE = {
+    "StepLR": lambda o: F.StepLR(o, 13, 0.6),
+    "MultiStepLR": lambda o: F.MultiStepLR(o, [30, 90, 91], 0.4),
+    "CosineAnnealingLR": lambda o: F.CosineAnnealingLR(o, 120, 0.001),
+    "CosineAnnealingWarmRestarts": lambda o: F.CosineAnnealingWarmRestarts(o, 15, 2, 0.001),
+    "CyclicLR": lambda o: F.CyclicLR(o, [0.001, 0.002], [0.1, 0.05], 17, 29, "triangular2"),
+    "OneCycleLR": lambda o: F.OneCycleLR(o, [0.1, 0.2], total_steps=STEPS, three_phase=True),
+    "LambdaLR": lambda o: F.LambdaLR(o, lambda t: 0.99**t),
+    "Sequential": lambda o: F.SequentialLR(o, [F.LinearLR(o, 0.1, 1.0, 20), F.CosineAnnealingLR(o, 200)], [20]),
+    "Chained": lambda o: F.ChainedScheduler([F.ConstantLR(o, 0.5, 40), F.ExponentialLR(o, 0.99)]),
+    "Warmup": lambda o: F.WarmupLR(o, 25, F.StepLR(o, 30, 0.5), start_factor=0.05),
+    "WSDLR": lambda o: F.WSDLR(o, STEPS, 40, 80, "sqrt"),
+}
+
+
+@pytest.mark.parametrize("order", ["optimizer_first", "scheduler_first", "scheduler_created_after_optimizer_load"])
+@pytest.mark.parametrize("name", sorted(RESUMABLE))
+def test_resume_at_random_step_is_bit_exact(name, order):
+    make = RESUMABLE[name]
+    rng = np.random.default_rng(zlib.crc32(name.encode()))  # seeded, and a different step per scheduler
+    stop = int(rng.integers(1, STEPS - 1))
+    keys = ("lr", "momentum")
+
+    opt = make_optimizer()
+    uninterrupted = record(opt, make(opt), STEPS, keys)
+
+    opt = make_optimizer()
+    sched = make(opt)
+    first = record(opt, sched, stop, keys)
+    buf = io.BytesIO()
+    torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)  # the state is plain data
+
+    opt2 = make_optimizer()
+    if order == "scheduler_created_after_optimizer_load":
+        # The constructor writes step 0's lr over the loaded one; torch's load_state_dict would
+        # leave it there, ours writes the restored step's lr back.
+        opt2.load_state_dict(saved["opt"])
+        sched2 = make(opt2)
+        sched2.load_state_dict(saved["sched"])
+    else:
+        sched2 = make(opt2)  # a fresh scheduler writes step 0's lr into the fresh optimizer
+        if order == "optimizer_first":
+            opt2.load_state_dict(saved["opt"])
+            sched2.load_state_dict(saved["sched"])
+        else:
+            sched2.load_state_dict(saved["sched"])
+            opt2.load_state_dict(saved["opt"])
+    rest = record(opt2, sched2, STEPS - stop, keys)
+    assert np.array_equal(np.vstack([first, rest]), uninterrupted)
+    assert sched2.last_epoch == sched.last_epoch + STEPS - stop
+
+
+def test_load_state_dict_applies_the_restored_lr_even_after_the_optimizer():
+    opt = make_optimizer()
+    sched = F.CosineAnnealingLR(opt, 100)
+    for _ in range(37):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    opt2 = make_optimizer()
+    sched2 = F.CosineAnnealingLR(opt2, 100)
+    sched2.load_state_dict(state)  # no optimizer state loaded at all
+    assert [g["lr"] for g in opt2.param_groups] == [g["lr"] for g in opt.param_groups]
+    assert sched2.get_last_lr() == sched.get_last_lr()
+
+
+def test_closed_form_does_not_drift_when_lr_is_changed_outside():
+    opt = make_optimizer()
+    sched = F.CosineAnnealingLR(opt, 100, eta_min=0.0)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    opt.param_groups[0]["lr"] = 123.0  # e.g. a manual override for one step
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == S.cosine(100, periodic=True)(11, 0.1)
+
+
+def test_one_cycle_holds_the_final_lr_past_total_steps():
+    opt = make_optimizer()
+    sched = F.OneCycleLR(opt, 0.1, total_steps=50)
+    lrs = record(opt, sched, 80)[:, 0]
+    assert np.all(lrs[49:] == lrs[49]) and lrs[49] == pytest.approx(0.1 / 25 / 1e4)
+
+
+def test_reduce_on_plateau_matches_torch():
+    rng = np.random.default_rng(0)
+    metrics = np.cumsum(rng.normal(0, 1, 300)) + 0.01 * np.arange(300)
+    for kwargs in (dict(), dict(mode="max", factor=0.5, patience=3, threshold_mode="abs", cooldown=2,
+                                min_lr=[0.001, 0.0005])):
+        lrs = []
+        for module in (TS, F):
+            opt = make_optimizer()
+            sched = module.ReduceLROnPlateau(opt, **kwargs)
+            seq = []
+            for m in metrics:
+                opt.step()
+                sched.step(m)
+                seq.append(sched.get_last_lr())
+            lrs.append(np.array(seq))
+        assert np.array_equal(lrs[0], lrs[1]) and lrs[0].min() < lrs[0].max()
+
+
+def test_reduce_on_plateau_composes_with_a_warmup():
+    opt = make_optimizer()
+    warm = F.WarmupLR(opt, 20, F.CosineAnnealingLR(opt, 1000), start_factor=0.0)
+    plateau = F.ReduceLROnPlateau(opt, factor=0.5, patience=2, scheduler=warm)
+    lrs = []
+    for it in range(200):
+        lrs.append(opt.param_groups[1]["lr"])
+        opt.step()
+        warm.step()
+        if it % 10 == 9:
+            plateau.step(1.0)  # a flat metric: a reduction after every 3 bad evaluations
+    # evaluations at it = 9, 19, ...: reductions after the 4th, 7th, ... (it = 39, 69, 99, ...)
+    reductions = [sum(1 for k in range(3, 20, 3) if 10 * (k + 1) - 1 < it) for it in range(200)]
+    expected = [0.03 * 0.5**r * S.warmup(S.cosine(1000, periodic=True), 20)(it) for it, r in enumerate(reductions)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-14)
+    assert lrs[20] == pytest.approx(0.03) and warm.base_lrs[1] == pytest.approx(0.03 * 0.5**6)
+
+
+# --- the twins are thin over the C++ schedules --------------------------------------------------------
+
+def test_each_closed_form_twin_exposes_its_native_schedule():
+    opt = make_optimizer()
+    twins = [random_case(n, np.random.default_rng(0))(F, opt) for n in TWINS if n not in ("LambdaLR",
+                                                                                           "MultiplicativeLR")]
+    for t in twins:
+        assert type(t.schedule) is fusedlr._C.Schedule and len(t.schedules) == len(opt.param_groups)
+        assert isinstance(t, torch.optim.lr_scheduler.LRScheduler)
+    assert F.CosineAnnealingLR(opt, 50, 0.01).schedule == S.cosine(50, 0.01, periodic=True)
+    with pytest.raises(AttributeError):
+        F.LambdaLR(opt, lambda t: 1.0).schedule  # noqa: B018
+
+
+def test_one_step_costs_no_python_loop_over_steps():
+    opt = make_optimizer()
+    sched = F.CosineAnnealingLR(opt, 10**9)
+    with pytest.warns(UserWarning, match="epoch parameter"):  # deprecated, as in torch
+        sched.step(10**8)  # a jump to any step is one closed-form evaluation
+    assert opt.param_groups[0]["lr"] == S.cosine(10**9, periodic=True)(10**8, 0.1)
+
+
+# --- validation --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make,arg", [
+    (lambda o: F.CosineAnnealingLR(o, T_max=0), "T_max"),
+    (lambda o: F.CosineAnnealingLR(o, T_max=-3), "T_max"),
+    (lambda o: F.StepLR(o, step_size=0), "step_size"),
+    (lambda o: F.StepLR(o, step_size=5, gamma=0.0), "gamma"),
+    (lambda o: F.ExponentialLR(o, gamma=-1.0), "gamma"),
+    (lambda o: F.MultiStepLR(o, [-5]), "milestones"),
+    (lambda o: F.LinearLR(o, total_iters=0), "total_iters"),
+    (lambda o: F.ConstantLR(o, total_iters=-1), "total_iters"),
+    (lambda o: F.LinearLR(o, start_factor=0.0), "Starting multiplicative factor"),
+    (lambda o: F.ConstantLR(o, factor=2.0), "Constant multiplicative factor"),
+    (lambda o: F.PolynomialLR(o, total_iters=0), "total_iters"),
+    (lambda o: F.CosineAnnealingWarmRestarts(o, T_0=0), "T_0"),
+    (lambda o: F.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=0), "T_mult"),
+    (lambda o: F.CyclicLR(o, 0.1, 0.01), "max_lr"),
+    (lambda o: F.CyclicLR(o, 0.01, 0.1, step_size_up=0), "step_size_up"),
+    (lambda o: F.CyclicLR(o, [0.01], 0.1), "base_lr"),
+    (lambda o: F.OneCycleLR(o, 0.1), "total_steps"),
+    (lambda o: F.OneCycleLR(o, 0.1, total_steps=0), "total_steps"),
+    (lambda o: F.OneCycleLR(o, 0.1, total_steps=100, pct_start=1.2), "pct_start"),
+    (lambda o: F.OneCycleLR(o, 0.1, total_steps=100, anneal_strategy="exp"), "anneal_strategy"),
+    (lambda o: F.ReduceLROnPlateau(o, factor=1.5), "Factor"),
+    (lambda o: F.SequentialLR(o, [F.StepLR(o, 5)], [3]), "milestone"),
+    (lambda o: F.WSDLR(o, 100, 60, 60), "decay_steps"),
+    (lambda o: F.WarmupLR(o, -1), "warmup_steps"),
+    (lambda o: F.InverseSqrtLR(o, -1), "warmup_steps"),
+    (lambda o: F.InverseTimeLR(o, -0.5), "decay_rate"),
+])
+def test_invalid_arguments_raise_value_error(make, arg):
+    with pytest.raises(ValueError, match=arg):
+        make(make_optimizer())
+
+
+def test_not_an_optimizer_is_a_type_error():
+    with pytest.raises(TypeError, match="not an Optimizer"):
+        F.StepLR(object(), 3)
+
+
+def test_composites_reject_python_schedulers():
+    opt = make_optimizer()
+    with pytest.raises(TypeError, match="closed-form"):
+        F.SequentialLR(opt, [F.LambdaLR(opt, lambda t: 1.0), F.StepLR(opt, 3)], [5])
