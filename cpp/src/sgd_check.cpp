@@ -1,5 +1,6 @@
 #include "sgd_check.h"
 
+#include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
 
 #include <cstring>
@@ -68,6 +69,14 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
                 " but params[", i, "] has dtype ", p.scalar_type());
     TORCH_CHECK(g.sizes() == p.sizes(), "fusedlr.sgd_: grads[", i, "] has shape ", g.sizes(), " but params[", i,
                 "] has shape ", p.sizes());
+    // Tensors the step writes must not alias themselves (an expand()ed tensor does): the staged
+    // copy-back after the kernel would throw half-way, leaving earlier tensors stepped and the
+    // step counters not advanced. Refuse before anything is written.
+    TORCH_CHECK(at::has_internal_overlap(p) != at::MemOverlap::Yes, "fusedlr.sgd_: params[", i,
+                "] has elements that share memory (e.g. an expanded tensor) and cannot be updated in place");
+    TORCH_CHECK(!grad_scale.has_value() || at::has_internal_overlap(g) != at::MemOverlap::Yes, "fusedlr.sgd_: grads[",
+                i, "] has elements that share memory (e.g. an expanded tensor), so the unscaled gradient cannot "
+                "be written back; clone() it");
     if (momentum != 0.0) {
       const at::Tensor& b = momentum_buffers[i];
       const at::Tensor& s = steps[i];
@@ -76,6 +85,8 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
                   "fusedlr.sgd_: momentum_buffers[", i, "] must match params[", i, "] (shape ", p.sizes(),
                   ", dtype ", p.scalar_type(), ", device ", device, "), got shape ", b.sizes(), ", dtype ",
                   b.scalar_type(), ", device ", b.device());
+      TORCH_CHECK(at::has_internal_overlap(b) != at::MemOverlap::Yes, "fusedlr.sgd_: momentum_buffers[", i,
+                  "] has elements that share memory and cannot be updated in place");
       TORCH_CHECK(s.numel() == 1 && s.scalar_type() == at::kFloat && s.device() == device,
                   "fusedlr.sgd_: steps[", i, "] must be a one-element float32 tensor on ", device, ", got ",
                   s.numel(), " elements of ", s.scalar_type(), " on ", s.device());

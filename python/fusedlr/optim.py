@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +68,15 @@ class SGD(Optimizer):
     - Complex parameters are stepped as real views (the update is the same).
     - Sparse gradients are stepped by torch's own reference implementation (same numbers, not
       fused); they cannot be combined with a GradScaler.
+    - Stricter input checks, each naming the parameter group and position: a parameter of a dtype
+      the step cannot update (integer, bool, float8) is refused when its group is added
+      (``TypeError``), and so are NaN or infinite ``lr``/``momentum``/``dampening``/``weight_decay``
+      (``ValueError``). A grad or momentum buffer that no longer matches its parameter (its
+      ``.data`` was replaced) raises ``ValueError``/``TypeError`` at :meth:`step`, where torch
+      raises ``RuntimeError`` or broadcasts. A refused step leaves that group unchanged.
+    - DTensor parameters (FSDP2's ``fully_shard``, tensor parallelism) are stepped through their
+      local shards, which is exact for an elementwise update; grads and buffers must be sharded
+      like their parameters (``ValueError`` otherwise).
 
     Args:
         params: iterable of parameters or dicts defining parameter groups.
@@ -143,14 +154,20 @@ class SGD(Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         g = self.param_groups[-1]
-        _check_hyperparameters(g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
-        if g["schedule"] is not None and not isinstance(g["schedule"], Schedule):
-            raise TypeError(
-                f"schedule must be a fusedlr Schedule (fusedlr.schedules.*, or a twin scheduler's .schedule), "
-                f"got {type(g['schedule']).__name__}"
-            )
-        if g["differentiable"]:
-            raise RuntimeError("fusedlr.SGD does not support `differentiable`")
+        try:
+            _check_hyperparameters(g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
+            _check_finite(g)
+            _check_param_dtypes(g["params"], len(self.param_groups) - 1)
+            if g["schedule"] is not None and not isinstance(g["schedule"], Schedule):
+                raise TypeError(
+                    f"schedule must be a fusedlr Schedule (fusedlr.schedules.*, or a twin scheduler's .schedule), "
+                    f"got {type(g['schedule']).__name__}"
+                )
+            if g["differentiable"]:
+                raise RuntimeError("fusedlr.SGD does not support `differentiable`")
+        except (ValueError, TypeError, RuntimeError):
+            self.param_groups.pop()  # a refused group leaves the optimizer as it was
+            raise
 
     # -- state_dict interchange with torch.optim.SGD --------------------------------------------
 
@@ -271,8 +288,12 @@ class SGD(Optimizer):
             if group["schedule"] is not None:
                 tensors["schedule"] = self._schedule_bytes(group["schedule"])
                 tensors["schedule_state"] = self._schedule_state(group)
-            if not compiling and self._step_cached_group(index, group, hyper, tensors):
-                continue
+            try:
+                if not compiling and self._step_cached_group(index, group, hyper, tensors):
+                    continue
+            except RuntimeError as error:
+                _explain_bad_group(group, index, self.state, error, grad_scale is not None)
+                raise
             params: list[Tensor] = []
             grads: list[Tensor] = []
             momentum_buffers: list[Tensor] = []
@@ -282,21 +303,28 @@ class SGD(Optimizer):
             if sparse and group["schedule"] is not None:
                 raise RuntimeError("fusedlr.SGD: an in-kernel schedule cannot step parameters with sparse gradients")
             if params or tensors["schedule"] is not None:
+                if params and _is_dtensor(params[0]):
+                    params, grads, momentum_buffers = _local_shards(group, index, params, grads, momentum_buffers)
                 splits = _split_by_device(params) if params else [None]
                 if len(splits) > 1 and group["schedule"] is not None:
                     raise RuntimeError(
                         "fusedlr.SGD: an in-kernel schedule needs every parameter of its group on one device, "
                         f"got {sorted({str(p.device) for p in params})}"
                     )
-                for idx in splits:
-                    ops.sgd_(
-                        [params[i] for i in idx] if idx is not None else params,
-                        [grads[i] for i in idx] if idx is not None else grads,
-                        [momentum_buffers[i] for i in idx] if idx is not None and steps else momentum_buffers,
-                        [steps[i] for i in idx] if idx is not None and steps else steps,
-                        **tensors,
-                        **hyper,
-                    )
+                try:
+                    for idx in splits:
+                        ops.sgd_(
+                            [params[i] for i in idx] if idx is not None else params,
+                            [grads[i] for i in idx] if idx is not None else grads,
+                            [momentum_buffers[i] for i in idx] if idx is not None and steps else momentum_buffers,
+                            [steps[i] for i in idx] if idx is not None and steps else steps,
+                            **tensors,
+                            **hyper,
+                        )
+                except RuntimeError as error:
+                    # Only on failure: find the parameter at fault and say which one it is.
+                    _explain_bad_group(group, index, self.state, error, grad_scale is not None)
+                    raise
             if sparse:
                 self._step_sparse(group, sparse, grad_scale, found_inf, hyper)
             if not compiling:
@@ -319,8 +347,12 @@ class SGD(Optimizer):
         cache = self.__dict__.setdefault("_native_groups", {})
         params = group["params"]
         handle = None
-        if params and all(p.dtype in _FUSED_DTYPES for p in params) and len({p.device for p in params}) == 1 and not any(
-            p.grad is not None and p.grad.is_sparse for p in params
+        if (
+            params
+            and not _is_dtensor(params[0])
+            and all(p.dtype in _FUSED_DTYPES for p in params)
+            and len({p.device for p in params}) == 1
+            and not any(p.grad is not None and p.grad.is_sparse for p in params)
         ):
             if group["momentum"] != 0:
                 states = [self.state.get(p, {}) for p in params]
@@ -503,3 +535,114 @@ def _split_by_device(params: list[Tensor]) -> list[list[int] | None]:
     for i, p in enumerate(params):
         by_device.setdefault(p.device, []).append(i)
     return list(by_device.values())
+
+
+# -- checks and DTensor support ----------------------------------------------------------------
+
+# What the fused op steps: its four storage dtypes, and complex parameters as real views of them.
+_SUPPORTED_DTYPES = frozenset(
+    {torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64, torch.complex128}
+)
+
+
+def _check_finite(group: dict[str, Any]) -> None:
+    """NaN or infinite hyper-parameters would turn every parameter into NaN on the first step;
+    torch.optim.SGD accepts them (its range checks are false for NaN), we refuse them."""
+    for name, what in (("lr", "learning rate"), ("momentum", "momentum value"), ("dampening", "dampening value"),
+                       ("weight_decay", "weight_decay value")):
+        value = group[name]
+        if isinstance(value, Tensor) and value.numel() == 1 and value.device.type == "cpu":
+            value = value.item()
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise ValueError(f"Invalid {what}: {value}")
+
+
+def _check_param_dtypes(params: list[Tensor], group_index: int) -> None:
+    """TypeError naming the first parameter of a new group that the fused step cannot update.
+    (torch.optim.SGD accepts an integer tensor and fails, or truncates, only once it has a grad.)"""
+    for i, p in enumerate(params):
+        if p.dtype not in _SUPPORTED_DTYPES:
+            raise TypeError(
+                f"fusedlr.SGD: param group {group_index}, params[{i}] has dtype {p.dtype}; "
+                "supported: float32, float64, float16, bfloat16 (and complex64/complex128)"
+            )
+
+
+def _explain_bad_group(
+    group: dict[str, Any], group_index: int, state: Any, error: RuntimeError, unscaling: bool
+) -> None:
+    """Called only after the op refused a step: raise a ValueError/TypeError naming the parameter
+    whose grad or momentum buffer does not match it (the op's message numbers the tensors of one
+    call, not the parameters of a group). Returns when it finds no such parameter."""
+    first_is_dtensor = None
+    for i, p in enumerate(group["params"]):
+        grad = p.grad
+        if grad is None or grad.is_sparse:
+            continue
+        where = f"fusedlr.SGD: param group {group_index}, params[{i}]"
+        if first_is_dtensor is None:
+            first_is_dtensor = _is_dtensor(p)
+        elif _is_dtensor(p) != first_is_dtensor:
+            raise TypeError(f"{where}: a group cannot mix DTensor and plain tensor parameters") from error
+        if p.dtype not in _SUPPORTED_DTYPES:
+            raise TypeError(f"{where} has dtype {p.dtype}; supported: float32, float64, float16, bfloat16") from error
+        if grad.layout != torch.strided:
+            raise ValueError(f"{where}: its grad has layout {grad.layout}; dense or sparse COO grads only") from error
+        if grad.dtype != p.dtype:
+            raise TypeError(f"{where}: its grad has dtype {grad.dtype} but the parameter has dtype {p.dtype}") from error
+        if grad.shape != p.shape:
+            raise ValueError(
+                f"{where}: its grad has shape {tuple(grad.shape)} but the parameter has shape {tuple(p.shape)}"
+            ) from error
+        if grad.device != p.device:
+            raise ValueError(f"{where}: its grad is on {grad.device} but the parameter is on {p.device}") from error
+        if not first_is_dtensor and torch._debug_has_internal_overlap(p) == 1:  # 1: MemOverlap::Yes
+            raise ValueError(f"{where} has elements that share memory (an expanded tensor?); it cannot be updated "
+                             "in place") from error
+        if unscaling and not first_is_dtensor and torch._debug_has_internal_overlap(grad) == 1:
+            raise ValueError(f"{where}: its grad has elements that share memory (an expanded tensor?), so the "
+                             "unscaled gradient cannot be written back; clone() it") from error
+        buf = state[p].get("momentum_buffer") if p in state else None
+        if buf is not None and (buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device):
+            raise ValueError(
+                f"{where}: its momentum_buffer (shape {tuple(buf.shape)}, {buf.dtype}, {buf.device}) does not match "
+                f"the parameter (shape {tuple(p.shape)}, {p.dtype}, {p.device}); was the parameter's .data replaced?"
+            ) from error
+
+
+def _is_dtensor(t: Tensor) -> bool:
+    # No DTensor can exist until torch.distributed.tensor has been imported; importing it here
+    # would make `import fusedlr` heavy.
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(t, module.DTensor)
+
+
+def _local_shards(
+    group: dict[str, Any], group_index: int, params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor]
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """The local shards of DTensor parameters (FSDP2's fully_shard, tensor parallel), their grads
+    and buffers. SGD is elementwise, so stepping each rank's shard is the whole step, provided
+    the grad and the buffer are laid out like the parameter (checked: a Partial or differently
+    sharded grad would otherwise be applied silently to the wrong elements)."""
+    dtensor = sys.modules["torch.distributed.tensor"].DTensor
+    for i, p in enumerate(params):
+        others = [("grad", grads[i])] + ([("momentum_buffer", momentum_buffers[i])] if momentum_buffers else [])
+        for name, t in others:
+            if isinstance(p, dtensor) and isinstance(t, dtensor) and t.placements == p.placements and (
+                t.device_mesh == p.device_mesh
+            ):
+                continue
+            position = next((j for j, q in enumerate(group["params"]) if q is p or q.grad is grads[i]), "?")
+            where = f"fusedlr.SGD: param group {group_index}, params[{position}]"
+            if not isinstance(p, dtensor) or not isinstance(t, dtensor):
+                raise TypeError(f"{where}: DTensor and plain tensors mixed (the parameter or its {name})")
+            raise ValueError(
+                f"{where} is a DTensor with placements {p.placements} on {p.device_mesh} but its {name} has "
+                f"{t.placements} on {t.device_mesh}; the fused step needs them laid out alike"
+            )
+    # Under no_grad (as in step) to_local() is the local tensor itself: updates land in the DTensor.
+    return (
+        [p.to_local() for p in params],
+        [g.to_local() for g in grads],
+        [b.to_local() for b in momentum_buffers],
+    )

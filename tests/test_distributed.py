@@ -1,0 +1,185 @@
+"""fusedlr.SGD under torch.distributed on CPU: two gloo processes over loopback, compared with
+torch.optim.SGD in the same setting. DistributedDataParallel, ZeroRedundancyOptimizer and FSDP2
+(fully_shard, DTensor parameters).
+
+Every run is bounded: the processes get `TIMEOUT_S` in all (and gloo the same timeout per
+collective), then are killed and the test fails."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import fusedlr
+from conftest import EXACT_TOL
+
+WORLD_SIZE = 2
+TIMEOUT_S = 60
+OPTIONS = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
+STEPS = 4
+
+
+# --- harness ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _entry(rank: int, scenario: str, port: int, out: str) -> None:
+    """Runs in each spawned process: join the group, run the scenario, save what it returns."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if sys.platform == "linux":
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback, whatever the hostname resolves to
+    torch.set_num_threads(1)  # two processes on a small CI machine
+    dist.init_process_group(
+        "gloo", rank=rank, world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=TIMEOUT_S // 2)
+    )
+    try:
+        result = SCENARIOS[scenario](rank)
+        torch.save(result, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_two_ranks(scenario: str, tmp_path: Path) -> list[dict]:
+    """Spawn WORLD_SIZE processes running `scenario`; a child's exception fails the test with its
+    traceback, a hang fails it after TIMEOUT_S."""
+    ctx = mp.start_processes(
+        _entry, args=(scenario, _free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while not ctx.join(timeout=1.0):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{scenario}: the {WORLD_SIZE} processes did not finish within {TIMEOUT_S} s")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
+
+
+def _model() -> torch.nn.Module:
+    # Odd sizes, so FSDP2 shards unevenly (one rank gets a 0-size shard of the last bias).
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(10, 7), torch.nn.Tanh(), torch.nn.Linear(7, 1))
+
+
+def _batch(rank: int, step: int) -> torch.Tensor:
+    return torch.randn(8, 10, generator=torch.Generator().manual_seed(100 * rank + step))
+
+
+def _train(model, opt, rank: int) -> None:
+    for t in range(STEPS):
+        opt.zero_grad()
+        model(_batch(rank, t)).pow(2).mean().backward()
+        opt.step()
+
+
+# --- scenarios (run inside the spawned processes) ----------------------------------------------
+
+
+def _ddp(rank: int) -> dict:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    out = {}
+    for name, cls, kw in (("fusedlr", fusedlr.SGD, {}), ("torch", torch.optim.SGD, dict(foreach=False))):
+        model = DDP(_model())
+        _train(model, cls(model.parameters(), **OPTIONS, **kw), rank)
+        out[name] = [p.detach().clone() for p in model.parameters()]
+    return out
+
+
+def _zero(rank: int) -> dict:
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    out = {}
+    for name, cls, kw in (("fusedlr", fusedlr.SGD, {}), ("torch", torch.optim.SGD, dict(foreach=False))):
+        model = DDP(_model())
+        opt = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=cls, **OPTIONS, **kw)
+        _train(model, opt, rank)
+        # Each rank holds the state of its partition; consolidate it on rank 0.
+        opt.consolidate_state_dict(to=0)
+        state = opt.state_dict() if rank == 0 else None
+        out[name] = [p.detach().clone() for p in model.parameters()]
+        out[f"{name}_partition"] = [len(g["params"]) for g in opt.optim.param_groups]
+        if state is not None:
+            out[f"{name}_buffers"] = [state["state"][i]["momentum_buffer"] for i in sorted(state["state"])]
+    return out
+
+
+def _fsdp2(rank: int) -> dict:
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+
+    out = {}
+    for name, cls, kw in (("fusedlr", fusedlr.SGD, {}), ("torch", torch.optim.SGD, dict(foreach=False))):
+        model = _model()
+        for layer in (model[0], model[2]):
+            fully_shard(layer)
+        fully_shard(model)
+        assert all(isinstance(p, DTensor) for p in model.parameters())
+        opt = cls(model.parameters(), **OPTIONS, **kw)
+        _train(model, opt, rank)
+        out[name] = [p.full_tensor().detach().clone() for p in model.parameters()]
+        out[f"{name}_local_numel"] = [p.to_local().numel() for p in model.parameters()]
+        bufs = [opt.state[p]["momentum_buffer"] for p in model.parameters()]
+        assert all(isinstance(b, DTensor) and b.placements == p.placements for b, p in zip(bufs, model.parameters()))
+        out[f"{name}_buffers"] = [b.full_tensor() for b in bufs]
+    return out
+
+
+SCENARIOS = {"ddp": _ddp, "zero": _zero, "fsdp2": _fsdp2}
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+def _assert_lists_close(actual, expected):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, **EXACT_TOL[torch.float32])
+
+
+def test_ddp_gives_torch_sgd_weights(tmp_path):
+    ranks = run_on_two_ranks("ddp", tmp_path)
+    for r in ranks:
+        _assert_lists_close(r["fusedlr"], r["torch"])
+    # DDP keeps the replicas identical
+    assert all(torch.equal(a, b) for a, b in zip(ranks[0]["fusedlr"], ranks[1]["fusedlr"]))
+
+
+def test_zero_redundancy_optimizer_with_fusedlr_sgd_as_optimizer_class(tmp_path):
+    ranks = run_on_two_ranks("zero", tmp_path)
+    for r in ranks:
+        _assert_lists_close(r["fusedlr"], r["torch"])
+        assert r["fusedlr_partition"] == r["torch_partition"]
+    assert all(torch.equal(a, b) for a, b in zip(ranks[0]["fusedlr"], ranks[1]["fusedlr"]))
+    assert sum(sum(r["fusedlr_partition"]) for r in ranks) == 4  # each parameter stepped on one rank
+    _assert_lists_close(ranks[0]["fusedlr_buffers"], ranks[0]["torch_buffers"])
+
+
+def test_fsdp2_fully_shard_on_cpu_steps_local_shards_like_torch_sgd(tmp_path):
+    ranks = run_on_two_ranks("fsdp2", tmp_path)
+    for r in ranks:
+        _assert_lists_close(r["fusedlr"], r["torch"])
+        _assert_lists_close(r["fusedlr_buffers"], r["torch_buffers"])
+    # really sharded: every parameter split across the ranks, one rank with an empty shard
+    numels = [sum(n) for n in zip(ranks[0]["fusedlr_local_numel"], ranks[1]["fusedlr_local_numel"])]
+    assert numels == [70, 7, 7, 1]
+    assert 0 in ranks[0]["fusedlr_local_numel"] + ranks[1]["fusedlr_local_numel"]
+    assert all(torch.equal(a, b) for a, b in zip(ranks[0]["fusedlr"], ranks[1]["fusedlr"]))
