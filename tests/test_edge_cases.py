@@ -109,6 +109,29 @@ def test_momentum_buffer_that_no_longer_matches_its_param_raises_naming_it():
         opt.step()
 
 
+@pytest.mark.parametrize("bad_buffer", [torch.ones(2, 2), [1.0, 2.0, 3.0, 4.0]], ids=["shape", "list"])
+def test_loaded_momentum_buffer_that_does_not_fit_names_the_parameter(bad_buffer):
+    def build():
+        a, b = torch.ones(3, requires_grad=True), torch.ones(4, requires_grad=True)
+        return a, b, fusedlr.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, momentum=0.9)
+
+    a, b, opt = build()
+    a.grad, b.grad = torch.ones(3), torch.ones(4)
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][1]["momentum_buffer"] = bad_buffer
+    a2, b2, fresh = build()
+    a2.grad, b2.grad = torch.ones(3), torch.ones(4)
+    fresh.step()
+    before = fresh.state_dict()
+    with pytest.raises(ValueError, match=r"param group 1, params\[0\]: loaded momentum_buffer has (shape \(2, 2\)|type list)"):
+        fresh.load_state_dict(sd)
+    after = fresh.state_dict()  # the refused load changed nothing
+    assert after["param_groups"] == before["param_groups"]
+    assert all(torch.equal(after["state"][i]["momentum_buffer"], before["state"][i]["momentum_buffer"]) for i in (0, 1))
+    fresh.step()  # and it still steps
+
+
 @requires_cuda
 def test_grad_on_another_device_raises_naming_it():
     p = torch.randn(4, requires_grad=True)

@@ -167,19 +167,26 @@ class SGD(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As :meth:`torch.optim.Optimizer.load_state_dict`; accepts torch.optim.SGD's states.
         A momentum buffer without a ``"step"`` (torch's format) counts as initialised."""
+        before = {"state": self.state, "param_groups": self.param_groups}  # load_state_dict rebinds both
         super().load_state_dict(state_dict)
-        for p, param_state in self.state.items():
-            buf = param_state.get("momentum_buffer")
-            if buf is None:
-                param_state.pop("step", None)
-                continue
-            if buf.shape != p.shape:
-                raise ValueError(
-                    f"loaded momentum_buffer has shape {tuple(buf.shape)} but its parameter has shape {tuple(p.shape)}"
-                )
-            step = param_state.get("step")
-            value = 1.0 if step is None else float(step)
-            param_state["step"] = torch.tensor(value, dtype=torch.float32, device=p.device)
+        try:
+            for p, param_state in self.state.items():
+                buf = param_state.get("momentum_buffer")
+                if buf is None:
+                    param_state.pop("step", None)
+                    continue
+                if not isinstance(buf, Tensor) or buf.shape != p.shape:
+                    what = f"shape {tuple(buf.shape)}" if isinstance(buf, Tensor) else f"type {type(buf).__name__}"
+                    raise ValueError(
+                        f"{_where(self.param_groups, p)}: loaded momentum_buffer has {what} but its parameter has "
+                        f"shape {tuple(p.shape)}"
+                    )
+                step = param_state.get("step")
+                value = 1.0 if step is None else float(step)
+                param_state["step"] = torch.tensor(value, dtype=torch.float32, device=p.device)
+        except ValueError:
+            self.__setstate__(before)  # a refused state_dict leaves the optimizer as it was
+            raise
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -380,6 +387,15 @@ def _explain_bad_group(
                 f"{where}: its momentum_buffer (shape {tuple(buf.shape)}, {buf.dtype}, {buf.device}) does not match "
                 f"the parameter (shape {tuple(p.shape)}, {p.dtype}, {p.device}); was the parameter's .data replaced?"
             ) from error
+
+
+def _where(param_groups: list[dict[str, Any]], p: Tensor) -> str:
+    """'fusedlr.SGD: param group g, params[i]' for an error message about parameter p."""
+    for g, group in enumerate(param_groups):
+        for i, q in enumerate(group["params"]):
+            if q is p:
+                return f"fusedlr.SGD: param group {g}, params[{i}]"
+    return "fusedlr.SGD"
 
 
 def _is_dtensor(t: Tensor) -> bool:
