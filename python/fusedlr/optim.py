@@ -71,7 +71,8 @@ class SGD(Optimizer):
       (``TypeError``), and so are NaN or infinite ``lr``/``momentum``/``dampening``/``weight_decay``
       (``ValueError``). A grad or momentum buffer that no longer matches its parameter (its
       ``.data`` was replaced) raises ``ValueError``/``TypeError`` at :meth:`step`, where torch
-      raises ``RuntimeError`` or broadcasts. A refused step leaves that group unchanged.
+      raises ``RuntimeError`` or broadcasts. The op checks every tensor of a call before it
+      writes any, so the refused group is not half-stepped (groups before it have been stepped).
     - DTensor parameters (FSDP2's ``fully_shard``, tensor parallelism) are stepped through their
       local shards, which is exact for an elementwise update; grads and buffers must be sharded
       like their parameters (``ValueError`` otherwise).
@@ -320,7 +321,7 @@ def _split_by_device(params: list[Tensor]) -> list[list[int] | None]:
 
 # What the fused op steps: its four storage dtypes, and complex parameters as real views of them.
 _SUPPORTED_DTYPES = frozenset(
-    {torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64, torch.complex128}
+    {torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex32, torch.complex64, torch.complex128}
 )
 
 
@@ -343,7 +344,7 @@ def _check_param_dtypes(params: list[Tensor], group_index: int) -> None:
         if p.dtype not in _SUPPORTED_DTYPES:
             raise TypeError(
                 f"fusedlr.SGD: param group {group_index}, params[{i}] has dtype {p.dtype}; "
-                "supported: float32, float64, float16, bfloat16 (and complex64/complex128)"
+                "supported: float32, float64, float16, bfloat16 and their complex types"
             )
 
 
