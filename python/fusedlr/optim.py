@@ -369,7 +369,9 @@ def _explain_bad_group(
         if grad.layout != torch.strided:
             raise ValueError(f"{where}: its grad has layout {grad.layout}; dense or sparse COO grads only") from error
         if grad.dtype != p.dtype:
-            raise TypeError(f"{where}: its grad has dtype {grad.dtype} but the parameter has dtype {p.dtype}") from error
+            raise TypeError(
+                f"{where}: its grad has dtype {grad.dtype} but the parameter has dtype {p.dtype}"
+            ) from error
         if grad.shape != p.shape:
             raise ValueError(
                 f"{where}: its grad has shape {tuple(grad.shape)} but the parameter has shape {tuple(p.shape)}"
