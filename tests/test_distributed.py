@@ -2,8 +2,10 @@
 torch.optim.SGD in the same setting. DistributedDataParallel, ZeroRedundancyOptimizer and FSDP2
 (fully_shard, DTensor parameters).
 
-Every run is bounded: the processes get `TIMEOUT_S` in all (and gloo the same timeout per
-collective), then are killed and the test fails."""
+All scenarios run in one pair of processes (spawning and importing torch is most of the cost),
+each scenario's exception reported to its own test. Every run is bounded: a collective that
+waits longer than `COLLECTIVE_TIMEOUT_S` raises, and the processes are killed and the tests
+fail after `TIMEOUT_S` in all."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import os
 import socket
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,8 @@ import fusedlr
 from conftest import EXACT_TOL
 
 WORLD_SIZE = 2
-TIMEOUT_S = 60
+TIMEOUT_S = 120
+COLLECTIVE_TIMEOUT_S = 30
 OPTIONS = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
 STEPS = 4
 
@@ -37,33 +41,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, scenario: str, port: int, out: str) -> None:
-    """Runs in each spawned process: join the group, run the scenario, save what it returns."""
+def _entry(rank: int, scenarios: list[str], port: int, out: str) -> None:
+    """Runs in each spawned process: join the group, run the scenarios, save what they return
+    (or the traceback of the one that raised)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if sys.platform == "linux":
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback, whatever the hostname resolves to
     torch.set_num_threads(1)  # two processes on a small CI machine
     dist.init_process_group(
-        "gloo", rank=rank, world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=TIMEOUT_S // 2)
+        "gloo", rank=rank, world_size=WORLD_SIZE, timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S)
     )
+    results = {}
     try:
-        result = SCENARIOS[scenario](rank)
-        torch.save(result, Path(out) / f"rank{rank}.pt")
+        for scenario in scenarios:
+            try:
+                results[scenario] = SCENARIOS[scenario](rank)
+            except Exception:
+                results[scenario] = {"error": traceback.format_exc()}
+        torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def run_on_two_ranks(scenario: str, tmp_path: Path) -> list[dict]:
-    """Spawn WORLD_SIZE processes running `scenario`; a child's exception fails the test with its
-    traceback, a hang fails it after TIMEOUT_S."""
+def run_on_two_ranks(scenarios: list[str], tmp_path: Path) -> list[dict]:
+    """Spawn WORLD_SIZE processes running `scenarios`; one result dict per rank. A process that
+    dies fails the caller with its traceback, a hang fails it after TIMEOUT_S."""
     ctx = mp.start_processes(
-        _entry, args=(scenario, _free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=False, start_method="spawn"
+        _entry, args=(scenarios, _free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=False, start_method="spawn"
     )
     deadline = time.monotonic() + TIMEOUT_S
     try:
         while not ctx.join(timeout=1.0):
             if time.monotonic() > deadline:
-                pytest.fail(f"{scenario}: the {WORLD_SIZE} processes did not finish within {TIMEOUT_S} s")
+                pytest.fail(f"{scenarios}: the {WORLD_SIZE} processes did not finish within {TIMEOUT_S} s")
     finally:
         for p in ctx.processes:
             if p.is_alive():
@@ -124,9 +134,9 @@ def _zero(rank: int) -> dict:
 
 def _fsdp2(rank: int) -> dict:
     from torch.distributed.fsdp import fully_shard
-    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor import DTensor, Replicate, distribute_tensor
 
-    out = {}
+    out, trained = {}, {}
     for name, cls, kw in (("fusedlr", fusedlr.SGD, {}), ("torch", torch.optim.SGD, dict(foreach=False))):
         model = _model()
         for layer in (model[0], model[2]):
@@ -140,6 +150,18 @@ def _fsdp2(rank: int) -> dict:
         bufs = [opt.state[p]["momentum_buffer"] for p in model.parameters()]
         assert all(isinstance(b, DTensor) and b.placements == p.placements for b, p in zip(bufs, model.parameters()))
         out[f"{name}_buffers"] = [b.full_tensor() for b in bufs]
+        trained[name] = (model, opt)
+
+    # A grad placed unlike its parameter would be applied to the wrong elements shard by shard.
+    model, opt = trained["fusedlr"]
+    weight = model[0].weight
+    before = weight.to_local().clone()
+    weight.grad = distribute_tensor(torch.ones(weight.shape), weight.device_mesh, [Replicate()])
+    try:
+        opt.step()
+    except ValueError as error:
+        out["mismatch_error"] = str(error)
+    assert torch.equal(weight.to_local(), before)
     return out
 
 
@@ -149,22 +171,36 @@ SCENARIOS = {"ddp": _ddp, "zero": _zero, "fsdp2": _fsdp2}
 # --- tests ------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    return run_on_two_ranks(list(SCENARIOS), tmp_path_factory.mktemp("distributed"))
+
+
+def results(two_ranks, scenario):
+    """The scenario's result on each rank; a scenario that raised fails its test with the traceback."""
+    ranks = [r[scenario] for r in two_ranks]
+    for rank, r in enumerate(ranks):
+        if "error" in r:
+            pytest.fail(f"{scenario} raised on rank {rank}:\n{r['error']}")
+    return ranks
+
+
 def _assert_lists_close(actual, expected):
     assert len(actual) == len(expected)
     for a, e in zip(actual, expected):
         torch.testing.assert_close(a, e, **EXACT_TOL[torch.float32])
 
 
-def test_ddp_gives_torch_sgd_weights(tmp_path):
-    ranks = run_on_two_ranks("ddp", tmp_path)
+def test_ddp_gives_torch_sgd_weights(two_ranks):
+    ranks = results(two_ranks, "ddp")
     for r in ranks:
         _assert_lists_close(r["fusedlr"], r["torch"])
     # DDP keeps the replicas identical
     assert all(torch.equal(a, b) for a, b in zip(ranks[0]["fusedlr"], ranks[1]["fusedlr"]))
 
 
-def test_zero_redundancy_optimizer_with_fusedlr_sgd_as_optimizer_class(tmp_path):
-    ranks = run_on_two_ranks("zero", tmp_path)
+def test_zero_redundancy_optimizer_with_fusedlr_sgd_as_optimizer_class(two_ranks):
+    ranks = results(two_ranks, "zero")
     for r in ranks:
         _assert_lists_close(r["fusedlr"], r["torch"])
         assert r["fusedlr_partition"] == r["torch_partition"]
@@ -173,8 +209,8 @@ def test_zero_redundancy_optimizer_with_fusedlr_sgd_as_optimizer_class(tmp_path)
     _assert_lists_close(ranks[0]["fusedlr_buffers"], ranks[0]["torch_buffers"])
 
 
-def test_fsdp2_fully_shard_on_cpu_steps_local_shards_like_torch_sgd(tmp_path):
-    ranks = run_on_two_ranks("fsdp2", tmp_path)
+def test_fsdp2_fully_shard_on_cpu_steps_local_shards_like_torch_sgd(two_ranks):
+    ranks = results(two_ranks, "fsdp2")
     for r in ranks:
         _assert_lists_close(r["fusedlr"], r["torch"])
         _assert_lists_close(r["fusedlr_buffers"], r["torch_buffers"])
@@ -183,3 +219,7 @@ def test_fsdp2_fully_shard_on_cpu_steps_local_shards_like_torch_sgd(tmp_path):
     assert numels == [70, 7, 7, 1]
     assert 0 in ranks[0]["fusedlr_local_numel"] + ranks[1]["fusedlr_local_numel"]
     assert all(torch.equal(a, b) for a, b in zip(ranks[0]["fusedlr"], ranks[1]["fusedlr"]))
+    for r in ranks:
+        assert r["mismatch_error"].startswith("fusedlr.SGD: param group 0, params[0] is a DTensor with placements "
+                                              "(Shard(dim=0),)")
+        assert "but its grad has (Replicate(),)" in r["mismatch_error"]

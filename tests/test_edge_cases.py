@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fusedlr
-from conftest import DTYPES, EXACT_TOL, devices, requires_cuda
+from conftest import DTYPES, EXACT_TOL, HALF_VS_FP32_TOL, devices, requires_cuda
 from test_optim import OPTION_IDS, OPTIONS, assert_params_equal, make_params, run, set_grads
 
 
@@ -107,6 +107,30 @@ def test_momentum_buffer_that_no_longer_matches_its_param_raises_naming_it():
     p.grad = torch.ones(6)
     with pytest.raises(ValueError, match=r"param group 0, params\[0\]: its momentum_buffer \(shape \(4,\)"):
         opt.step()
+
+
+@pytest.mark.parametrize("bad_buffer", [torch.ones(2, 2), [1.0, 2.0, 3.0, 4.0]], ids=["shape", "list"])
+def test_loaded_momentum_buffer_that_does_not_fit_names_the_parameter(bad_buffer):
+    def build():
+        a, b = torch.ones(3, requires_grad=True), torch.ones(4, requires_grad=True)
+        return a, b, fusedlr.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, momentum=0.9)
+
+    a, b, opt = build()
+    a.grad, b.grad = torch.ones(3), torch.ones(4)
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][1]["momentum_buffer"] = bad_buffer
+    a2, b2, fresh = build()
+    a2.grad, b2.grad = torch.ones(3), torch.ones(4)
+    fresh.step()
+    before = fresh.state_dict()
+    message = r"param group 1, params\[0\]: loaded momentum_buffer has (shape \(2, 2\)|type list)"
+    with pytest.raises(ValueError, match=message):
+        fresh.load_state_dict(sd)
+    after = fresh.state_dict()  # the refused load changed nothing
+    assert after["param_groups"] == before["param_groups"]
+    assert all(torch.equal(after["state"][i]["momentum_buffer"], before["state"][i]["momentum_buffer"]) for i in (0, 1))
+    fresh.step()  # and it still steps
 
 
 @requires_cuda
@@ -299,36 +323,46 @@ def test_mixed_dtypes_layouts_and_sizes_in_one_group():
 
 
 @pytest.mark.parametrize("case", ["grad-transposed", "param-transposed", "param-sliced", "grad-sliced"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("device", devices())
-def test_param_and_grad_with_different_layouts(case, device):
+def test_param_and_grad_with_different_layouts(case, dtype, device):
     """Param and grad laid out differently from each other (the kernel stages them through
-    contiguous copies); the param keeps its layout and torch's numbers."""
+    contiguous copies); the param keeps its layout and torch's numbers. Reference: the per-op
+    path in float32 (torch 2.14's fused CPU step walks param and grad as flat memory and gives
+    a transposed bfloat16 param the wrong grad elements)."""
 
-    def build():
+    def build(dtype):
         g = torch.Generator().manual_seed(5)
-        base = torch.randn(24, 10, generator=g)
+        # values representable in bfloat16, so every dtype starts from the same numbers
+        base = torch.randn(24, 10, generator=g).bfloat16().to(dtype)
         if case == "param-transposed":
             p = base.t().contiguous().t()
         elif case == "param-sliced":
-            p = torch.randn(24, 20, generator=g)[:, ::2]
+            p = torch.randn(24, 20, generator=g).bfloat16().to(dtype)[:, ::2]
         else:
             p = base.clone()
         return p.to(device).requires_grad_()
 
-    ours, ref = build(), build()
+    ours, ref = build(dtype), build(torch.float32)
     opt = fusedlr.SGD([ours], lr=0.1, momentum=0.9, nesterov=True)
     ref_opt = torch.optim.SGD([ref], lr=0.1, momentum=0.9, nesterov=True, foreach=False)
     for t in range(3):
-        grad = torch.randn(24, 10, generator=torch.Generator().manual_seed(t)).to(device)
-        if case == "grad-transposed":
-            grad = grad.t().contiguous().t()
-        elif case == "grad-sliced":
-            grad = torch.cat([grad, grad], dim=1)[:, ::2]
-        ours.grad, ref.grad = grad, grad.clone()
+        grad = torch.randn(24, 10, generator=torch.Generator().manual_seed(t)).bfloat16().float().to(device)
+
+        def laid_out(x):
+            if case == "grad-transposed":
+                return x.t().contiguous().t()
+            if case == "grad-sliced":
+                return torch.cat([x, x], dim=1)[:, ::2]
+            return x
+
+        ours.grad, ref.grad = laid_out(grad.to(dtype)), laid_out(grad)
+        assert ours.grad.stride() == ref.grad.stride()
         opt.step()
         ref_opt.step()
     assert ours.stride() == ref.stride()
-    torch.testing.assert_close(ours.detach(), ref.detach(), **EXACT_TOL[torch.float32])
+    tol = EXACT_TOL[torch.float32] if dtype == torch.float32 else HALF_VS_FP32_TOL[dtype]
+    torch.testing.assert_close(ours.detach().float(), ref.detach(), **tol)
 
 
 def test_params_that_are_views_into_one_flat_buffer():

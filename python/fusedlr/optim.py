@@ -73,7 +73,8 @@ class SGD(Optimizer):
       (``TypeError``), and so are NaN or infinite ``lr``/``momentum``/``dampening``/``weight_decay``
       (``ValueError``). A grad or momentum buffer that no longer matches its parameter (its
       ``.data`` was replaced) raises ``ValueError``/``TypeError`` at :meth:`step`, where torch
-      raises ``RuntimeError`` or broadcasts. A refused step leaves that group unchanged.
+      raises ``RuntimeError`` or broadcasts. The op checks every tensor of a call before it
+      writes any, so the refused group is not half-stepped (groups before it have been stepped).
     - DTensor parameters (FSDP2's ``fully_shard``, tensor parallelism) are stepped through their
       local shards, which is exact for an elementwise update; grads and buffers must be sharded
       like their parameters (``ValueError`` otherwise).
@@ -191,7 +192,26 @@ class SGD(Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As :meth:`torch.optim.Optimizer.load_state_dict`; accepts torch.optim.SGD's states.
         A momentum buffer without a ``"step"`` (torch's format) counts as initialised."""
+        before = {"state": self.state, "param_groups": self.param_groups}  # load_state_dict rebinds both
         super().load_state_dict(state_dict)
+        try:
+            for p, param_state in self.state.items():
+                buf = param_state.get("momentum_buffer")
+                if buf is None:
+                    param_state.pop("step", None)
+                    continue
+                if not isinstance(buf, Tensor) or buf.shape != p.shape:
+                    what = f"shape {tuple(buf.shape)}" if isinstance(buf, Tensor) else f"type {type(buf).__name__}"
+                    raise ValueError(
+                        f"{_where(self.param_groups, p)}: loaded momentum_buffer has {what} but its parameter has "
+                        f"shape {tuple(p.shape)}"
+                    )
+                step = param_state.get("step")
+                value = 1.0 if step is None else float(step)
+                param_state["step"] = torch.tensor(value, dtype=torch.float32, device=p.device)
+        except ValueError:
+            self.__setstate__(before)  # a refused state_dict leaves the optimizer as it was
+            raise
         for group in self.param_groups:
             saved = group.get("schedule")
             if isinstance(saved, dict) and "fusedlr.Schedule" in saved:
@@ -201,18 +221,6 @@ class SGD(Optimizer):
             state = group.get("schedule_state")
             if isinstance(state, Tensor) and group["params"]:
                 group["schedule_state"] = state.to(device=group["params"][0].device, dtype=torch.float64)
-        for p, param_state in self.state.items():
-            buf = param_state.get("momentum_buffer")
-            if buf is None:
-                param_state.pop("step", None)
-                continue
-            if buf.shape != p.shape:
-                raise ValueError(
-                    f"loaded momentum_buffer has shape {tuple(buf.shape)} but its parameter has shape {tuple(p.shape)}"
-                )
-            step = param_state.get("step")
-            value = 1.0 if step is None else float(step)
-            param_state["step"] = torch.tensor(value, dtype=torch.float32, device=p.device)
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -541,7 +549,7 @@ def _split_by_device(params: list[Tensor]) -> list[list[int] | None]:
 
 # What the fused op steps: its four storage dtypes, and complex parameters as real views of them.
 _SUPPORTED_DTYPES = frozenset(
-    {torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64, torch.complex128}
+    {torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex32, torch.complex64, torch.complex128}
 )
 
 
@@ -564,7 +572,7 @@ def _check_param_dtypes(params: list[Tensor], group_index: int) -> None:
         if p.dtype not in _SUPPORTED_DTYPES:
             raise TypeError(
                 f"fusedlr.SGD: param group {group_index}, params[{i}] has dtype {p.dtype}; "
-                "supported: float32, float64, float16, bfloat16 (and complex64/complex128)"
+                "supported: float32, float64, float16, bfloat16 and their complex types"
             )
 
 
@@ -589,7 +597,9 @@ def _explain_bad_group(
         if grad.layout != torch.strided:
             raise ValueError(f"{where}: its grad has layout {grad.layout}; dense or sparse COO grads only") from error
         if grad.dtype != p.dtype:
-            raise TypeError(f"{where}: its grad has dtype {grad.dtype} but the parameter has dtype {p.dtype}") from error
+            raise TypeError(
+                f"{where}: its grad has dtype {grad.dtype} but the parameter has dtype {p.dtype}"
+            ) from error
         if grad.shape != p.shape:
             raise ValueError(
                 f"{where}: its grad has shape {tuple(grad.shape)} but the parameter has shape {tuple(p.shape)}"
@@ -608,6 +618,15 @@ def _explain_bad_group(
                 f"{where}: its momentum_buffer (shape {tuple(buf.shape)}, {buf.dtype}, {buf.device}) does not match "
                 f"the parameter (shape {tuple(p.shape)}, {p.dtype}, {p.device}); was the parameter's .data replaced?"
             ) from error
+
+
+def _where(param_groups: list[dict[str, Any]], p: Tensor) -> str:
+    """'fusedlr.SGD: param group g, params[i]' for an error message about parameter p."""
+    for g, group in enumerate(param_groups):
+        for i, q in enumerate(group["params"]):
+            if q is p:
+                return f"fusedlr.SGD: param group {g}, params[{i}]"
+    return "fusedlr.SGD"
 
 
 def _is_dtensor(t: Tensor) -> bool:
