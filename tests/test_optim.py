@@ -620,3 +620,23 @@ def test_optimizer_deepcopies_and_pickles():
     restored.step()
     opt.step()
     assert torch.equal(restored_params[0], params[0])
+
+
+def test_step_hooks_and_profiler_range_work_like_torch():
+    p = torch.ones(3, requires_grad=True)
+    opt = fusedlr.SGD([p], lr=0.1)
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: calls.append("pre"))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append("post"))
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    handle = register_optimizer_step_pre_hook(lambda o, a, k: calls.append("global"))
+    try:
+        p.grad = torch.ones(3)
+        opt.step()
+    finally:
+        handle.remove()
+    assert calls == ["global", "pre", "post"]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step()
+    assert any(e.name == "Optimizer.step#SGD.step" for e in prof.events())

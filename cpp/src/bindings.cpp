@@ -5,6 +5,7 @@
 
 #include "schedule_bindings.h"
 #include "sgd_cpu.h"
+#include "sgd_group_bindings.h"
 
 namespace py = pybind11;
 
@@ -22,4 +23,5 @@ PYBIND11_MODULE(_C, m) {
 
 It follows the level torch runs at, so ATEN_CPU_CAPABILITY=default|avx2|avx512 selects it too.)pbdoc");
   fusedlr::bind_schedules(m);
+  fusedlr::bind_sgd_group(m);
 }

@@ -4,8 +4,6 @@
 
 #include <torch/library.h>
 
-#include "sgd_group.h"
-
 TORCH_LIBRARY(fusedlr, m) {
   // One SGD-momentum step over every tensor of the lists, in one call. Mutates params,
   // momentum_buffers and steps (and grads, which are unscaled in place when grad_scale is
@@ -24,12 +22,6 @@ TORCH_LIBRARY(fusedlr, m) {
       "Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? found_inf=None, Tensor? schedule=None, "
       "Tensor(e!)? schedule_state=None) -> ()");
 
-  // The eager fast path of fusedlr.SGD: a param group's tensors held in C++ (sgd_group.h).
-  m.class_<fusedlr::SgdGroup>("SgdGroup")
-      .def(torch::init<std::vector<at::Tensor>, c10::List<std::optional<at::Tensor>>,
-                       c10::List<std::optional<at::Tensor>>>())
-      .def("step", &fusedlr::SgdGroup::step)
-      .def("size", &fusedlr::SgdGroup::size);
 }
 
 // sgd_ is an optimizer update: it is never differentiated through. Without this, the

@@ -5,8 +5,8 @@
 
 namespace fusedlr {
 
-SgdGroup::SgdGroup(std::vector<at::Tensor> params, const c10::List<std::optional<at::Tensor>>& momentum_buffers,
-                   const c10::List<std::optional<at::Tensor>>& steps)
+SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::optional<at::Tensor>>& momentum_buffers,
+                   const std::vector<std::optional<at::Tensor>>& steps)
     : params_(std::move(params)) {
   for (const std::optional<at::Tensor>& b : momentum_buffers) buffers_.push_back(b.value_or(at::Tensor()));
   for (const std::optional<at::Tensor>& s : steps) steps_.push_back(s.value_or(at::Tensor()));
