@@ -13,9 +13,10 @@ demo: $(STAMP) data                ## the main job: the classic MNIST example (F
 test: $(STAMP) data                ## the test suite
 	$(PYTHON) -m pytest $(ARGS)
 
-bench: $(STAMP)                    ## benchmarks vs torch, then the report (bench/README.md)
-	$(PYTHON) -m pytest bench --benchmark-json=bench/results/latest.json $(ARGS)
-	$(PYTHON) bench/report.py bench/results/latest.json
+bench: $(STAMP) data               ## benchmarks vs torch, then the report (bench/README.md)
+	$(PYTHON) -m pytest bench -m "not slow" --benchmark-json=bench/results/latest.json $(ARGS)
+	$(PYTHON) -m pytest bench -m slow --benchmark-json=bench/results/slow.json $(ARGS)
+	$(PYTHON) bench/report.py bench/results/latest.json bench/results/slow.json
 
 wheel: deps                        ## a wheel in dist/ for this torch
 	$(PIP) wheel --no-build-isolation --no-deps . -w dist

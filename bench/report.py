@@ -1,6 +1,6 @@
 """Turn a pytest-benchmark JSON file into bench/README.md's results and a PNG chart.
 
-Usage: python bench/report.py bench/results/latest.json
+Usage: python bench/report.py bench/results/latest.json [more.json ...]   (runs are merged)
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} µs"
 
 
-def load(path: Path):
-    data = json.loads(path.read_text())
+def load(paths: list[Path]):
+    data = json.loads(paths[0].read_text())
+    for extra in paths[1:]:
+        data["benchmarks"] += json.loads(extra.read_text())["benchmarks"]
     rows = defaultdict(dict)
     for b in data["benchmarks"]:
         info = b["extra_info"]
@@ -86,14 +88,14 @@ def chart(rows, path: Path) -> None:
 
 
 def main() -> None:
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else HERE / "results" / "latest.json")
-    data, rows = load(path)
+    paths = [Path(p) for p in sys.argv[1:]] or [HERE / "results" / "latest.json"]
+    data, rows = load(paths)
     roof = next((i["roofline_gbs"] for g in rows.values() for _, i in g.values() if "roofline_gbs" in i), None)
     m = data["machine_info"]
     lines = [
         f"Machine: {m.get('cpu', {}).get('brand_raw', platform.processor())}, {m.get('cpu', {}).get('count', '?')} "
         f"logical CPUs, Python {m.get('python_version')}; run {data['datetime'][:16]} "
-        f"(commit {data.get('commit_info', {}).get('id', '?')[:8]}). Roofline (three-stream add, same run): "
+        f"(commit {data.get('commit_info', {}).get('id', '?')[:8]}). Roofline (in-place three-stream add, same run): "
         f"{roof:.1f} GB/s." if roof else "",
         "",
         "One `step()`; medians; in parentheses torch's time / fusedlr's (> 1: fusedlr faster). GB/s counts "

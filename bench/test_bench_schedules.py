@@ -59,5 +59,6 @@ def test_demo_epoch(benchmark, optimizer):
     dataset = data.load("fashion-mnist", download=False)
     benchmark.group = "demo epoch (Fashion-MNIST, SimpleNet, batch 64)"
     benchmark.extra_info.update(contender=optimizer, kind="demo")
+    # One warm-up epoch first: the first epoch in a process also pays oneDNN/allocator warm-up.
     benchmark.pedantic(lambda: train(dataset, RunConfig(optimizer=optimizer, epochs=1), log=lambda _: None),
-                       rounds=3, iterations=1)
+                       rounds=3, iterations=1, warmup_rounds=1)

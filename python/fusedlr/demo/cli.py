@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-root", help="a folder with the four IDX files, or a torchvision dataset root")
     ap.add_argument("--no-download", action="store_true", help="never try to download")
     ap.add_argument("--out", default="out/demo", help="where metrics.json and the plots go")
+    ap.add_argument("--lr-find", action="store_true",
+                    help="run the learning-rate range test on the demo model instead of training")
+    ap.add_argument("--lr-find-iters", type=int, default=100, help="iterations of the range test")
     ap.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bar (default: when stderr is a terminal)")
     g = ap.add_argument_group("schedule parameters (epochs are converted to optimizer steps where a schedule is per step)")
@@ -72,6 +75,34 @@ def scheduler_config(name: str, args: argparse.Namespace) -> SchedulerConfig:
     )
 
 
+def run_lr_find(dataset: datamod.Dataset, args: argparse.Namespace, out: Path) -> int:
+    """The range test on the demo's model, optimizer and data; writes lr_find.png and lr_find.json."""
+    import json
+
+    import torch
+
+    import fusedlr
+
+    from .model import SimpleNet
+    from .train import batches, make_optimizer
+
+    torch.manual_seed(args.seed)
+    model = SimpleNet()
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
+    result = fusedlr.lr_find(model, optimizer, torch.nn.functional.cross_entropy,
+                             batches(dataset.train, args.batch_size, args.seed), num_iter=args.lr_find_iters)
+    out.mkdir(parents=True, exist_ok=True)
+    result.plot(out / "lr_find.png", title=f"{dataset.name}: SimpleNet, {args.optimizer} SGD momentum {args.momentum}")
+    (out / "lr_find.json").write_text(json.dumps({
+        "config": result.config, "lrs": result.lrs, "losses": result.losses, "raw_losses": result.raw_losses,
+        "valley": result.valley, "steepest": result.steepest, "diverged": result.diverged}, indent=1))
+    stop = "stopped when the loss diverged" if result.diverged else "ran every iteration"
+    print(f"LR range test: {len(result.lrs)} iterations from {result.lrs[0]:.1e} to {result.lrs[-1]:.1e} ({stop})")
+    print(f"Suggested learning rate: {result.valley:.3g} (valley), {result.steepest:.3g} (steepest descent)")
+    print(f"(wrote {out}/lr_find.png and lr_find.json)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     names = [n.strip() for n in args.compare.split(",")] if args.compare else [args.scheduler]
@@ -89,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(dataset.test.labels)} test images)")
 
     out = Path(args.out)
+    if args.lr_find:
+        return run_lr_find(dataset, args, out)
     results = {}
     for name in names:
         config = RunConfig(scheduler=scheduler_config(name, args), optimizer=args.optimizer, epochs=args.epochs,

@@ -75,6 +75,22 @@ def _progress(total: int, desc: str, enabled: bool | None):
     return tqdm(total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
 
 
+def batches(split: Split, batch_size: int, seed: int):
+    """A re-iterable of shuffled (images, labels) batches: a new order each pass, by indexing."""
+
+    class Batches:
+        def __init__(self) -> None:
+            self.generator = torch.Generator().manual_seed(seed)
+
+        def __iter__(self):
+            order = torch.randperm(len(split.labels), generator=self.generator)
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
+                yield split.images[idx], split.labels[idx]
+
+    return Batches()
+
+
 def train(data: Dataset, config: RunConfig, log=print) -> RunResult:
     """Train SimpleNet on ``data`` with ``config``; one line per epoch through ``log``."""
     torch.manual_seed(config.seed)
