@@ -81,6 +81,26 @@ def _format_param(name: str, optimizer: Optimizer, param: Any) -> list:
     return [param] * len(optimizer.param_groups)
 
 
+def _start_momentum_cycle(owner: Any, optimizer: Optimizer, base_momentum: Any, max_momentum: Any,
+                          last_epoch: int) -> None:
+    """CyclicLR / OneCycleLR with cycle_momentum: check the optimizer has a momentum (or Adam's
+    beta1), record the per-group bounds, and on a fresh start set each group's momentum to its
+    maximum, as torch does."""
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
+    owner.use_beta1 = "betas" in optimizer.defaults
+    owner.base_momentums = [float(m) for m in _format_param("base_momentum", optimizer, base_momentum)]
+    owner.max_momentums = [float(m) for m in _format_param("max_momentum", optimizer, max_momentum)]
+    if last_epoch == -1:
+        for m_max, m_base, group in zip(owner.max_momentums, owner.base_momentums, optimizer.param_groups):
+            if owner.use_beta1:
+                group["betas"] = (m_max, *group["betas"][1:])
+            else:
+                group["momentum"] = m_max
+            group["max_momentum"] = m_max
+            group["base_momentum"] = m_base
+
+
 def _set(group: dict, key: str, value: float) -> None:
     current = group[key]
     if isinstance(current, torch.Tensor):
@@ -577,19 +597,7 @@ class CyclicLR(LRScheduler):
         self.scale_mode = scale_mode if scale_fn is not None else ("iterations" if mode == "exp_range" else "cycle")
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
-            self.use_beta1 = "betas" in optimizer.defaults
-            self.base_momentums = [float(m) for m in _format_param("base_momentum", optimizer, base_momentum)]
-            self.max_momentums = [float(m) for m in _format_param("max_momentum", optimizer, max_momentum)]
-            if last_epoch == -1:
-                for m_max, m_base, group in zip(self.max_momentums, self.base_momentums, optimizer.param_groups):
-                    if self.use_beta1:
-                        group["betas"] = (m_max, *group["betas"][1:])
-                    else:
-                        group["momentum"] = m_max
-                    group["max_momentum"] = m_max
-                    group["base_momentum"] = m_base
+            _start_momentum_cycle(self, optimizer, base_momentum, max_momentum, last_epoch)
         self.base_lrs = base_lrs
         super().__init__(optimizer, last_epoch)
 
@@ -695,19 +703,7 @@ class OneCycleLR(LRScheduler):
                 group["min_lr"] = lo
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
-            self.use_beta1 = "betas" in optimizer.defaults
-            self.max_momentums = [float(m) for m in _format_param("max_momentum", optimizer, max_momentum)]
-            self.base_momentums = [float(m) for m in _format_param("base_momentum", optimizer, base_momentum)]
-            if last_epoch == -1:
-                for m_max, m_base, group in zip(self.max_momentums, self.base_momentums, optimizer.param_groups):
-                    if self.use_beta1:
-                        group["betas"] = (m_max, *group["betas"][1:])
-                    else:
-                        group["momentum"] = m_max
-                    group["max_momentum"] = m_max
-                    group["base_momentum"] = m_base
+            _start_momentum_cycle(self, optimizer, base_momentum, max_momentum, last_epoch)
         super().__init__(optimizer, last_epoch)
 
     def _one_cycle(self, start: float, peak: float, end: float) -> Schedule:

@@ -495,11 +495,27 @@ class _Version:
         self.value = 0
 
 
-class _ParamState(dict):
+class _Reporting:
+    """Removals from a state container bump the shared version (see _ParamState, _State)."""
+
+    _version: _Version
+
+    def __delitem__(self, key) -> None:
+        self._version.value += 1
+        super().__delitem__(key)  # type: ignore[misc]
+
+    def pop(self, *args):
+        self._version.value += 1
+        return super().pop(*args)  # type: ignore[misc]
+
+    def clear(self) -> None:
+        self._version.value += 1
+        super().clear()  # type: ignore[misc]
+
+
+class _ParamState(_Reporting, dict):
     """state[p]: a dict that tells the optimizer when a tensor in it is replaced or removed, so the
     lists held natively (SgdGroup) never go stale. In-place changes need no notice."""
-
-    __slots__ = ("_version",)
 
     def __init__(self, version: _Version, *args: Any) -> None:
         super().__init__(*args)
@@ -509,27 +525,15 @@ class _ParamState(dict):
         self._version.value += 1
         super().__setitem__(key, value)
 
-    def __delitem__(self, key) -> None:
-        self._version.value += 1
-        super().__delitem__(key)
-
-    def pop(self, *args):
-        self._version.value += 1
-        return super().pop(*args)
-
     def update(self, *args, **kwargs) -> None:
         self._version.value += 1
         super().update(*args, **kwargs)
-
-    def clear(self) -> None:
-        self._version.value += 1
-        super().clear()
 
     def __reduce__(self):
         return (dict, (dict(self),))
 
 
-class _State(defaultdict):
+class _State(_Reporting, defaultdict):
     """optimizer.state: a defaultdict of _ParamState that reports assignments like _ParamState."""
 
     def __init__(self, version: _Version, items: Any = ()) -> None:
@@ -546,18 +550,6 @@ class _State(defaultdict):
     def __setitem__(self, key, value) -> None:
         self._version.value += 1
         super().__setitem__(key, value if isinstance(value, _ParamState) else _ParamState(self._version, value))
-
-    def __delitem__(self, key) -> None:
-        self._version.value += 1
-        super().__delitem__(key)
-
-    def pop(self, *args):
-        self._version.value += 1
-        return super().pop(*args)
-
-    def clear(self) -> None:
-        self._version.value += 1
-        super().clear()
 
     def __reduce__(self):
         return (_plain_state, (dict(self),))
