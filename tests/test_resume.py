@@ -1,8 +1,8 @@
 """Exact resume: N steps straight equal k steps, torch.save of model + optimizer + scheduler,
 torch.load into fresh objects, N - k more steps: bit for bit (torch.equal).
 
-The schedulers are torch's own (torch.optim.lr_scheduler) driving group["lr"] (and OneCycleLR
-group["momentum"]). fusedlr's own schedules get their resume tests with them."""
+With torch's own schedulers (torch.optim.lr_scheduler), with every closed-form fusedlr twin, and
+with the in-kernel schedule (tests/test_schedule_in_kernel.py covers the latter too)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,30 @@ SCHEDULERS = {
     "StepLR": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5),
     "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[0.4, 0.2], total_steps=N_STEPS),
     "CosineAnnealingLR": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=N_STEPS, eta_min=1e-3),
+}
+
+F = fusedlr.lr_scheduler
+# Every fusedlr twin a training loop steps once per iteration (ReduceLROnPlateau, driven by a
+# metric, has its own state-machine resume test in tests/test_lr_scheduler.py).
+TWINS = {
+    "StepLR": lambda o: F.StepLR(o, 3, 0.5),
+    "MultiStepLR": lambda o: F.MultiStepLR(o, [2, 5], 0.3),
+    "ConstantLR": lambda o: F.ConstantLR(o, 0.5, 4),
+    "LinearLR": lambda o: F.LinearLR(o, 0.2, 1.0, 6),
+    "ExponentialLR": lambda o: F.ExponentialLR(o, 0.8),
+    "PolynomialLR": lambda o: F.PolynomialLR(o, 7, 2.0),
+    "CosineAnnealingLR": lambda o: F.CosineAnnealingLR(o, 6, 1e-3),
+    "CosineAnnealingWarmRestarts": lambda o: F.CosineAnnealingWarmRestarts(o, 2, 2, 1e-3),
+    "CyclicLR": lambda o: F.CyclicLR(o, [0.01, 0.02], [0.2, 0.1], 2, 3, "triangular2"),
+    "OneCycleLR": lambda o: F.OneCycleLR(o, [0.4, 0.2], total_steps=N_STEPS, three_phase=True),
+    "LambdaLR": lambda o: F.LambdaLR(o, lambda t: 0.9**t),
+    "MultiplicativeLR": lambda o: F.MultiplicativeLR(o, lambda t: 0.9),
+    "SequentialLR": lambda o: F.SequentialLR(o, [F.LinearLR(o, 0.1, 1.0, 3), F.CosineAnnealingLR(o, 5)], [3]),
+    "ChainedScheduler": lambda o: F.ChainedScheduler([F.ConstantLR(o, 0.5, 4), F.ExponentialLR(o, 0.9)]),
+    "WarmupLR": lambda o: F.WarmupLR(o, 3, F.StepLR(o, 2, 0.5), start_factor=0.05),
+    "WSDLR": lambda o: F.WSDLR(o, N_STEPS, 2, 3, "sqrt"),
+    "InverseSqrtLR": lambda o: F.InverseSqrtLR(o, 2),
+    "InverseTimeLR": lambda o: F.InverseTimeLR(o, 0.5, 2),
 }
 
 OPTIONS = {
@@ -113,3 +137,29 @@ def test_resume_with_grad_scaler_is_bit_exact(k, tmp_path):
 
     assert_bitwise_equal(model, opt, ref_model, ref_opt)
     assert scaler.get_scale() == ref_scaler.get_scale()
+
+
+@pytest.mark.parametrize("k", [2, 5])
+@pytest.mark.parametrize("twin", list(TWINS))
+def test_resume_with_every_fusedlr_twin_is_bit_exact(twin, k, tmp_path):
+    def fresh(seed):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(7, 12), torch.nn.Tanh(), torch.nn.Linear(12, 3))
+        opt = fusedlr.SGD([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.05}],
+                          lr=0.1, momentum=0.9, dampening=0.1)
+        return model, opt, TWINS[twin](opt)
+
+    ref_model, ref_opt, ref_sched = fresh(0)
+    train(ref_model, ref_opt, ref_sched, range(N_STEPS))
+    model, opt, sched = fresh(0)
+    train(model, opt, sched, range(k))
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, path)
+    checkpoint = torch.load(path, weights_only=True)
+    model, opt, sched = fresh(1)
+    model.load_state_dict(checkpoint["model"])
+    opt.load_state_dict(checkpoint["optimizer"])
+    sched.load_state_dict(checkpoint["scheduler"])
+    train(model, opt, sched, range(k, N_STEPS))
+    assert_bitwise_equal(model, opt, ref_model, ref_opt)
+    assert sched.get_last_lr() == ref_sched.get_last_lr()
