@@ -317,39 +317,61 @@ void check_steps(const char* fn, const char* arg, const std::vector<int64_t>& v,
  * values: the body of a scheduler's step() in one call. A tensor value is filled in place (as
  * torch does for tensor learning rates); key "betas" replaces the first of the pair (Adam's beta1).
  */
+/**
+ * Writes param_groups[g][key] = schedules[g](step, base_lrs[g]) for a scheduler's groups. Built
+ * once per scheduler (the schedules copied, the key interned), so a step converts only the step,
+ * the bases and the group list: the twin's step() stays around a microsecond.
+ */
+class ScheduleApplier {
+ public:
+  ScheduleApplier(const std::vector<const Schedule*>& schedules, const std::string& key)
+      : key_(key), betas_(key == "betas") {
+    if (schedules.empty()) invalid("ScheduleApplier", "schedules", "at least one schedule", "[]");
+    for (const Schedule* s : schedules) schedules_.push_back(*s);
+  }
+
+  py::list apply(int64_t step, const std::vector<double>& base_lrs, const py::list& param_groups) const {
+    const size_t n = param_groups.size();
+    if (schedules_.size() != n && schedules_.size() != 1)
+      invalid("apply_schedules", "schedules", "one per param group (" + std::to_string(n) + ") or one for all",
+              std::to_string(schedules_.size()));
+    if (base_lrs.size() != n)
+      invalid("apply_schedules", "base_lrs", "one per param group (" + std::to_string(n) + ")",
+              std::to_string(base_lrs.size()));
+    py::list out(n);
+    for (size_t g = 0; g < n; ++g) {
+      const double v = schedules_[schedules_.size() == 1 ? 0 : g](step, base_lrs[g]);
+      py::float_ value(v);
+      py::dict group = param_groups[g].cast<py::dict>();
+      if (betas_) {
+        py::tuple old = group[key_].cast<py::tuple>();
+        py::tuple pair(old.size());
+        pair[0] = value;
+        for (size_t i = 1; i < old.size(); ++i) pair[i] = old[i];
+        group[key_] = pair;
+      } else {
+        PyObject* current = PyDict_GetItem(group.ptr(), key_.ptr());  // borrowed; null when absent
+        if (current != nullptr && current != Py_None && !PyFloat_CheckExact(current) &&
+            py::hasattr(current, "fill_")) {
+          py::reinterpret_borrow<py::object>(current).attr("fill_")(value);  // a tensor lr: in place
+        } else {
+          group[key_] = value;
+        }
+      }
+      out[g] = value;
+    }
+    return out;
+  }
+
+ private:
+  std::vector<Schedule> schedules_;
+  py::str key_;
+  bool betas_;
+};
+
 py::list apply_schedules(const std::vector<const Schedule*>& schedules, int64_t step, const std::vector<double>& base_lrs,
                          const py::list& param_groups, const std::string& key) {
-  const size_t n = param_groups.size();
-  if (schedules.size() != n && schedules.size() != 1)
-    invalid("apply_schedules", "schedules", "one per param group (" + std::to_string(n) + ") or one for all",
-            std::to_string(schedules.size()));
-  if (base_lrs.size() != n)
-    invalid("apply_schedules", "base_lrs", "one per param group (" + std::to_string(n) + ")",
-            std::to_string(base_lrs.size()));
-  const py::str k(key);
-  const bool betas = key == "betas";
-  py::list out(n);
-  for (size_t g = 0; g < n; ++g) {
-    const double v = (*schedules[schedules.size() == 1 ? 0 : g])(step, base_lrs[g]);
-    py::float_ value(v);
-    py::dict group = param_groups[g].cast<py::dict>();
-    if (betas) {
-      py::tuple old = group[k].cast<py::tuple>();
-      py::tuple pair(old.size());
-      pair[0] = value;
-      for (size_t i = 1; i < old.size(); ++i) pair[i] = old[i];
-      group[k] = pair;
-    } else {
-      py::object current = group.contains(k) ? py::object(group[k]) : py::none();
-      if (!current.is_none() && !PyFloat_CheckExact(current.ptr()) && py::hasattr(current, "fill_")) {
-        current.attr("fill_")(value);
-      } else {
-        group[k] = value;
-      }
-    }
-    out[g] = value;
-  }
-  return out;
+  return ScheduleApplier(schedules, key).apply(step, base_lrs, param_groups);
 }
 
 }  // namespace
@@ -361,6 +383,22 @@ void bind_schedules(py::module_& m) {
 
 One schedule serves all groups when ``schedules`` has one entry. Tensor values are filled in place;
 ``key="betas"`` replaces beta1 of the pair.)pbdoc");
+
+  py::class_<ScheduleApplier>(m, "ScheduleApplier", R"pbdoc(apply_schedules with the schedules and key bound once.)pbdoc")
+      .def(py::init<const std::vector<const Schedule*>&, const std::string&>(), py::arg("schedules"),
+           py::arg("key") = "lr")
+      .def("apply", &ScheduleApplier::apply, py::arg("step"), py::arg("base_lrs"), py::arg("param_groups"),
+           R"pbdoc(Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])``; return the values.)pbdoc")
+      .def(
+          "apply_with",
+          [](const ScheduleApplier& self, int64_t step, const std::vector<double>& base_lrs,
+             const ScheduleApplier& other, const std::vector<double>& other_bases, const py::list& param_groups) {
+            py::list out = self.apply(step, base_lrs, param_groups);
+            other.apply(step, other_bases, param_groups);
+            return out;
+          },
+          py::arg("step"), py::arg("base_lrs"), py::arg("other"), py::arg("other_bases"), py::arg("param_groups"),
+          R"pbdoc(``apply`` for this applier, then for ``other`` (e.g. lr then momentum) in one call.)pbdoc");
 
   py::class_<Schedule> cls(m, "Schedule", R"pbdoc(A closed-form learning-rate schedule (fusedlr/schedule.h).
 

@@ -5,6 +5,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
+from torch import Tensor
 
 __version__: str
 with_cuda: bool
@@ -98,3 +99,24 @@ def apply_schedules(schedules: Sequence[Schedule], step: int, base_lrs: Sequence
     One schedule serves all groups when ``schedules`` has one entry. Tensor values are filled in
     place; ``key="betas"`` replaces beta1 of the pair. The body of a scheduler's ``step()``.
     """
+
+class ScheduleApplier:
+    """apply_schedules with the schedules and the key bound once (what a twin scheduler holds)."""
+
+    def __init__(self, schedules: Sequence[Schedule], key: str = "lr") -> None: ...
+    def apply(self, step: int, base_lrs: Sequence[float], param_groups: list[dict]) -> list[float]:
+        """Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])``; return the values."""
+    def apply_with(self, step: int, base_lrs: Sequence[float], other: ScheduleApplier,
+                   other_bases: Sequence[float], param_groups: list[dict]) -> list[float]:
+        """``apply`` for this applier, then for ``other`` (lr then momentum) in one call."""
+
+class SgdGroup:
+    """A param group's tensors held in C++ between steps (fusedlr.SGD's eager fast path)."""
+
+    def __init__(self, params: list[Tensor], momentum_buffers: list[Tensor | None],
+                 steps: list[Tensor | None]) -> None: ...
+    def step(self, lr: float, momentum: float, dampening: float, weight_decay: float, nesterov: bool,
+             maximize: bool, lr_tensor: Tensor | None, grad_scale: Tensor | None, found_inf: Tensor | None,
+             schedule: Tensor | None, schedule_state: Tensor | None) -> int:
+        """Step every parameter with a gradient; the count, or -1 when the group must be rebuilt."""
+    def __len__(self) -> int: ...

@@ -40,7 +40,7 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING
 from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
 
 from ._C import Schedule
-from ._C import apply_schedules as _apply_schedules
+from ._C import ScheduleApplier as _ScheduleApplier
 
 __all__ = [
     "ChainedScheduler",
@@ -68,6 +68,7 @@ __all__ = [
 # Attributes that are not plain state: rebuilt from the plain ones, never saved (torch.load's
 # weights_only mode accepts only plain containers and numbers).
 _NOT_STATE = frozenset({"optimizer", "_schedules", "_shared", "_momentum_schedules", "_schedulers", "lr_lambdas",
+                        "_lr_applier", "_momentum_applier",
                         "_scale_fn_custom", "_zeros", "scheduler"})
 
 
@@ -155,6 +156,9 @@ class LRScheduler(_TorchLRScheduler):
         self._shared = first if all(s == first for s in self._schedules[1:]) else None
         self._momentum_schedules = self._build_momentum()
         self._zeros = [0.0] * len(self._schedules)  # base for the momentum schedules (absolute values)
+        self._lr_applier = _ScheduleApplier(self._schedules, "lr")
+        self._momentum_applier = None if self._momentum_schedules is None else _ScheduleApplier(
+            self._momentum_schedules, "betas" if self.use_beta1 else "momentum")
 
     @property
     def schedules(self) -> list[Schedule]:
@@ -176,10 +180,11 @@ class LRScheduler(_TorchLRScheduler):
     def _apply(self) -> None:
         """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer (one C++ call each)."""
         groups = self.optimizer.param_groups
-        self._last_lr = _apply_schedules(self._schedules, self.last_epoch, self.base_lrs, groups, "lr")
-        if self._momentum_schedules is not None:
-            _apply_schedules(self._momentum_schedules, self.last_epoch, self._zeros, groups,
-                             "betas" if self.use_beta1 else "momentum")
+        if self._momentum_applier is None:
+            self._last_lr = self._lr_applier.apply(self.last_epoch, self.base_lrs, groups)
+        else:
+            self._last_lr = self._lr_applier.apply_with(self.last_epoch, self.base_lrs, self._momentum_applier,
+                                                        self._zeros, groups)
 
     def _apply_python(self) -> None:
         """As :meth:`_apply`, for learning rates that come from :meth:`_lrs` (Python callables)."""
