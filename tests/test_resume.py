@@ -76,6 +76,18 @@ def train(model, opt, sched, steps, scaler=None):
         sched.step()
 
 
+def save_and_restore(objects, fresh, tmp_path):
+    """torch.save (model, optimizer, scheduler) to a file, torch.load(weights_only=True) it into the
+    fresh objects that ``fresh()`` builds, and return those."""
+    path = tmp_path / "checkpoint.pt"
+    torch.save([obj.state_dict() for obj in objects], path)
+    checkpoint = torch.load(path, weights_only=True)
+    restored = fresh()
+    for obj, state in zip(restored, checkpoint):
+        obj.load_state_dict(state)
+    return restored
+
+
 def assert_bitwise_equal(model, opt, ref_model, ref_opt):
     for p, q in zip(model.parameters(), ref_model.parameters()):
         assert torch.equal(p, q), (p - q).abs().max()
@@ -95,15 +107,9 @@ def test_resume_from_checkpoint_is_bit_exact(dtype, scheduler, options, k, tmp_p
 
     model, opt, sched = build(dtype, options, scheduler, seed=0)
     train(model, opt, sched, range(k))
-    path = tmp_path / "checkpoint.pt"
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, path)
-    del model, opt, sched
-
-    checkpoint = torch.load(path, weights_only=True)
-    model, opt, sched = build(dtype, options, scheduler, seed=1)  # other weights: the load must set them
-    model.load_state_dict(checkpoint["model"])
-    opt.load_state_dict(checkpoint["optimizer"])
-    sched.load_state_dict(checkpoint["scheduler"])
+    # other weights (seed 1): the load must set them
+    model, opt, sched = save_and_restore((model, opt, sched), lambda: build(dtype, options, scheduler, seed=1),
+                                         tmp_path)
     train(model, opt, sched, range(k, N_STEPS))
 
     assert_bitwise_equal(model, opt, ref_model, ref_opt)
@@ -153,13 +159,7 @@ def test_resume_with_every_fusedlr_twin_is_bit_exact(twin, k, tmp_path):
     train(ref_model, ref_opt, ref_sched, range(N_STEPS))
     model, opt, sched = fresh(0)
     train(model, opt, sched, range(k))
-    path = tmp_path / "checkpoint.pt"
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, path)
-    checkpoint = torch.load(path, weights_only=True)
-    model, opt, sched = fresh(1)
-    model.load_state_dict(checkpoint["model"])
-    opt.load_state_dict(checkpoint["optimizer"])
-    sched.load_state_dict(checkpoint["scheduler"])
+    model, opt, sched = save_and_restore((model, opt, sched), lambda: fresh(1), tmp_path)
     train(model, opt, sched, range(k, N_STEPS))
     assert_bitwise_equal(model, opt, ref_model, ref_opt)
     assert sched.get_last_lr() == ref_sched.get_last_lr()
