@@ -145,3 +145,14 @@ def test_compare_plots_several_schedules(tmp_path, fashion_mnist, monkeypatch, c
         assert json.loads((tmp_path / name / "metrics.json").read_text())["config"]["scheduler"]["name"] == name
     assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
     assert "Training finished!" in capsys.readouterr().out
+
+
+def test_console_script_runs_the_demo_cli(capsys):
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="fusedlr-demo")
+    assert script.load() is cli.main
+    with pytest.raises(SystemExit) as exit_info:
+        script.load()(["--help"])
+    assert exit_info.value.code == 0
+    assert "--scheduler" in capsys.readouterr().out
