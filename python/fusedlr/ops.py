@@ -58,6 +58,10 @@ def sgd_(
         lr_tensor: a one-element tensor read instead of ``lr``.
         grad_scale: AMP loss scale; grads are divided by it.
         found_inf: when non-zero, the step changes nothing (steps included).
+
+            On CUDA, ``lr_tensor``, ``grad_scale`` and ``found_inf`` may be CPU tensors; they are
+            then copied to the device on every call, which a CUDA graph cannot capture: pass
+            device tensors when capturing (GradScaler's already are).
         schedule: an in-kernel learning-rate schedule, ``Schedule.to_bytes()`` as a CPU uint8 tensor.
             The step's :math:`\gamma` is then ``schedule(step, lr) * factor``.
         schedule_state: float64 ``[step, lr, factor]`` on the params' device, with ``schedule``:
