@@ -264,6 +264,7 @@ class SGD(Optimizer):
             if grad.is_sparse:
                 sparse.append(p)
                 continue
+            is_complex = p.is_complex()
             if has_momentum:
                 param_state = state[p]
                 buf = param_state.get("momentum_buffer")
@@ -273,11 +274,11 @@ class SGD(Optimizer):
                     param_state["momentum_buffer"] = buf
                     param_state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                 step = param_state["step"]
-                if p.is_complex():
+                if is_complex:
                     buf = torch.view_as_real(buf)
                 momentum_buffers.append(buf)
                 steps.append(step)
-            if p.is_complex():
+            if is_complex:
                 p, grad = torch.view_as_real(p), torch.view_as_real(grad)
             params.append(p)
             grads.append(grad)
@@ -379,7 +380,7 @@ class SGD(Optimizer):
             params
             and not _is_dtensor(params[0])
             and all(p.dtype in _FUSED_DTYPES for p in params)
-            and len({p.device for p in params}) == 1
+            and _split_by_device(params) == [None]
             and not any(p.grad is not None and p.grad.is_sparse for p in params)
         ):
             if group["momentum"] != 0:
