@@ -310,6 +310,60 @@ def test_curve_equals_per_step_evaluation_exactly():
     assert S.cosine(5).curve(0).shape == (0,)
 
 
+def _random_leaf(rng):
+    r = lambda lo, hi: float(rng.uniform(lo, hi))
+    n = lambda lo, hi: int(rng.integers(lo, hi))
+    return [
+        lambda: S.constant(r(0.1, 2), total_steps=n(0, 50)),
+        lambda: S.step(n(1, 40), r(0.3, 0.99)),
+        lambda: S.multistep(sorted(rng.choice(300, 3, replace=False).tolist()), r(0.1, 0.9)),
+        lambda: S.linear(r(0, 1), r(0, 1), n(1, 200)),
+        lambda: S.exponential(r(0.95, 1.0)),
+        lambda: S.exponential(rate=r(0, 0.05)),
+        lambda: S.inverse_time(r(0, 1), n(1, 20), bool(rng.integers(2))),
+        lambda: S.polynomial(n(1, 300), float(rng.choice([1.0, 2.0, 0.5, 3.7])), r(0, 0.5)),
+        lambda: S.cosine(n(1, 300), r(0, 0.1), bool(rng.integers(2))),
+        lambda: S.cosine_restarts(n(1, 40), float(rng.choice([1.0, 2.0, 1.5, 3.0])), r(0, 0.1), bool(rng.integers(2))),
+        lambda: S.cyclic(0.1, 1.0, r(1, 50), None, str(rng.choice(["triangular", "triangular2", "exp_range"])), r(0.99, 1)),
+        lambda: S.one_cycle(1.0, total_steps=n(10, 400), three_phase=bool(rng.integers(2))),
+        lambda: S.inverse_sqrt(r(1, 100)),
+        lambda: S.wsd(n(100, 400), warmup_steps=n(0, 50), decay_steps=n(1, 50), decay=str(rng.choice(["linear", "cosine", "sqrt"]))),
+        lambda: S.piecewise_constant([n(1, 50), n(50, 200)], [1.0, 0.5, 0.1]),
+        lambda: S.piecewise_linear([n(0, 50), n(50, 200)], [0.1, 1.0]),
+    ][n(0, 16)]()
+
+
+def _random_schedule(rng, depth):
+    kind = int(rng.integers(0, 4)) if depth > 0 else 0
+    if kind == 0:
+        return _random_leaf(rng)
+    if kind == 1:
+        return S.warmup(_random_schedule(rng, depth - 1), int(rng.integers(0, 60)), float(rng.uniform(0, 1)),
+                        str(rng.choice(["linear", "exponential"])) if rng.integers(2) else "linear")
+    parts = [_random_schedule(rng, depth - 1) for _ in range(2)]
+    if kind == 2:
+        return S.sequential(parts, [int(rng.integers(0, 150))])
+    return S.chained(parts)
+
+
+def test_curve_equals_per_step_evaluation_bit_for_bit_on_random_nested_schedules():
+    # Schedule.curve() evaluates a segment at a time (fusedlr/schedule_curve.h), __call__ one step
+    # through the whole tree: the same bits for every kind, nesting and start.
+    rng = np.random.default_rng(1234)
+    checked = 0
+    for _ in range(60):
+        try:
+            s = _random_schedule(rng, depth=2)
+        except ValueError:  # past max_nodes / max_values
+            continue
+        checked += 1
+        for start in (-5, 0, int(rng.integers(1, 400))):
+            base = float(rng.uniform(0.01, 1.0))
+            c = s.curve(1500, start=start, base_lr=base)
+            assert np.array_equal(c, [s(start + i, base) for i in range(1500)]), (repr(s), start)
+    assert checked >= 50
+
+
 def test_pickle_equality_hash_and_repr():
     s = S.warmup(S.sequential([S.multistep([3, 9], 0.5), S.cyclic(0.1, 1.0, 4)], [50]), 5, 0.1, "exponential")
     back = pickle.loads(pickle.dumps(s))

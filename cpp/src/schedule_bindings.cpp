@@ -3,6 +3,7 @@
 // this boundary assumes valid data.
 
 #include "schedule_bindings.h"
+#include "fusedlr/schedule_curve.h"
 
 #include <ATen/Parallel.h>
 #include <pybind11/numpy.h>
@@ -76,6 +77,7 @@ Schedule leaf(const char* fn, Kind kind, std::initializer_list<double> params, i
   n.flags = flags;
   int i = 0;
   for (double p : params) n.p[i++] = p;
+  derive_params(n);
   n.vfirst = 0;
   n.vcount = static_cast<int16_t>(values.size());
   std::copy(values.begin(), values.end(), d.values);
@@ -99,6 +101,7 @@ Schedule composite(const char* fn, Kind kind, const std::vector<const Schedule*>
   root.flags = flags;
   int i = 0;
   for (double p : params) root.p[i++] = p;
+  derive_params(root);
   root.vfirst = 0;
   root.vcount = static_cast<int16_t>(values.size());
   std::copy(values.begin(), values.end(), d.values);
@@ -283,7 +286,7 @@ Schedule set_state(const py::tuple& state) {
     const auto params = t[6].cast<std::vector<double>>();
     if (params.size() != kScheduleParams) bad("wrong number of parameters");
     std::copy(params.begin(), params.end(), n.p);
-    if (n.kind == Kind::kCosineRestarts) n.p[3] = std::log(n.p[1]);  // derived, not trusted from the state
+    derive_params(n);
     if (n.vfirst < 0 || n.vcount < 0 || n.vfirst + n.vcount > d.n_values || n.cfirst < 0 || n.ccount < 0 ||
         n.cfirst + n.ccount > d.n_links)
       bad("slice out of range");
@@ -377,6 +380,8 @@ py::list apply_schedules(const std::vector<const Schedule*>& schedules, int64_t 
 }  // namespace
 
 void bind_schedules(py::module_& m) {
+  m.def("_cos_pi", &smath::cos_pi, py::arg("x"),
+        R"pbdoc(cos(pi * x) as the schedules compute it (fusedlr/schedule_math.h); for tests.)pbdoc");
   m.def("apply_schedules", &apply_schedules, py::arg("schedules"), py::arg("step"), py::arg("base_lrs"),
         py::arg("param_groups"), py::arg("key") = "lr",
         R"pbdoc(Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])`` for every group; return the values.
@@ -430,7 +435,7 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
               py::gil_scoped_release release;
               // Steps are independent (closed form), so the curve splits across torch's threads.
               at::parallel_for(0, n, kCurveGrain, [&](int64_t lo, int64_t hi) {
-                for (int64_t i = lo; i < hi; ++i) o[i] = schedule_lr(d, start + i, base_lr);
+                schedule_curve(d, start + lo, hi - lo, base_lr, o + lo);
               });
             }
             return out;
@@ -561,7 +566,7 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
         positive_steps("cosine_restarts", "T_0", T_0);
         if (!(std::isfinite(T_mult) && T_mult >= 1.0)) invalid("cosine_restarts", "T_mult", ">= 1", num(T_mult));
         finite("cosine_restarts", "eta_min", eta_min);
-        return leaf("cosine_restarts", Kind::kCosineRestarts, {static_cast<double>(T_0), T_mult, eta_min, std::log(T_mult)},
+        return leaf("cosine_restarts", Kind::kCosineRestarts, {static_cast<double>(T_0), T_mult, eta_min},
                     reach_min ? 1 : 0);
       },
       py::arg("T_0"), py::arg("T_mult") = 1.0, py::arg("eta_min") = 0.0, py::arg("reach_min") = false,

@@ -16,6 +16,9 @@ cpu_levels_compiled: str
 def cpu_kernel_level() -> str:
     """The SIMD level of the CPU SGD kernel in this process: "AVX512", "AVX2" or "DEFAULT"."""
 
+def _cos_pi(x: float) -> float:
+    """cos(pi * x) as the schedules compute it (fusedlr/schedule_math.h); for tests."""
+
 class Schedule:
     """A closed-form learning-rate schedule (cpp/include/fusedlr/schedule.h; src: schedule_bindings.cpp).
 

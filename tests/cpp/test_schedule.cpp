@@ -1,4 +1,4 @@
-// The schedule header on its own: plain C++17, no torch, no pybind11; composites nested by hand
+// The schedule headers on their own: plain C++17, no torch, no pybind11; composites nested by hand
 // evaluate as the formulas say. Built and run by tests/test_schedules.py.
 
 #include <cmath>
@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "fusedlr/schedule.h"
+#include "fusedlr/schedule_curve.h"
 
 using namespace fusedlr;
 
@@ -32,6 +33,7 @@ static ScheduleNode node(ScheduleKind kind, std::initializer_list<double> p, int
   n.flags = flags;
   int i = 0;
   for (double v : p) n.p[i++] = v;
+  derive_params(n);
   return n;
 }
 
@@ -70,6 +72,26 @@ int main() {
   // A copy (what a kernel launch makes) evaluates the same.
   const ScheduleData copy = d;
   CHECK_NEAR(schedule_lr(copy, 123, 0.3), schedule_lr(d, 123, 0.3));
+
+  // schedule_curve gives schedule_lr's values bit for bit, from any start (steps before 0 too).
+  ScheduleData restarts;
+  std::memset(&restarts, 0, sizeof restarts);
+  restarts.nodes[0] = node(ScheduleKind::kCosineRestarts, {7, 2, 0.01});
+  restarts.n_nodes = 1;
+  for (const ScheduleData* sd : {&d, &restarts}) {
+    for (int64_t start : {-4, 0, 3, 29, 250}) {
+      double curve[400];
+      schedule_curve(*sd, start, 400, 0.7, curve);
+      for (int i = 0; i < 400; ++i) {
+        const double expected = schedule_lr(*sd, start + i, 0.7);
+        if (std::memcmp(&curve[i], &expected, sizeof expected) != 0) {
+          std::printf("FAIL curve[%d] from %lld = %.17g, schedule_lr gives %.17g\n", i,
+                      static_cast<long long>(start), curve[i], expected);
+          ++failures;
+        }
+      }
+    }
+  }
 
   if (failures) return 1;
   std::printf("ok\n");

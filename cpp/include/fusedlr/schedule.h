@@ -18,6 +18,7 @@
 // frames, which keeps device code free of recursion.
 
 #include "fusedlr/macros.h"
+#include "fusedlr/schedule_math.h"
 
 #include <cmath>
 #include <cstdint>
@@ -36,18 +37,18 @@ enum class ScheduleKind : int32_t {
   kStep,                  // p0 step_size, p1 gamma                          b*gamma^floor(t/step_size)
   kMultiStep,             // p0 gamma, values: sorted milestones             b*gamma^#{m <= t}
   kLinear,                // p0 start, p1 end, p2 total                      b*(s + (e-s)*min(t,T)/T)
-  kExponential,           // p0 gamma, p1 rate, flags 1: use rate            b*gamma^t | b*exp(-rate*t)
+  kExponential,           // p0 gamma, p1 rate = -log(gamma), flags 1: built from rate       b*exp(-rate*t)
   kInverseTime,           // p0 rate, p1 decay_steps, flags 1: staircase     b/(1 + rate*t/steps)
   kPolynomial,            // p0 total, p1 power, p2 end_factor               (b-e)*(1-min(t,T)/T)^p + e
   kCosine,                // p0 T_max, p1 eta_min, flags 1: periodic         eta_min + (b-eta_min)(1+cos(pi t/T))/2
   kCosineRestarts,        // p0 T_0, p1 T_mult, p2 eta_min, p3 log(T_mult), flags 1: reach eta_min at cycle end
-  kCyclic,                // p0 lo, p1 hi, p2 total_size, p3 step_ratio, p4 gamma, flags: mode | 4 inverted
+  kCyclic,                // p0 lo, p1 hi, p2 total_size, p3 step_ratio, p4 gamma, p5 log(gamma), flags: mode | 4 inverted
   kOneCycle,              // p0 start, p1 peak, p2 end, p3 pct_start, p4 total, flags: 1 linear, 2 three-phase
   kInverseSqrt,           // p0 timescale                                    b/sqrt(1 + t/timescale)
   kWsd,                   // p0 warmup, p1 decay_start, p2 decay, p3 min_factor, p4 warmup start, flags: shape
   kPiecewiseConstant,     // values: k boundaries, then k+1 factors
   kPiecewiseLinear,       // values: k steps, then k factors
-  kWarmup,                // p0 steps, p1 start_factor, flags 1: exponential; one child
+  kWarmup,                // p0 steps, p1 start_factor, p2 log(start_factor), flags 1: exponential; one child
   kSequential,            // values: n-1 boundaries; n children
   kChained,               // n children
   kCount
@@ -76,8 +77,6 @@ struct ScheduleData {
 
 namespace detail {
 
-constexpr double kPi = 3.14159265358979323846;
-
 /** Number of values[i], i < n, with values[i] <= x (values sorted): bisect_right. */
 FUSEDLR_HOST_DEVICE inline int count_le(const double* values, int n, double x) {
   int k = 0;
@@ -85,64 +84,84 @@ FUSEDLR_HOST_DEVICE inline int count_le(const double* values, int n, double x) {
   return k;
 }
 
-/** The value of leaf `n` at step t (t >= 0) for base lr b. */
-FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleNode& n, int64_t step, double b) {
+/** Boundary i of cosine_restarts (node parameters p): round(T_0 (T_mult^i - 1) / (T_mult - 1)), T_mult > 1. */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double restart_boundary(const double* p, int64_t i) {
+  return smath::round_even(p[0] * (smath::powi(p[1], i) - 1.0) / (p[1] - 1.0));
+}
+
+/**
+ * The cosine_restarts cycle that holds step t: its first step and its length. Cycle i is
+ * T_0 * T_mult^i steps long and starts at boundary i (i * T_0 when T_mult == 1); torch's
+ * CosineAnnealingWarmRestarts for integer T_mult. Every step of a cycle gets the same two numbers
+ * (boundaries come from one formula), which lets a curve take them once per cycle.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void restart_cycle(const double* p, double t, double& start, double& len) {
+  const double T0 = p[0], m = p[1];
+  if (m == 1.0) {
+    start = floor(t / T0) * T0;
+    len = T0;
+    return;
+  }
+  // p[3] = log(T_mult), computed once when the schedule is built.
+  double estimate = floor(log(t / T0 * (m - 1.0) + 1.0) / p[3]);
+  int64_t i = estimate < 0 ? 0 : static_cast<int64_t>(estimate);
+  // The logarithm can be off by one near a boundary: settle the cycle exactly.
+  start = restart_boundary(p, i);
+  if (start > t) start = restart_boundary(p, --i);
+  double next = restart_boundary(p, i + 1);
+  if (next <= t) {
+    start = next;
+    next = restart_boundary(p, ++i + 1);
+  }
+  len = next - start;
+}
+
+/** cosine_restarts at step t of the cycle [start, start + len). */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double restart_lr(const ScheduleNode& n, double t, double start, double len,
+                                                     double b) {
+  const double* p = n.p;
+  const double cur = t - start;
+  const double frac = (n.flags & 1) ? (len > 1.0 ? cur / (len - 1.0) : 0.0) : cur / len;
+  return p[2] + (b - p[2]) * (1.0 + smath::cos_pi(frac)) / 2.0;
+}
+
+/**
+ * The value of leaf `n`, of kind `kind` (its n.kind), at step t (t >= 0) for base lr b. Always
+ * inlined, so a caller that passes a constant kind (a loop over one leaf's steps) gets the
+ * switch folded away.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s, const ScheduleNode& n,
+                                                          ScheduleKind kind, int64_t step, double b) {
   const double* p = n.p;
   const double t = static_cast<double>(step);
-  switch (n.kind) {
+  switch (kind) {
     case ScheduleKind::kConstant:
       return (p[1] < 0 || t < p[1]) ? b * p[0] : b;
     case ScheduleKind::kStep:  // torch StepLR: base_lr * gamma ** (last_epoch // step_size)
-      return b * pow(p[1], static_cast<double>(step / static_cast<int64_t>(p[0])));
+      return b * smath::powi(p[1], step / static_cast<int64_t>(p[0]));
     case ScheduleKind::kMultiStep:
-      return b * pow(p[0], static_cast<double>(count_le(s.values + n.vfirst, n.vcount, t)));
+      return b * smath::powi(p[0], count_le(s.values + n.vfirst, n.vcount, t));
     case ScheduleKind::kLinear:  // torch LinearLR's closed form
       return b * (p[0] + (p[1] - p[0]) * fmin(t, p[2]) / p[2]);
     case ScheduleKind::kExponential:
-      return (n.flags & 1) ? b * exp(-p[1] * t) : b * pow(p[0], t);
+      return b * exp(-p[1] * t);  // gamma^t = e^(-rate t), rate = -log(gamma) built in
     case ScheduleKind::kInverseTime: {
       const double u = (n.flags & 1) ? floor(t / p[1]) : t / p[1];
       return b / (1.0 + p[0] * u);
     }
     case ScheduleKind::kPolynomial: {  // torch PolynomialLR, with an optional floor e = b*end_factor
       const double e = b * p[2];
-      return (b - e) * pow(1.0 - fmin(t, p[0]) / p[0], p[1]) + e;
+      const double x = 1.0 - fmin(t, p[0]) / p[0];
+      return (b - e) * smath::pow_nonneg(x, p[1]) + e;
     }
     case ScheduleKind::kCosine: {  // torch CosineAnnealingLR._get_closed_form_lr (SGDR eq. 5)
       const double tc = (n.flags & 1) ? t : fmin(t, p[0]);
-      return p[1] + (b - p[1]) * (1.0 + cos(kPi * tc / p[0])) / 2.0;
+      return p[1] + (b - p[1]) * (1.0 + smath::cos_pi(tc / p[0])) / 2.0;
     }
     case ScheduleKind::kCosineRestarts: {
-      // Cycle i is L_i = T_0 * T_mult^i steps long and starts at B_i = round(T_0 (T_mult^i - 1)/(T_mult - 1))
-      // (i * T_0 when T_mult == 1); torch's CosineAnnealingWarmRestarts for integer T_mult.
-      const double T0 = p[0], m = p[1];
       double start, len;
-      if (m == 1.0) {
-        const double i = floor(t / T0);
-        start = i * T0;
-        len = T0;
-      } else {
-        // p[3] = log(T_mult), computed once when the schedule is built.
-        double i = floor(log(t / T0 * (m - 1.0) + 1.0) / p[3]);
-        if (i < 0) i = 0;
-        double mi = pow(m, i);
-        start = nearbyint(T0 * (mi - 1.0) / (m - 1.0));
-        double next = nearbyint(T0 * (mi * m - 1.0) / (m - 1.0));
-        // The logarithm can be off by one near a boundary: settle the cycle exactly.
-        if (start > t) {
-          mi = pow(m, i - 1.0);
-          next = start;
-          start = nearbyint(T0 * (mi - 1.0) / (m - 1.0));
-        } else if (next <= t) {
-          mi = pow(m, i + 1.0);
-          start = next;
-          next = nearbyint(T0 * (mi * m - 1.0) / (m - 1.0));
-        }
-        len = next - start;
-      }
-      const double cur = t - start;
-      const double frac = (n.flags & 1) ? (len > 1.0 ? cur / (len - 1.0) : 0.0) : cur / len;
-      return p[2] + (b - p[2]) * (1.0 + cos(kPi * frac)) / 2.0;
+      restart_cycle(p, t, start, len);
+      return restart_lr(n, t, start, len, b);
     }
     case ScheduleKind::kCyclic: {  // torch CyclicLR.get_lr, same order of operations
       const double cycle = floor(1.0 + t / p[2]);
@@ -151,8 +170,8 @@ FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleN
       const double height = (p[1] - p[0]) * sf;
       const int mode = n.flags & 3;
       double scale = 1.0;
-      if (mode == kTriangular2) scale = 1.0 / pow(2.0, cycle - 1.0);
-      else if (mode == kExpRange) scale = pow(p[4], t);
+      if (mode == kTriangular2) scale = 1.0 / smath::powi(2.0, static_cast<int64_t>(cycle) - 1);
+      else if (mode == kExpRange) scale = exp(p[5] * t);  // gamma^t, p5 = log(gamma) built in
       // Inverted: from hi down towards lo, as torch cycles momentum against the lr.
       return (n.flags & 4) ? p[1] - height * scale : p[0] + height * scale;
     }
@@ -174,7 +193,7 @@ FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleN
       }
       const double pct = (tt - lo) / (hi - lo);
       if (n.flags & 1) return (to - from) * pct + from;
-      return to + (from - to) / 2.0 * (cos(kPi * pct) + 1.0);
+      return to + (from - to) / 2.0 * (smath::cos_pi(pct) + 1.0);
     }
     case ScheduleKind::kInverseSqrt:
       return b / sqrt(1.0 + t / p[0]);
@@ -183,7 +202,7 @@ FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleN
       if (t < p[1]) return b;
       const double q = fmin((t - p[1]) / p[2], 1.0);
       double g;
-      if (n.flags == kWsdCosine) g = (1.0 + cos(kPi * q)) / 2.0;
+      if (n.flags == kWsdCosine) g = (1.0 + smath::cos_pi(q)) / 2.0;
       else if (n.flags == kWsdSqrt) g = 1.0 - sqrt(q);
       else g = 1.0 - q;
       return b * (p[3] + (1.0 - p[3]) * g);
@@ -205,6 +224,11 @@ FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleN
     default:
       return b;
   }
+}
+
+/** The value of leaf `n` at step t (t >= 0) for base lr b. */
+FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleNode& n, int64_t step, double b) {
+  return leaf_lr_of_kind(s, n, n.kind, step, b);
 }
 
 }  // namespace detail
@@ -241,7 +265,7 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
         const double t = static_cast<double>(f.t);
         if (t < w) {
           const double s0 = n.p[1];
-          f.mul = (n.flags & 1) ? pow(s0, 1.0 - t / w) : s0 + (1.0 - s0) * t / w;
+          f.mul = (n.flags & 1) ? exp((1.0 - t / w) * n.p[2]) : s0 + (1.0 - s0) * t / w;
           st[++sp] = Frame{s.links[n.cfirst], 0, 0, 1.0};
         } else {
           st[++sp] = Frame{s.links[n.cfirst], 0, f.t - static_cast<int64_t>(w), 1.0};
@@ -268,6 +292,31 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
       value *= parent.mul;
       --sp;
     }
+  }
+}
+
+/**
+ * Fills the parameters a node derives from the others (the kinds above mark them), so that
+ * schedule_lr takes each logarithm once, when the schedule is built, instead of at every step.
+ * Whoever fills a ScheduleNode calls it last; loading a saved schedule calls it again, so
+ * derived values are never trusted from outside. Host code.
+ */
+inline void derive_params(ScheduleNode& n) {
+  switch (n.kind) {
+    case ScheduleKind::kExponential:
+      if (!(n.flags & 1)) n.p[1] = -std::log(n.p[0]);
+      break;
+    case ScheduleKind::kCosineRestarts:
+      n.p[3] = std::log(n.p[1]);
+      break;
+    case ScheduleKind::kCyclic:
+      n.p[5] = std::log(n.p[4]);
+      break;
+    case ScheduleKind::kWarmup:
+      n.p[2] = (n.flags & 1) ? std::log(n.p[1]) : 0.0;
+      break;
+    default:
+      break;
   }
 }
 

@@ -1,0 +1,164 @@
+#pragma once
+// Many consecutive steps of a schedule at once: what Schedule.curve() computes. Host code.
+//
+// schedule_lr walks the node tree once per step. A curve walks it once per *segment*: a composite
+// splits the range of steps where its children change (a sequential boundary, the end of a
+// warmup), and each leaf then fills its stretch in a loop of its own kind, with the kind's switch
+// folded away by the compiler. Every value is produced by the same operations, in the same order,
+// as schedule_lr(data, step, base_lr) would apply to it (leaf_lr_of_kind is shared; a warmup
+// multiplies by its ramp factor, the others by nothing), so the curve equals per-step evaluation
+// bit for bit; tests/test_schedules.py checks that over random nested schedules.
+
+#include "fusedlr/schedule.h"
+
+#include <cmath>
+#include <cstdint>
+
+namespace fusedlr {
+namespace detail {
+
+/** Where `base` is the same for every step (`per_step` null) or given per step. */
+struct CurveBase {
+  double scalar;
+  const double* per_step;
+  double at(int64_t i) const { return per_step ? per_step[i] : scalar; }
+  CurveBase shifted(int64_t i) const { return CurveBase{scalar, per_step ? per_step + i : nullptr}; }
+};
+
+/** The first whole step t with t >= x (boundaries are compared with the step as a double). */
+inline int64_t first_step_at_or_after(double x) {
+  return static_cast<int64_t>(std::ceil(x));
+}
+
+template <ScheduleKind K, bool kPerStep>
+void leaf_curve_of_kind(const ScheduleData& s, const ScheduleNode& n, int64_t t0, int64_t count, const double* base,
+                        double b, double* out) {
+  for (int64_t i = 0; i < count; ++i) out[i] = leaf_lr_of_kind(s, n, K, t0 + i, kPerStep ? base[i] : b);
+}
+
+template <bool kPerStep>
+void leaf_curve(const ScheduleData& s, const ScheduleNode& n, int64_t t0, int64_t count, const double* base, double b,
+                double* out) {
+  switch (n.kind) {
+#define FUSEDLR_LEAF_CURVE_CASE(K) \
+  case ScheduleKind::K:            \
+    return leaf_curve_of_kind<ScheduleKind::K, kPerStep>(s, n, t0, count, base, b, out);
+    FUSEDLR_LEAF_CURVE_CASE(kConstant)
+    FUSEDLR_LEAF_CURVE_CASE(kStep)
+    FUSEDLR_LEAF_CURVE_CASE(kMultiStep)
+    FUSEDLR_LEAF_CURVE_CASE(kLinear)
+    FUSEDLR_LEAF_CURVE_CASE(kExponential)
+    FUSEDLR_LEAF_CURVE_CASE(kInverseTime)
+    FUSEDLR_LEAF_CURVE_CASE(kPolynomial)
+    FUSEDLR_LEAF_CURVE_CASE(kCosine)
+    FUSEDLR_LEAF_CURVE_CASE(kCosineRestarts)
+    FUSEDLR_LEAF_CURVE_CASE(kCyclic)
+    FUSEDLR_LEAF_CURVE_CASE(kOneCycle)
+    FUSEDLR_LEAF_CURVE_CASE(kInverseSqrt)
+    FUSEDLR_LEAF_CURVE_CASE(kWsd)
+    FUSEDLR_LEAF_CURVE_CASE(kPiecewiseConstant)
+    FUSEDLR_LEAF_CURVE_CASE(kPiecewiseLinear)
+#undef FUSEDLR_LEAF_CURVE_CASE
+    default:  // composites never get here; an unknown kind evaluates as leaf_lr does
+      for (int64_t i = 0; i < count; ++i) out[i] = leaf_lr(s, n, t0 + i, kPerStep ? base[i] : b);
+  }
+}
+
+/**
+ * out[i] = the value of node `ni` at its local step t0 + i (t0 >= 0) for base.at(i), i < count.
+ * Recursion depth is bounded by the nesting depth (at most kMaxScheduleNodes).
+ */
+inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count, CurveBase base, double* out) {
+  if (count <= 0) return;
+  const ScheduleNode& n = s.nodes[ni];
+  switch (n.kind) {
+    case ScheduleKind::kSequential: {
+      // Child i runs for bounds[i-1] <= t < bounds[i] and sees t - bounds[i-1].
+      const double* bounds = s.values + n.vfirst;
+      int64_t done = 0;
+      while (done < count) {
+        const int64_t t = t0 + done;
+        const int i = count_le(bounds, n.vcount, static_cast<double>(t));
+        const int64_t shift = i == 0 ? 0 : static_cast<int64_t>(bounds[i - 1]);
+        const int64_t end = i < n.vcount ? first_step_at_or_after(bounds[i]) - t0 : count;
+        int64_t len = (end < count ? end : count) - done;
+        if (len < 1) len = 1;  // sorted boundaries never need this; it guarantees progress
+        node_curve(s, s.links[n.cfirst + i], t - shift, len, base.shifted(done), out + done);
+        done += len;
+      }
+      return;
+    }
+    case ScheduleKind::kWarmup: {
+      const double w = n.p[0];
+      const int child = s.links[n.cfirst];
+      const int64_t ramp_end = first_step_at_or_after(w) - t0;  // local steps t < w ramp
+      const int64_t ramp = ramp_end <= 0 ? 0 : (ramp_end < count ? ramp_end : count);
+      if (ramp > 0) {
+        // The child at step 0 times the ramp factor of each step (schedule_lr's `value *= mul`).
+        double at0 = 0.0;
+        if (!base.per_step) node_curve(s, child, 0, 1, base, &at0);
+        const double s0 = n.p[1];
+        for (int64_t i = 0; i < ramp; ++i) {
+          const double t = static_cast<double>(t0 + i);
+          const double mul = (n.flags & 1) ? exp((1.0 - t / w) * n.p[2]) : s0 + (1.0 - s0) * t / w;
+          double v = at0;
+          if (base.per_step) node_curve(s, child, 0, 1, base.shifted(i), &v);
+          out[i] = v * mul;
+        }
+      }
+      node_curve(s, child, t0 + ramp - static_cast<int64_t>(w), count - ramp, base.shifted(ramp), out + ramp);
+      return;
+    }
+    case ScheduleKind::kChained: {
+      // Each child's values are the next one's bases: c_n(t, ... c_2(t, c_1(t, b))).
+      node_curve(s, s.links[n.cfirst], t0, count, base, out);
+      for (int c = 1; c < n.ccount; ++c) node_curve(s, s.links[n.cfirst + c], t0, count, CurveBase{0.0, out}, out);
+      return;
+    }
+    case ScheduleKind::kStep: {
+      // One gamma^k per block of step_size steps (leaf_lr: b * powi(gamma, t / step_size)).
+      const int64_t size = static_cast<int64_t>(n.p[0]);
+      int64_t done = 0;
+      while (done < count) {
+        const int64_t k = (t0 + done) / size;
+        const int64_t end = (k + 1) * size - t0 < count ? (k + 1) * size - t0 : count;
+        const double factor = smath::powi(n.p[1], k);
+        for (int64_t i = done; i < end; ++i) out[i] = base.at(i) * factor;
+        done = end;
+      }
+      return;
+    }
+    case ScheduleKind::kCosineRestarts: {
+      // One cycle at a time: restart_cycle gives every step of a cycle the same start and length.
+      int64_t done = 0;
+      while (done < count) {
+        double start, len;
+        restart_cycle(n.p, static_cast<double>(t0 + done), start, len);
+        int64_t end = static_cast<int64_t>(start + len) - t0;
+        if (end > count) end = count;
+        if (end <= done) end = done + 1;  // guarantees progress
+        for (int64_t i = done; i < end; ++i) out[i] = restart_lr(n, static_cast<double>(t0 + i), start, len, base.at(i));
+        done = end;
+      }
+      return;
+    }
+    default:
+      if (base.per_step) leaf_curve<true>(s, n, t0, count, base.per_step, 0.0, out);
+      else leaf_curve<false>(s, n, t0, count, nullptr, base.scalar, out);
+  }
+}
+
+}  // namespace detail
+
+/**
+ * out[i] = schedule_lr(s, start + i, base_lr) for 0 <= i < count, bit for bit, computed a
+ * segment at a time (see the top of this file). Host code.
+ */
+inline void schedule_curve(const ScheduleData& s, int64_t start, int64_t count, double base_lr, double* out) {
+  // Steps before 0 count as 0.
+  int64_t i = 0;
+  for (; i < count && start + i < 0; ++i) out[i] = schedule_lr(s, 0, base_lr);
+  detail::node_curve(s, 0, start + i, count - i, detail::CurveBase{base_lr, nullptr}, out + i);
+}
+
+}  // namespace fusedlr
