@@ -14,6 +14,7 @@ SCHEDULERS = {
     "StepLR": lambda m, o: m.StepLR(o, step_size=30, gamma=0.1),
     "CosineAnnealingLR": lambda m, o: m.CosineAnnealingLR(o, T_max=10**9),
     "OneCycleLR": lambda m, o: m.OneCycleLR(o, max_lr=0.5, total_steps=10**9),
+    "CyclicLR": lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=1000),
 }
 
 

@@ -389,3 +389,40 @@ def test_composites_reject_python_schedulers():
     opt = make_optimizer()
     with pytest.raises(TypeError, match="closed-form"):
         F.SequentialLR(opt, [F.LambdaLR(opt, lambda t: 1.0), F.StepLR(opt, 3)], [5])
+
+
+# --- the C++ writer behind every twin's step() ----------------------------------------------------
+
+def test_schedule_applier_writes_floats_tensors_and_betas():
+    from fusedlr._C import ScheduleApplier, apply_schedules
+    cos, step = S.cosine(10), S.step(2, 0.5)
+    groups = [{"lr": 0.0}, {"lr": torch.tensor(0.0)}]
+    lr_tensor = groups[1]["lr"]
+    out = ScheduleApplier([cos, step], "lr").apply(3, [0.1, 0.2], groups)
+    assert out == [cos(3, 0.1), step(3, 0.2)] and groups[0]["lr"] == out[0]
+    assert groups[1]["lr"] is lr_tensor and lr_tensor.item() == pytest.approx(out[1])  # filled in place
+    betas = [{"betas": (0.9, 0.999)}]
+    assert apply_schedules([S.constant(0.5)], 0, (1.7,), betas, "betas") == [0.85] and betas[0]["betas"] == (0.85, 0.999)
+    # One schedule for every group; base_lrs and param_groups may be any sequence.
+    many = [{"lr": 1.0} for _ in range(3)]
+    assert ScheduleApplier([step], "lr").apply(4, np.array([1.0, 2.0, 4.0]), tuple(many)) == [0.25, 0.5, 1.0]
+    lr, momentum = ScheduleApplier([cos], "lr"), ScheduleApplier([S.constant(0.9)], "momentum")
+    g = [{"lr": 0.0, "momentum": 0.0}]
+    assert lr.apply_with(5, [1.0], momentum, [1.0], g) == [cos(5)] and g[0]["momentum"] == 0.9
+
+
+def test_schedule_applier_refuses_mismatched_arguments():
+    from fusedlr._C import ScheduleApplier
+    a = ScheduleApplier([S.cosine(10), S.cosine(20)], "lr")
+    with pytest.raises(ValueError, match="schedules"):
+        a.apply(0, [1.0, 1.0, 1.0], [{}, {}, {}])
+    with pytest.raises(ValueError, match="base_lrs"):
+        a.apply(0, [1.0], [{}, {}])
+    with pytest.raises(TypeError, match="dicts"):
+        a.apply(0, [1.0, 1.0], [{}, 3])
+    with pytest.raises(TypeError):
+        a.apply(0, [1.0, "x"], [{}, {}])
+    with pytest.raises(TypeError, match="betas"):
+        ScheduleApplier([S.constant()], "betas").apply(0, [1.0], [{"betas": 0.9}])
+    with pytest.raises(ValueError, match="at least one"):
+        ScheduleApplier([], "lr")

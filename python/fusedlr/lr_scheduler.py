@@ -631,7 +631,7 @@ class CyclicLR(LRScheduler):
 
     def _apply(self) -> None:
         if self._scale_fn_custom is None:
-            super()._apply()
+            LRScheduler._apply(self)  # not super(): this runs every step, and super() costs ~0.1 µs
             return
         self._apply_python()
         if self.cycle_momentum:
