@@ -84,6 +84,17 @@ FUSEDLR_HOST_DEVICE inline int count_le(const double* values, int n, double x) {
   return k;
 }
 
+/** step: gamma^k for block k = t // step_size. */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double step_factor(const ScheduleNode& n, int64_t k) {
+  return smath::powi(n.p[1], k);
+}
+
+/** warmup: the ramp factor at local step t < W (linear from start_factor, or geometric). */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double warmup_factor(const ScheduleNode& n, double t) {
+  const double w = n.p[0], s0 = n.p[1];
+  return (n.flags & 1) ? exp((1.0 - t / w) * n.p[2]) : s0 + (1.0 - s0) * t / w;
+}
+
 /** Boundary i of cosine_restarts (node parameters p): round(T_0 (T_mult^i - 1) / (T_mult - 1)), T_mult > 1. */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double restart_boundary(const double* p, int64_t i) {
   return smath::round_even(p[0] * (smath::powi(p[1], i) - 1.0) / (p[1] - 1.0));
@@ -138,7 +149,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
     case ScheduleKind::kConstant:
       return (p[1] < 0 || t < p[1]) ? b * p[0] : b;
     case ScheduleKind::kStep:  // torch StepLR: base_lr * gamma ** (last_epoch // step_size)
-      return b * smath::powi(p[1], step / static_cast<int64_t>(p[0]));
+      return b * step_factor(n, step / static_cast<int64_t>(p[0]));
     case ScheduleKind::kMultiStep:
       return b * smath::powi(p[0], count_le(s.values + n.vfirst, n.vcount, t));
     case ScheduleKind::kLinear:  // torch LinearLR's closed form
@@ -264,8 +275,7 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
         const double w = n.p[0];
         const double t = static_cast<double>(f.t);
         if (t < w) {
-          const double s0 = n.p[1];
-          f.mul = (n.flags & 1) ? exp((1.0 - t / w) * n.p[2]) : s0 + (1.0 - s0) * t / w;
+          f.mul = detail::warmup_factor(n, t);
           st[++sp] = Frame{s.links[n.cfirst], 0, 0, 1.0};
         } else {
           st[++sp] = Frame{s.links[n.cfirst], 0, f.t - static_cast<int64_t>(w), 1.0};

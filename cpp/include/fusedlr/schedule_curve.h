@@ -97,13 +97,10 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
         // The child at step 0 times the ramp factor of each step (schedule_lr's `value *= mul`).
         double at0 = 0.0;
         if (!base.per_step) node_curve(s, child, 0, 1, base, &at0);
-        const double s0 = n.p[1];
         for (int64_t i = 0; i < ramp; ++i) {
-          const double t = static_cast<double>(t0 + i);
-          const double mul = (n.flags & 1) ? exp((1.0 - t / w) * n.p[2]) : s0 + (1.0 - s0) * t / w;
           double v = at0;
           if (base.per_step) node_curve(s, child, 0, 1, base.shifted(i), &v);
-          out[i] = v * mul;
+          out[i] = v * warmup_factor(n, static_cast<double>(t0 + i));
         }
       }
       node_curve(s, child, t0 + ramp - static_cast<int64_t>(w), count - ramp, base.shifted(ramp), out + ramp);
@@ -116,13 +113,13 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
       return;
     }
     case ScheduleKind::kStep: {
-      // One gamma^k per block of step_size steps (leaf_lr: b * powi(gamma, t / step_size)).
+      // One gamma^k per block of step_size steps (leaf_lr: b * step_factor(t / step_size)).
       const int64_t size = static_cast<int64_t>(n.p[0]);
       int64_t done = 0;
       while (done < count) {
         const int64_t k = (t0 + done) / size;
         const int64_t end = (k + 1) * size - t0 < count ? (k + 1) * size - t0 : count;
-        const double factor = smath::powi(n.p[1], k);
+        const double factor = step_factor(n, k);
         for (int64_t i = done; i < end; ++i) out[i] = base.at(i) * factor;
         done = end;
       }
