@@ -426,3 +426,20 @@ def test_schedule_applier_refuses_mismatched_arguments():
         ScheduleApplier([S.constant()], "betas").apply(0, [1.0], [{"betas": 0.9}])
     with pytest.raises(ValueError, match="at least one"):
         ScheduleApplier([], "lr")
+
+
+def test_step_schedules_is_apply_in_one_fast_call():
+    from fusedlr._C import ScheduleApplier, step_schedules
+    lr, momentum = ScheduleApplier([S.cosine(10)], "lr"), ScheduleApplier([S.constant(0.8)], "momentum")
+    g = [{"lr": 0.0, "momentum": 0.0}, {"lr": 0.0, "momentum": 0.0}]
+    assert step_schedules(lr, 4, [1.0, 0.5], g) == [S.cosine(10)(4, 1.0), S.cosine(10)(4, 0.5)]
+    assert step_schedules(lr, 6, [1.0, 0.5], g, momentum, [1.0, 0.5]) == [S.cosine(10)(6, 1.0), S.cosine(10)(6, 0.5)]
+    assert [x["momentum"] for x in g] == [0.8, 0.4] and g[1]["lr"] == S.cosine(10)(6, 0.5)
+    with pytest.raises(TypeError, match="arguments"):
+        step_schedules(lr, 0, [1.0])
+    with pytest.raises(TypeError, match="applier must be a ScheduleApplier, got str"):
+        step_schedules("not an applier", 0, [1.0], [{}])
+    with pytest.raises(TypeError):
+        step_schedules(lr, "0", [1.0], [{}])
+    with pytest.raises(ValueError, match="base_lrs"):
+        step_schedules(lr, 0, [1.0, 2.0], [{}])

@@ -103,6 +103,10 @@ def apply_schedules(schedules: Sequence[Schedule], step: int, base_lrs: Sequence
     place; ``key="betas"`` replaces beta1 of the pair. The body of a scheduler's ``step()``.
     """
 
+def step_schedules(applier: ScheduleApplier, step: int, base_lrs: Sequence[float], param_groups: Sequence[dict],
+                   other: ScheduleApplier = ..., other_bases: Sequence[float] = ..., /) -> list[float]:
+    """``applier.apply`` (then ``other.apply`` with ``other_bases``) as one METH_FASTCALL call: a twin's step()."""
+
 class ScheduleApplier:
     """apply_schedules with the schedules and the key bound once (what a twin scheduler holds)."""
 

@@ -41,6 +41,7 @@ from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
 
 from ._C import Schedule
 from ._C import ScheduleApplier as _ScheduleApplier
+from ._C import step_schedules as _step_schedules
 
 __all__ = [
     "ChainedScheduler",
@@ -179,12 +180,12 @@ class LRScheduler(_TorchLRScheduler):
 
     def _apply(self) -> None:
         """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer (one C++ call each)."""
-        groups = self.optimizer.param_groups
         if self._momentum_applier is None:
-            self._last_lr = self._lr_applier.apply(self.last_epoch, self.base_lrs, groups)
+            self._last_lr = _step_schedules(self._lr_applier, self.last_epoch, self.base_lrs,
+                                            self.optimizer.param_groups)
         else:
-            self._last_lr = self._lr_applier.apply_with(self.last_epoch, self.base_lrs, self._momentum_applier,
-                                                        self._zeros, groups)
+            self._last_lr = _step_schedules(self._lr_applier, self.last_epoch, self.base_lrs,
+                                            self.optimizer.param_groups, self._momentum_applier, self._zeros)
 
     def _apply_python(self) -> None:
         """As :meth:`_apply`, for learning rates that come from :meth:`_lrs` (Python callables)."""
