@@ -443,3 +443,30 @@ def test_step_schedules_is_apply_in_one_fast_call():
         step_schedules(lr, "0", [1.0], [{}])
     with pytest.raises(ValueError, match="base_lrs"):
         step_schedules(lr, 0, [1.0, 2.0], [{}])
+
+
+def test_schedule_applier_writes_nothing_on_a_bad_base_and_survives_python_code_midway():
+    from fusedlr._C import ScheduleApplier
+    a = ScheduleApplier([S.constant(0.5)], "lr")
+    groups = [{"lr": 1.0}, {"lr": 1.0}]
+    with pytest.raises(TypeError):
+        a.apply(0, [3.0, "oops"], groups)
+    assert groups == [{"lr": 1.0}, {"lr": 1.0}]  # every value is computed before the first write
+
+    class ClearsTheGroups:  # a tensor-like lr whose fill_ empties the param group list
+        def fill_(self, value):
+            groups.clear()
+            groups.extend({"junk": i} for i in range(100))
+
+    # Each group is re-read after Python code ran: the writes land in the list as it is now.
+    groups[:] = [{"lr": ClearsTheGroups()}] + [{"lr": 0.0} for _ in range(7)]
+    assert a.apply(0, [1.0] * 8, groups) == [0.5] * 8
+    assert groups[1:8] == [{"junk": i, "lr": 0.5} for i in range(1, 8)] and groups[8] == {"junk": 8}
+
+    class Shrinks:
+        def fill_(self, value):
+            groups.clear()
+
+    groups[:] = [{"lr": Shrinks()}] + [{"lr": 0.0} for _ in range(7)]
+    with pytest.raises(ValueError, match="changed size"):
+        a.apply(0, [1.0] * 8, groups)

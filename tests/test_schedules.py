@@ -477,8 +477,42 @@ def test_gallery_renders_every_schedule_small(tmp_path):
 def test_header_alone_is_plain_cpp_and_evaluates_nested_composites(tmp_path):
     root = Path(__file__).resolve().parents[1]
     exe = tmp_path / "test_schedule"
-    subprocess.run(["g++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{root / 'cpp' / 'include'}",
+    subprocess.run(["g++", "-std=c++17", "-O1", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", f"-I{root / 'cpp' / 'include'}",
                     str(root / "tests" / "cpp" / "test_schedule.cpp"), "-o", str(exe)], check=True)
     result = subprocess.run([str(exe)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_powers_stay_accurate_far_out():
+    # Cycle boundaries B_i = round(T_0 (m^i - 1)/(m - 1)) with m near 1 magnify any error in m^i,
+    # and gamma^k for large k must not lose ulps (both once regressed with repeated squaring).
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 60
+
+    def restarts_exact(T0, m, t):
+        M, T = mpmath.mpf(m), mpmath.mpf(T0)
+        B = lambda i: mpmath.nint(T * (M**i - 1) / (M - 1))  # noqa: E731
+        i = int(mpmath.floor(mpmath.log(t / T * (M - 1) + 1) / mpmath.log(M)))
+        while B(i) > t:
+            i -= 1
+        while B(i + 1) <= t:
+            i += 1
+        return float((1 + mpmath.cospi((t - B(i)) / (B(i + 1) - B(i)))) / 2)
+
+    for T0, m, t in [(1, 1.00000001, 10**12), (1, 1.0000000001, 10**12), (1, 1.00000001, 10**9), (3, 1.0001, 10**11)]:
+        assert S.cosine_restarts(T0, m)(t) == pytest.approx(restarts_exact(T0, m, t), rel=1e-12), (T0, m, t)
+    for k in (3, 1000, 10**6):
+        exact = float(mpmath.mpf(0.9999) ** k)
+        assert S.step(1, 0.9999)(k) == pytest.approx(exact, rel=4e-16)
+    assert S.multistep(list(range(1, 31)), 0.5)(40) == 0.5**30
+    assert S.multistep(list(range(1, 31)), 0.9)(40) == pytest.approx(float(mpmath.mpf(0.9) ** 30), rel=4e-16)
+    for power in (3.0, 31.0, 63.0):
+        x = 1 - 17 / 300
+        assert S.polynomial(300, power)(17) == pytest.approx(float(mpmath.mpf(x) ** int(power)), rel=4e-16)
+
+
+def test_curve_refuses_steps_past_int64():
+    with pytest.raises(ValueError, match="start"):
+        S.linear(0.5, 1.0, 10).curve(15, start=2**63 - 10)
+    assert S.linear(0.5, 1.0, 10).curve(10, start=2**63 - 10)[-1] == 1.0

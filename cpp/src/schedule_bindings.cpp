@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -316,19 +317,14 @@ void check_steps(const char* fn, const char* arg, const std::vector<int64_t>& v,
 }
 
 /**
- * Write schedules[g](step, base_lrs[g]) into param_groups[g][key] for every group and return the
- * values: the body of a scheduler's step() in one call. A tensor value is filled in place (as
- * torch does for tensor learning rates); key "betas" replaces the first of the pair (Adam's beta1).
- */
-/**
- * Writes param_groups[g][key] = schedules[g](step, base_lrs[g]) for a scheduler's groups. Built
- * once per scheduler (the schedules copied, the key interned), so a step converts only the step,
- * the bases and the group list: the twin's step() stays around a microsecond.
- */
-/**
- * Writes schedule values into optimizer param groups: the body of a twin scheduler's step().
- * It runs every step, so it talks to CPython directly (no argument conversion into std::vector):
- * a step with one group costs a few hundred nanoseconds, most of it the dict writes.
+ * Writes schedules[g](step, base_lrs[g]) into param_groups[g][key] for every group and returns
+ * the values: the body of a twin scheduler's step(). Built once per scheduler (schedules copied,
+ * key interned); it runs every step, so it talks to CPython directly. A tensor value is filled in
+ * place (as torch does for tensor learning rates); key "betas" replaces the first of the pair.
+ *
+ * All values are computed (every base converted) before the first write, so a bad argument
+ * leaves the groups untouched. Writes can run Python code (a tensor's fill_, a replaced value's
+ * __del__), so each group is re-read from the sequence, bounds-checked and held while in use.
  */
 class ScheduleApplier {
  public:
@@ -340,67 +336,105 @@ class ScheduleApplier {
 
   /** Set ``param_groups[g][key] = schedule_g(step, base_lrs[g])`` for every group; the values as a list. */
   py::list apply(int64_t step, py::handle base_lrs, py::handle param_groups) const {
-    const Items bases(base_lrs, "base_lrs"), groups(param_groups, "param_groups");
-    py::list out(groups.size);
-    write(step, bases, groups, out.ptr());
+    const Groups groups(param_groups);
+    Values lrs(groups.size());
+    values(step, base_lrs, "base_lrs", lrs);
+    py::list out(static_cast<py::ssize_t>(lrs.size));
+    store(lrs, groups, out.ptr());
     return out;
   }
 
   /** apply() for this applier, then for `other` with its own bases (lr, then momentum): one call. */
   py::list apply_with(int64_t step, py::handle base_lrs, const ScheduleApplier& other, py::handle other_bases,
                       py::handle param_groups) const {
-    const Items bases(base_lrs, "base_lrs"), more(other_bases, "other_bases"), groups(param_groups, "param_groups");
-    py::list out(groups.size);
-    write(step, bases, groups, out.ptr());
-    other.write(step, more, groups, nullptr);
+    const Groups groups(param_groups);
+    Values lrs(groups.size()), more(groups.size());
+    values(step, base_lrs, "base_lrs", lrs);
+    other.values(step, other_bases, "other_bases", more);
+    py::list out(static_cast<py::ssize_t>(lrs.size));
+    store(lrs, groups, out.ptr());
+    other.store(more, groups, nullptr);
     return out;
   }
 
  private:
-  /** The items of a list or tuple (PySequence_Fast), held for the duration of one call. */
-  struct Items {
+  /** The param groups as a list or tuple (PySequence_Fast of the argument), held for one call. */
+  struct Groups {
     py::object seq;
-    PyObject** items;
-    size_t size;
-    Items(py::handle h, const char* what) {
-      PyObject* fast = PySequence_Fast(h.ptr(), what);
+    explicit Groups(py::handle h) {
+      PyObject* fast = PySequence_Fast(h.ptr(), "apply_schedules: param_groups must be a sequence of dicts");
       if (fast == nullptr) throw py::error_already_set();
       seq = py::reinterpret_steal<py::object>(fast);
-      items = PySequence_Fast_ITEMS(fast);
-      size = static_cast<size_t>(PySequence_Fast_GET_SIZE(fast));
+    }
+    size_t size() const { return static_cast<size_t>(PySequence_Fast_GET_SIZE(seq.ptr())); }
+    /** Group g, re-read now (the sequence may have changed while Python code ran), as a new reference. */
+    py::dict at(size_t g) const {
+      if (g >= size()) throw py::value_error("apply_schedules: param_groups changed size during the call");
+      PyObject* group = PySequence_Fast_ITEMS(seq.ptr())[g];
+      if (!PyDict_Check(group)) throw py::type_error("apply_schedules: param_groups must hold dicts");
+      return py::reinterpret_borrow<py::dict>(group);
     }
   };
 
-  void write(int64_t step, const Items& bases, const Items& groups, PyObject* out) const {
-    const size_t n = groups.size;
+  /** Schedule values for n groups; inline storage for the usual handful. */
+  struct Values {
+    double inline_[8];
+    std::vector<double> heap;
+    double* data;
+    size_t size;
+    explicit Values(size_t n) : data(inline_), size(n) {
+      if (n > 8) {
+        heap.resize(n);
+        data = heap.data();
+      }
+    }
+    Values(const Values&) = delete;  // data may point into the object itself
+  };
+
+  /** out.data[g] = schedule_g(step, bases[g]) for the out.size groups; nothing is written to any group. */
+  void values(int64_t step, py::handle bases_arg, const char* what, Values& out) const {
+    const size_t n = out.size;
     if (schedules_.size() != n && schedules_.size() != 1)
       invalid("apply_schedules", "schedules", "one per param group (" + std::to_string(n) + ") or one for all",
               std::to_string(schedules_.size()));
-    if (bases.size != n)
-      invalid("apply_schedules", "base_lrs", "one per param group (" + std::to_string(n) + ")",
-              std::to_string(bases.size));
+    PyObject* fast = PySequence_Fast(bases_arg.ptr(), "apply_schedules: the bases must be a sequence of numbers");
+    if (fast == nullptr) throw py::error_already_set();
+    const py::object seq = py::reinterpret_steal<py::object>(fast);
+    const size_t count = static_cast<size_t>(PySequence_Fast_GET_SIZE(fast));
+    if (count != n) invalid("apply_schedules", what, "one per param group (" + std::to_string(n) + ")", std::to_string(count));
     for (size_t g = 0; g < n; ++g) {
-      const double base = PyFloat_AsDouble(bases.items[g]);
+      // Re-read: a number's __float__ is Python code that could change the sequence.
+      if (g >= static_cast<size_t>(PySequence_Fast_GET_SIZE(fast)))
+        throw py::value_error(std::string("apply_schedules: ") + what + " changed size during the call");
+      const py::object item = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(fast)[g]);
+      const double base = PyFloat_AsDouble(item.ptr());
       if (base == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-      PyObject* group = groups.items[g];
-      if (!PyDict_Check(group)) throw py::type_error("apply_schedules: param_groups must hold dicts");
-      py::object value = py::reinterpret_steal<py::object>(
-          PyFloat_FromDouble(schedules_[schedules_.size() == 1 ? 0 : g](step, base)));
+      out.data[g] = schedules_[schedules_.size() == 1 ? 0 : g](step, base);
+    }
+  }
+
+  void store(const Values& values, const Groups& groups, PyObject* out) const {
+    for (size_t g = 0; g < values.size; ++g) {
+      const py::dict group = groups.at(g);
+      py::object value = py::reinterpret_steal<py::object>(PyFloat_FromDouble(values.data[g]));
       if (!value) throw py::error_already_set();
-      PyObject* current = PyDict_GetItemWithError(group, key_.ptr());  // borrowed; null when absent
-      if (current == nullptr && PyErr_Occurred()) throw py::error_already_set();
+      PyObject* found = PyDict_GetItemWithError(group.ptr(), key_.ptr());  // borrowed; null when absent
+      if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
+      const py::object current = py::reinterpret_borrow<py::object>(found);  // held while Python code runs
       if (betas_) {
-        if (current == nullptr || !PyTuple_Check(current) || PyTuple_GET_SIZE(current) < 1)
-          throw py::type_error("apply_schedules: param group \"betas\" must be a tuple");
-        py::tuple pair(PyTuple_GET_SIZE(current));
+        if (!current) throw py::key_error("apply_schedules: param group has no \"betas\"");
+        PyObject* old = PySequence_Fast(current.ptr(), "apply_schedules: param group \"betas\" must be a sequence");
+        if (old == nullptr) throw py::error_already_set();
+        const py::object held = py::reinterpret_steal<py::object>(old);
+        const Py_ssize_t k = PySequence_Fast_GET_SIZE(old);
+        if (k < 1) throw py::value_error("apply_schedules: param group \"betas\" is empty");
+        py::tuple pair(k);
         pair[0] = value;
-        for (Py_ssize_t i = 1; i < PyTuple_GET_SIZE(current); ++i)
-          pair[i] = py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(current, i));
-        if (PyDict_SetItem(group, key_.ptr(), pair.ptr()) != 0) throw py::error_already_set();
-      } else if (current != nullptr && current != Py_None && !PyFloat_CheckExact(current) &&
-                 py::hasattr(current, "fill_")) {
-        py::reinterpret_borrow<py::object>(current).attr("fill_")(value);  // a tensor lr: in place
-      } else if (PyDict_SetItem(group, key_.ptr(), value.ptr()) != 0) {
+        for (Py_ssize_t i = 1; i < k; ++i) pair[i] = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(old)[i]);
+        if (PyDict_SetItem(group.ptr(), key_.ptr(), pair.ptr()) != 0) throw py::error_already_set();
+      } else if (current && !current.is_none() && !PyFloat_CheckExact(current.ptr()) && py::hasattr(current, "fill_")) {
+        current.attr("fill_")(value);  // a tensor lr: in place
+      } else if (PyDict_SetItem(group.ptr(), key_.ptr(), value.ptr()) != 0) {
         throw py::error_already_set();
       }
       if (out != nullptr) PyList_SET_ITEM(out, static_cast<Py_ssize_t>(g), value.release().ptr());
@@ -502,6 +536,8 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
           "curve",
           [](const Schedule& s, int64_t n, int64_t start, double base_lr) {
             if (n < 0) invalid("Schedule.curve", "n", "a number of steps >= 0", std::to_string(n));
+            if (n > 0 && start > std::numeric_limits<int64_t>::max() - (n - 1))
+              invalid("Schedule.curve", "start", "such that start + n - 1 fits in int64", std::to_string(start));
             py::array_t<double> out(n);
             double* o = out.mutable_data();
             const ScheduleData d = s.data();

@@ -93,6 +93,16 @@ int main() {
     }
   }
 
+  // round_even is nearbyint (ties to even, signed zeros) without the libm call, for any double.
+  for (double x : {0.5, 1.5, 2.5, -0.5, -2.5, -0.0, 0.0, 0.49999999999999994, 1e15 + 0.5, -3e15 - 0.5,
+                   2251799813685249.0, 2251799813685248.5, 4503599627370495.5, 9007199254740993.0, -1e300, 7.25}) {
+    const double got = smath::round_even(x), expected = std::nearbyint(x);
+    if (std::memcmp(&got, &expected, sizeof got) != 0) {
+      std::printf("FAIL round_even(%.17g) = %.17g, nearbyint gives %.17g\n", x, got, expected);
+      ++failures;
+    }
+  }
+
   if (failures) return 1;
   std::printf("ok\n");
   return 0;

@@ -86,7 +86,12 @@ FUSEDLR_HOST_DEVICE inline int count_le(const double* values, int n, double x) {
 
 /** step: gamma^k for block k = t // step_size. */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double step_factor(const ScheduleNode& n, int64_t k) {
-  return smath::powi(n.p[1], k);
+  return smath::ipow(n.p[1], k);
+}
+
+/** multistep: gamma^k after k milestones. */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double multistep_factor(const ScheduleNode& n, int k) {
+  return smath::ipow(n.p[0], k);
 }
 
 /** warmup: the ramp factor at local step t < W (linear from start_factor, or geometric). */
@@ -97,7 +102,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double warmup_factor(const ScheduleNode& n, d
 
 /** Boundary i of cosine_restarts (node parameters p): round(T_0 (T_mult^i - 1) / (T_mult - 1)), T_mult > 1. */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double restart_boundary(const double* p, int64_t i) {
-  return smath::round_even(p[0] * (smath::powi(p[1], i) - 1.0) / (p[1] - 1.0));
+  return smath::round_even(p[0] * (smath::ipow(p[1], i) - 1.0) / (p[1] - 1.0));
 }
 
 /**
@@ -115,7 +120,8 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void restart_cycle(const double* p, double t,
   }
   // p[3] = log(T_mult), computed once when the schedule is built.
   double estimate = floor(log(t / T0 * (m - 1.0) + 1.0) / p[3]);
-  int64_t i = estimate < 0 ? 0 : static_cast<int64_t>(estimate);
+  // (NaN or huge only for absurd T_mult / steps; keep the cast defined.)
+  int64_t i = estimate >= 0 ? static_cast<int64_t>(fmin(estimate, 4.0e18)) : 0;
   // The logarithm can be off by one near a boundary: settle the cycle exactly.
   start = restart_boundary(p, i);
   if (start > t) start = restart_boundary(p, --i);
@@ -151,7 +157,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
     case ScheduleKind::kStep:  // torch StepLR: base_lr * gamma ** (last_epoch // step_size)
       return b * step_factor(n, step / static_cast<int64_t>(p[0]));
     case ScheduleKind::kMultiStep:
-      return b * smath::powi(p[0], count_le(s.values + n.vfirst, n.vcount, t));
+      return b * multistep_factor(n, count_le(s.values + n.vfirst, n.vcount, t));
     case ScheduleKind::kLinear:  // torch LinearLR's closed form
       return b * (p[0] + (p[1] - p[0]) * fmin(t, p[2]) / p[2]);
     case ScheduleKind::kExponential:
@@ -163,7 +169,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
     case ScheduleKind::kPolynomial: {  // torch PolynomialLR, with an optional floor e = b*end_factor
       const double e = b * p[2];
       const double x = 1.0 - fmin(t, p[0]) / p[0];
-      return (b - e) * smath::pow_nonneg(x, p[1]) + e;
+      return (b - e) * smath::pow_fast_cases(x, p[1]) + e;
     }
     case ScheduleKind::kCosine: {  // torch CosineAnnealingLR._get_closed_form_lr (SGDR eq. 5)
       const double tc = (n.flags & 1) ? t : fmin(t, p[0]);
@@ -181,7 +187,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       const double height = (p[1] - p[0]) * sf;
       const int mode = n.flags & 3;
       double scale = 1.0;
-      if (mode == kTriangular2) scale = 1.0 / smath::powi(2.0, static_cast<int64_t>(cycle) - 1);
+      if (mode == kTriangular2) scale = 1.0 / smath::ipow(2.0, static_cast<int64_t>(cycle) - 1);
       else if (mode == kExpRange) scale = exp(p[5] * t);  // gamma^t, p5 = log(gamma) built in
       // Inverted: from hi down towards lo, as torch cycles momentum against the lr.
       return (n.flags & 4) ? p[1] - height * scale : p[0] + height * scale;

@@ -7,7 +7,10 @@
 // folded away by the compiler. Every value is produced by the same operations, in the same order,
 // as schedule_lr(data, step, base_lr) would apply to it (leaf_lr_of_kind is shared; a warmup
 // multiplies by its ramp factor, the others by nothing), so the curve equals per-step evaluation
-// bit for bit; tests/test_schedules.py checks that over random nested schedules.
+// bit for bit; tests/test_schedules.py checks that over random nested schedules. Leaves whose
+// value is constant over blocks (step, multistep) or whose cycle is (cosine_restarts) take the
+// block's factor or cycle once. (Steps of 2^53 and beyond, where a step no longer converts to a
+// double exactly, may switch pieces one step apart from schedule_lr.)
 
 #include "fusedlr/schedule.h"
 
@@ -125,14 +128,30 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
       }
       return;
     }
+    case ScheduleKind::kMultiStep: {
+      // One gamma^k between consecutive milestones (leaf_lr: b * multistep_factor(#{m <= t})).
+      const double* milestones = s.values + n.vfirst;
+      int64_t done = 0;
+      while (done < count) {
+        const int k = count_le(milestones, n.vcount, static_cast<double>(t0 + done));
+        int64_t end = k < n.vcount ? first_step_at_or_after(milestones[k]) - t0 : count;
+        if (end > count) end = count;
+        if (end <= done) end = done + 1;  // sorted milestones never need this; it guarantees progress
+        const double factor = multistep_factor(n, k);
+        for (int64_t i = done; i < end; ++i) out[i] = base.at(i) * factor;
+        done = end;
+      }
+      return;
+    }
     case ScheduleKind::kCosineRestarts: {
       // One cycle at a time: restart_cycle gives every step of a cycle the same start and length.
       int64_t done = 0;
       while (done < count) {
         double start, len;
         restart_cycle(n.p, static_cast<double>(t0 + done), start, len);
-        int64_t end = static_cast<int64_t>(start + len) - t0;
-        if (end > count) end = count;
+        // The cycle's end, clamped in double first (start + len may be huge for an absurd T_mult).
+        const double cycle_end = fmin(start + len - static_cast<double>(t0), static_cast<double>(count));
+        int64_t end = cycle_end >= 0 ? static_cast<int64_t>(cycle_end) : 0;
         if (end <= done) end = done + 1;  // guarantees progress
         for (int64_t i = done; i < end; ++i) out[i] = restart_lr(n, static_cast<double>(t0 + i), start, len, base.at(i));
         done = end;

@@ -3,15 +3,16 @@
 //
 // Why not <cmath> everywhere: on the CPU, glibc's cos is a 14 ns call and pow a 15-21 ns call
 // (measured on the CI machine), and they were most of the cost of Schedule.curve(). cos_pi is a
-// straight-line polynomial of about 20 flops, so a loop over steps overlaps several evaluations;
-// powi serves the integer powers of step-wise decays. Exponential decays take exp(t * log gamma)
+// straight-line polynomial of about 20 flops, so a loop over steps overlaps several evaluations.
+// Step-wise decays keep <cmath> pow (a curve takes it once per block of equal values); exponential
+// decays take exp(t * log gamma)
 // with the logarithm computed once when the schedule is built (see schedule.h). Schedule.curve()
 // and per-step calls go through the same functions, so they agree bit for bit; the CUDA build
 // evaluates the same formulas (nvcc may contract them into FMAs: last-bit differences).
 //
 // cos_pi(x) = cos(pi x): x is reduced exactly to [0, 1] and then to |y| <= 1/4, where cos(pi y)
 // or sin(pi y) is its Taylor series, truncated where the next term is below 1e-17 relative.
-// Accuracy, checked against mpmath in tests/test_schedule_math.py: within 2 ulp.
+// Accuracy, checked against mpmath in tests/test_schedule_math.py: within 1.6 ulp.
 
 #include "fusedlr/macros.h"
 
@@ -56,28 +57,28 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double cos_pi(double x) {
   return sign * (1.0 + z * c);
 }
 
-/** x^n for an integer n >= 0, by repeated squaring: exact for n <= 1, a few ulp for the small n
- *  of step-wise decays (StepLR's gamma^(t // step_size), a cycle count). */
-FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double powi(double x, int64_t n) {
-  double r = 1.0;
-  for (; n > 0; n >>= 1) {
-    if (n & 1) r *= x;
-    x *= x;
-  }
-  return r;
+/** x^n for a whole n >= 0: x*x for n = 2 (what a correctly rounded pow gives), <cmath> pow
+ *  otherwise. Repeated squaring would be faster but loses ~n/2 ulp; curves take these powers once
+ *  per block of equal values instead (schedule_curve.h). */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double ipow(double x, int64_t n) {
+  if (n == 0) return 1.0;
+  if (n == 1) return x;
+  if (n == 2) return x * x;
+  return ::pow(x, static_cast<double>(n));
 }
 
-/** x^y for x >= 0: powi when y is a small whole number (1 for PolynomialLR's default: exact),
- *  <cmath> pow otherwise. powi(x, 2) = x*x is what pow(x, 2) returns too. */
-FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double pow_nonneg(double x, double y) {
-  if (y >= 0.0 && y <= 64.0 && y == static_cast<double>(static_cast<int>(y))) return powi(x, static_cast<int>(y));
+/** x^y: x for y = 1 (PolynomialLR's default), x*x for y = 2, <cmath> pow otherwise. */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double pow_fast_cases(double x, double y) {
+  if (y == 1.0) return x;
+  if (y == 2.0) return x * x;
   return ::pow(x, y);
 }
 
-/** nearbyint(x) in the default rounding mode (ties to even), without a libm call. */
+/** nearbyint(x) in the default rounding mode (ties to even, signed zeros kept), without a libm call. */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double round_even(double x) {
-  const double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds away the fraction
-  return fabs(x) < 4503599627370496.0 ? (x + shifter) - shifter : x;  // from 2^52 on, x is an integer
+  const double a = fabs(x), two52 = 4503599627370496.0;
+  // Below 2^52, adding 2^52 leaves no fraction bits: the sum rounds |x| to a whole number.
+  return a < two52 ? copysign((a + two52) - two52, x) : x;  // from 2^52 on, x is whole
 }
 
 }  // namespace smath
