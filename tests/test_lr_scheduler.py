@@ -394,7 +394,7 @@ def test_composites_reject_python_schedulers():
 # --- the C++ writer behind every twin's step() ----------------------------------------------------
 
 def test_schedule_applier_writes_floats_tensors_and_betas():
-    from fusedlr._C import ScheduleApplier, apply_schedules
+    from fusedlr._C import ScheduleApplier, apply_schedules, step_schedules
     cos, step = S.cosine(10), S.step(2, 0.5)
     groups = [{"lr": 0.0}, {"lr": torch.tensor(0.0)}]
     lr_tensor = groups[1]["lr"]
@@ -408,7 +408,7 @@ def test_schedule_applier_writes_floats_tensors_and_betas():
     assert ScheduleApplier([step], "lr").apply(4, np.array([1.0, 2.0, 4.0]), tuple(many)) == [0.25, 0.5, 1.0]
     lr, momentum = ScheduleApplier([cos], "lr"), ScheduleApplier([S.constant(0.9)], "momentum")
     g = [{"lr": 0.0, "momentum": 0.0}]
-    assert lr.apply_with(5, [1.0], momentum, [1.0], g) == [cos(5)] and g[0]["momentum"] == 0.9
+    assert step_schedules(lr, 5, [1.0], g, momentum, [1.0]) == [cos(5)] and g[0]["momentum"] == 0.9
 
 
 def test_schedule_applier_refuses_mismatched_arguments():

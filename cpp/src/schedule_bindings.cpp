@@ -508,10 +508,9 @@ One schedule serves all groups when ``schedules`` has one entry. Tensor values a
       .def(py::init<const std::vector<const Schedule*>&, const std::string&>(), py::arg("schedules"),
            py::arg("key") = "lr")
       .def("apply", &ScheduleApplier::apply, py::arg("step"), py::arg("base_lrs"), py::arg("param_groups"),
-           R"pbdoc(Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])``; return the values.)pbdoc")
-      .def("apply_with", &ScheduleApplier::apply_with, py::arg("step"), py::arg("base_lrs"), py::arg("other"),
-           py::arg("other_bases"), py::arg("param_groups"),
-           R"pbdoc(``apply`` for this applier, then for ``other`` (e.g. lr then momentum) in one call.)pbdoc");
+           R"pbdoc(Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])``; return the values.
+
+A twin scheduler calls ``step_schedules`` instead: the same, plus momentum, as one fast call.)pbdoc");
 
   py::class_<Schedule> cls(m, "Schedule", R"pbdoc(A closed-form learning-rate schedule (fusedlr/schedule.h).
 

@@ -113,9 +113,6 @@ class ScheduleApplier:
     def __init__(self, schedules: Sequence[Schedule], key: str = "lr") -> None: ...
     def apply(self, step: int, base_lrs: Sequence[float], param_groups: list[dict]) -> list[float]:
         """Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])``; return the values."""
-    def apply_with(self, step: int, base_lrs: Sequence[float], other: ScheduleApplier,
-                   other_bases: Sequence[float], param_groups: list[dict]) -> list[float]:
-        """``apply`` for this applier, then for ``other`` (lr then momentum) in one call."""
 
 class SgdGroup:
     """A param group's tensors held in C++ between steps (fusedlr.SGD's eager fast path)."""

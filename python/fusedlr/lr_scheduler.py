@@ -179,7 +179,7 @@ class LRScheduler(_TorchLRScheduler):
         return [s(t, b) for s, b in zip(self._schedules, self.base_lrs)]
 
     def _apply(self) -> None:
-        """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer (one C++ call each)."""
+        """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer (one C++ call)."""
         if self._momentum_applier is None:
             self._last_lr = _step_schedules(self._lr_applier, self.last_epoch, self.base_lrs,
                                             self.optimizer.param_groups)

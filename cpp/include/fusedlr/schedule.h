@@ -86,12 +86,12 @@ FUSEDLR_HOST_DEVICE inline int count_le(const double* values, int n, double x) {
 
 /** step: gamma^k for block k = t // step_size. */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double step_factor(const ScheduleNode& n, int64_t k) {
-  return smath::ipow(n.p[1], k);
+  return smath::pow_fast_cases(n.p[1], static_cast<double>(k));
 }
 
 /** multistep: gamma^k after k milestones. */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double multistep_factor(const ScheduleNode& n, int k) {
-  return smath::ipow(n.p[0], k);
+  return smath::pow_fast_cases(n.p[0], static_cast<double>(k));
 }
 
 /** warmup: the ramp factor at local step t < W (linear from start_factor, or geometric). */
@@ -102,7 +102,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double warmup_factor(const ScheduleNode& n, d
 
 /** Boundary i of cosine_restarts (node parameters p): round(T_0 (T_mult^i - 1) / (T_mult - 1)), T_mult > 1. */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double restart_boundary(const double* p, int64_t i) {
-  return smath::round_even(p[0] * (smath::ipow(p[1], i) - 1.0) / (p[1] - 1.0));
+  return smath::round_even(p[0] * (smath::pow_fast_cases(p[1], static_cast<double>(i)) - 1.0) / (p[1] - 1.0));
 }
 
 /**
@@ -187,7 +187,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       const double height = (p[1] - p[0]) * sf;
       const int mode = n.flags & 3;
       double scale = 1.0;
-      if (mode == kTriangular2) scale = 1.0 / smath::ipow(2.0, static_cast<int64_t>(cycle) - 1);
+      if (mode == kTriangular2) scale = 1.0 / smath::pow_fast_cases(2.0, cycle - 1.0);
       else if (mode == kExpRange) scale = exp(p[5] * t);  // gamma^t, p5 = log(gamma) built in
       // Inverted: from hi down towards lo, as torch cycles momentum against the lr.
       return (n.flags & 4) ? p[1] - height * scale : p[0] + height * scale;

@@ -46,15 +46,13 @@ void leaf_curve(const ScheduleData& s, const ScheduleNode& n, int64_t t0, int64_
 #define FUSEDLR_LEAF_CURVE_CASE(K) \
   case ScheduleKind::K:            \
     return leaf_curve_of_kind<ScheduleKind::K, kPerStep>(s, n, t0, count, base, b, out);
+    // (step, multistep and cosine_restarts have block-wise loops in node_curve.)
     FUSEDLR_LEAF_CURVE_CASE(kConstant)
-    FUSEDLR_LEAF_CURVE_CASE(kStep)
-    FUSEDLR_LEAF_CURVE_CASE(kMultiStep)
     FUSEDLR_LEAF_CURVE_CASE(kLinear)
     FUSEDLR_LEAF_CURVE_CASE(kExponential)
     FUSEDLR_LEAF_CURVE_CASE(kInverseTime)
     FUSEDLR_LEAF_CURVE_CASE(kPolynomial)
     FUSEDLR_LEAF_CURVE_CASE(kCosine)
-    FUSEDLR_LEAF_CURVE_CASE(kCosineRestarts)
     FUSEDLR_LEAF_CURVE_CASE(kCyclic)
     FUSEDLR_LEAF_CURVE_CASE(kOneCycle)
     FUSEDLR_LEAF_CURVE_CASE(kInverseSqrt)
@@ -173,7 +171,10 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
 inline void schedule_curve(const ScheduleData& s, int64_t start, int64_t count, double base_lr, double* out) {
   // Steps before 0 count as 0.
   int64_t i = 0;
-  for (; i < count && start + i < 0; ++i) out[i] = schedule_lr(s, 0, base_lr);
+  if (start < 0 && count > 0) {
+    const double at0 = schedule_lr(s, 0, base_lr);
+    for (; i < count && start + i < 0; ++i) out[i] = at0;
+  }
   detail::node_curve(s, 0, start + i, count - i, detail::CurveBase{base_lr, nullptr}, out + i);
 }
 

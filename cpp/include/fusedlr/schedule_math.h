@@ -5,8 +5,8 @@
 // (measured on the CI machine), and they were most of the cost of Schedule.curve(). cos_pi is a
 // straight-line polynomial of about 20 flops, so a loop over steps overlaps several evaluations.
 // Step-wise decays keep <cmath> pow (a curve takes it once per block of equal values); exponential
-// decays take exp(t * log gamma)
-// with the logarithm computed once when the schedule is built (see schedule.h). Schedule.curve()
+// decays take exp(t * log gamma), the logarithm computed once when the schedule is built (see
+// schedule.h). Schedule.curve()
 // and per-step calls go through the same functions, so they agree bit for bit; the CUDA build
 // evaluates the same formulas (nvcc may contract them into FMAs: last-bit differences).
 //
@@ -57,17 +57,12 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double cos_pi(double x) {
   return sign * (1.0 + z * c);
 }
 
-/** x^n for a whole n >= 0: x*x for n = 2 (what a correctly rounded pow gives), <cmath> pow
- *  otherwise. Repeated squaring would be faster but loses ~n/2 ulp; curves take these powers once
- *  per block of equal values instead (schedule_curve.h). */
-FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double ipow(double x, int64_t n) {
-  if (n == 0) return 1.0;
-  if (n == 1) return x;
-  if (n == 2) return x * x;
-  return ::pow(x, static_cast<double>(n));
-}
-
-/** x^y: x for y = 1 (PolynomialLR's default), x*x for y = 2, <cmath> pow otherwise. */
+/**
+ * x^y: x for y = 1 (PolynomialLR's default), x*x for y = 2 (what a correctly rounded pow gives),
+ * <cmath> pow otherwise. Whole-number powers of step-wise decays come here too: repeated squaring
+ * would be faster but loses ~y/2 ulp; curves take those powers once per block of equal values
+ * instead (schedule_curve.h).
+ */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double pow_fast_cases(double x, double y) {
   if (y == 1.0) return x;
   if (y == 2.0) return x * x;
