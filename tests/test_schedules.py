@@ -6,7 +6,9 @@ import doctest
 import inspect
 import math
 import pickle
+import re
 import runpy
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fusedlr
 from fusedlr import schedules as S
@@ -407,7 +411,7 @@ def test_setstate_rejects_corrupt_state():
     (lambda: S.cyclic(0.01, 0.1, mode="sine"), "mode"),
     (lambda: S.one_cycle(0.1, 0), "total_steps"),
     (lambda: S.one_cycle(0.1, 100, pct_start=1.5), "pct_start"),
-    (lambda: S.one_cycle(0.1, 100, pct_start=0.001), "pct_start"),
+    (lambda: S.one_cycle(0.1, 100, pct_start=0.01), "pct_start"),  # a first phase of no length
     (lambda: S.one_cycle(0.1, 100, anneal_strategy="exp"), "anneal_strategy"),
     (lambda: S.inverse_sqrt(0.0), "timescale"),
     (lambda: S.wsd(100, 50, 60), "decay_steps"),
@@ -516,3 +520,198 @@ def test_curve_refuses_steps_past_int64():
     with pytest.raises(ValueError, match="start"):
         S.linear(0.5, 1.0, 10).curve(15, start=2**63 - 10)
     assert S.linear(0.5, 1.0, 10).curve(10, start=2**63 - 10)[-1] == 1.0
+
+
+# --- untrusted schedules: one validator for every way in --------------------------------------------------
+# A Schedule comes in through its factories, through __setstate__ (a pickle, a loaded state_dict: a
+# checkpoint someone sent) and as raw bytes handed to the op. schedule_check.h validates all three.
+
+def _restored(state):
+    s = S.Schedule.__new__(S.Schedule)
+    s.__setstate__(state)
+    return s
+
+
+def _run_op_with(raw: bytes) -> float:
+    """Hand `raw` to the op as its schedule (no parameters) and return the lr it computed."""
+    state = torch.tensor([3.0, 0.0, 1.0], dtype=torch.float64)
+    torch.ops.fusedlr.sgd_([], [], [], [], 0.1, 0.0, 0.0, 0.0, False, False,
+                           schedule=torch.frombuffer(bytearray(raw), dtype=torch.uint8), schedule_state=state)
+    return float(state[1])
+
+
+def _leaf_state(kind: str, params, flags=0, values=()):
+    kinds = {k: i for i, k in enumerate([
+        "constant", "step", "multistep", "linear", "exponential", "inverse_time", "polynomial", "cosine",
+        "cosine_restarts", "cyclic", "one_cycle", "inverse_sqrt", "wsd", "piecewise_constant",
+        "piecewise_linear", "warmup", "sequential", "chained"])}
+    p = tuple(float(x) for x in params) + (0.0,) * (6 - len(params))
+    return (1, ((kinds[kind], flags, 0, len(values), 0, 0, p),), tuple(float(v) for v in values), ())
+
+
+def test_tampered_flags_are_refused_before_repr_can_index_with_them():
+    # Was SIGSEGV: repr used the flags of a wsd node as an index into its names of decay shapes.
+    state = (1, ((12, 7, 0, 0, 0, 0, (2., 8., 2., 0., 0., 0.)),), (), ())
+    with pytest.raises(ValueError, match="wsd: invalid flags 7"):
+        _restored(state)
+
+
+@pytest.mark.parametrize("state,message", [
+    (_leaf_state("cosine", [0.0]), "cosine: T_max must be > 0"),  # was accepted: NaN lr, then NaN weights
+    (_leaf_state("linear", [1.0, 1.0, -0.0]), "linear: total_steps must be > 0, got -0.0"),
+    (_leaf_state("step", [0.0, 0.5]), "step: step_size must be a whole number of steps in [1, 2**62], got 0"),
+    (_leaf_state("step", [2.5, 0.5]), "step_size must be a whole number"),
+    (_leaf_state("multistep", [0.5], values=[5, 3]), "milestones must be non-decreasing"),
+    (_leaf_state("multistep", [0.5], values=[float("nan")]), "milestones must be a whole number"),
+    (_leaf_state("cyclic", [0.1, 1.0, 10.0, 0.5, 1.0], flags=3), "cyclic: invalid flags 3"),
+    (_leaf_state("one_cycle", [0.1, 1.0, 0.0, 0.1, 10.0]), "pct_start"),  # 0 / 0 at step 0
+    (_leaf_state("constant", [1.0, -1.0, 7.0]), "unused parameter slot 2"),
+    (_leaf_state("exponential", [0.5, 0.0]), "derived parameter slot 1"),  # only where derive_params is not run
+    (_leaf_state("cosine_restarts", [1.0, 1e300, 0.0, math.log(1e300), 0.0, float("inf")]), "unused parameter slot 5"),
+    (_leaf_state("inverse_sqrt", [1e-300]), "timescale must be >= 2**-960 (a length in steps)"),
+])
+def test_one_validator_refuses_a_bad_schedule_on_every_way_in(state, message):
+    """The same message from __setstate__, from a loaded optimizer state_dict and from the op's bytes."""
+    if "derived" not in message:  # __setstate__ recomputes derived slots, so those cannot be wrong there
+        with pytest.raises(ValueError, match=re.escape(message)):
+            _restored(state)
+        p = torch.zeros(2, requires_grad=True)
+        opt = fusedlr.SGD([p], lr=0.1, schedule=S.cosine(10))
+        sd = opt.state_dict()
+        sd["param_groups"][0]["schedule"] = {"fusedlr.Schedule": state}
+        before = repr(opt)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            opt.load_state_dict(sd)
+        assert repr(opt) == before and opt.param_groups[0]["schedule"] == S.cosine(10)  # left as it was
+    # The bytes: write the bad node over a valid one-node schedule of the same kind.
+    raw = bytearray(S.constant().to_bytes())
+    kind, flags, vfirst, vcount, cfirst, ccount, params = state[1][0]
+    raw[0:64] = struct.pack("<iihhhh6d", kind, flags, vfirst, vcount, cfirst, ccount, *params)
+    values = state[2]
+    raw[768:768 + 8 * len(values)] = struct.pack(f"<{len(values)}d", *values)
+    raw[1116:1120] = struct.pack("<i", len(values))  # n_values
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _run_op_with(bytes(raw))
+
+
+def test_schedule_bytes_layout_the_tests_rely_on():
+    raw = S.step(3, 0.5).to_bytes()
+    assert struct.unpack_from("<ii", raw, 0) == (1, 0) and struct.unpack_from("<2d", raw, 16) == (3.0, 0.5)
+    assert struct.unpack_from("<3i", raw, 1112) == (1, 0, 0)  # n_nodes, n_values, n_links
+    assert _run_op_with(raw) == S.step(3, 0.5)(3, 0.1)
+
+
+def test_tampered_state_dict_through_torch_load_weights_only(tmp_path):
+    """The issue's path: torch.load(weights_only=True) -> load_state_dict -> print(opt)."""
+    p = torch.zeros(3, requires_grad=True)
+    opt = fusedlr.SGD([p], lr=0.1, momentum=0.9, schedule=S.wsd(100, 10, 20))
+    p.grad = torch.ones(3)
+    opt.step()
+    sd = opt.state_dict()
+    state = sd["param_groups"][0]["schedule"]["fusedlr.Schedule"]
+    node = list(state[1][0])
+    node[1] = 7  # flags
+    sd["param_groups"][0]["schedule"] = {"fusedlr.Schedule": (state[0], (tuple(node),), state[2], state[3])}
+    torch.save(sd, tmp_path / "ckpt.pt")
+    loaded = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    with pytest.raises(ValueError, match="loaded param group 0: schedule: Schedule.__setstate__: wsd: invalid flags"):
+        opt.load_state_dict(loaded)
+    assert "wsd(" in repr(opt)  # still the optimizer it was
+    for bad, message in ((torch.tensor([float("nan"), 0.1, 1.0], dtype=torch.float64), "step must be a whole"),
+                         (torch.tensor([1e30, 0.1, 1.0], dtype=torch.float64), "step must be a whole"),
+                         (torch.tensor([3.0, 0.1, float("inf")], dtype=torch.float64), "factor must be finite"),
+                         (torch.zeros(5, dtype=torch.float64), "3 real numbers"),
+                         ("abc", "3 real numbers")):
+        sd = opt.state_dict()
+        sd["param_groups"][0]["schedule_state"] = bad
+        with pytest.raises((ValueError, TypeError), match=message):
+            opt.load_state_dict(sd)
+    sd = opt.state_dict()
+    sd["param_groups"][0]["lr"] = float("nan")
+    with pytest.raises(ValueError, match="loaded param group 0: Invalid learning rate: nan"):
+        opt.load_state_dict(sd)
+    opt.step()  # the refused loads left a working optimizer
+    assert torch.isfinite(p).all()
+
+
+_KIND_IDS = st.integers(min_value=-2, max_value=20)
+_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-3, max_value=40).map(float),
+    st.sampled_from([0.0, -0.0, 0.5, 1.0, 2.0**62, 2.0**62 + 2048, 2.0**53 + 2, 1e-300, 1e300]),
+)
+_NODE = st.tuples(_KIND_IDS, st.integers(min_value=-1, max_value=9), st.integers(-1, 6), st.integers(-1, 6),
+                  st.integers(-1, 6), st.integers(-1, 6), st.tuples(*[_NUMBERS] * 6))
+_STATE = st.tuples(st.just(1), st.lists(_NODE, min_size=1, max_size=4).map(tuple),
+                   st.lists(_NUMBERS, max_size=6).map(tuple), st.lists(st.integers(-1, 5), max_size=5).map(tuple))
+_STEPS = (0, 1, 2, 3, 7, 99, 10**6, 10**12, 2**53, 2**62)
+
+
+def _may_overflow(s: S.Schedule) -> bool:
+    """Schedules whose lr can overflow: a factor that grows with the step (gamma > 1, a negative
+    rate) or numbers beyond 1e100. Their lr reaches inf, and 0 * inf or inf - inf is NaN, as in
+    torch; the no-NaN promise covers every other valid schedule."""
+    version, nodes, values, links = s.__getstate__()
+    for kind, flags, _, _, _, _, p in nodes:
+        if (kind in (1, 2) and p[1 if kind == 1 else 0] > 1) or (kind == 4 and p[1] < 0) or (
+                kind == 9 and (flags & 3) == 2 and p[4] > 1):
+            return True
+        if any(abs(x) > 1e100 for x in p if math.isfinite(x)):
+            return True
+    return any(abs(v) > 1e100 for v in values)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_STATE)
+def test_fuzzed_states_are_refused_or_evaluate_safely(state):
+    """Any state tuple: __setstate__ raises ValueError/TypeError, or the schedule is valid and every
+    use of it works: repr, calls at any step, curve (bit-identical to the calls), a round trip, the op."""
+    try:
+        s = _restored(state)
+    except (ValueError, TypeError):
+        return
+    assert isinstance(repr(s), str) and s.kind
+    values = [s(t, 1.0) for t in _STEPS]
+    curve = s.curve(4, start=2**62 - 3)
+    assert np.array_equal(curve, [s(2**62 - 3 + i, 1.0) for i in range(4)], equal_nan=True)
+    assert _restored(s.__getstate__()) == s
+    if not _may_overflow(s):
+        assert not any(math.isnan(v) for v in values), (repr(s), values)
+    lr = _run_op_with(s.to_bytes())
+    assert lr == s(3, 0.1) or (math.isnan(lr) and math.isnan(s(3, 0.1)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([S.warmup(S.cosine(90, 0.01), 10), S.wsd(100, 10, 20, decay="sqrt"),
+                        S.sequential([S.step(5, 0.5), S.cyclic(0.1, 1.0, 4.0, mode="exp_range", gamma=0.9)], [30]),
+                        S.chained([S.multistep([3, 9], 0.5), S.one_cycle(1.0, 50, 0.3)])]),
+       st.lists(st.tuples(st.integers(0, S.Schedule.nbytes - 1), st.integers(0, 255)), min_size=1, max_size=8))
+def test_fuzzed_schedule_bytes_are_refused_or_stepped_safely(schedule, flips):
+    """Bytes handed to the op with a few bytes overwritten: a ValueError, or a step that computes an lr."""
+    raw = bytearray(schedule.to_bytes())
+    for position, value in flips:
+        raw[position] = value
+    try:
+        lr = _run_op_with(bytes(raw))
+    except ValueError as error:
+        assert str(error).startswith("fusedlr.sgd_: schedule: ")
+        return
+    assert isinstance(lr, float)
+
+
+def test_a_huge_t_mult_gives_the_right_lr_far_out():
+    # Was NaN at 2**62: log(t / T_0 * (T_mult - 1) + 1) overflowed. Cycle 1 is [1, 1 + 1e300).
+    s = S.cosine_restarts(1, 1e300)
+    assert [s(t) for t in (0, 1, 2, 2**53, 2**62)] == [1.0, 1.0, 1.0, 1.0, 1.0]
+    s = S.cosine_restarts(3, 1e10)  # boundaries B_i = 3 (m^i - 1) / (m - 1), exactly: 0, 3, 3e10 + 3, ...
+    start, end = 3 * (10**20 - 1) // (10**10 - 1), 3 * (10**30 - 1) // (10**10 - 1)
+    assert start <= 2**62 < end
+    assert s(2**62) == pytest.approx((1 + math.cos(math.pi * (2**62 - start) / (end - start))) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("factory,args", [("cosine", (10.5,)), ("linear", (0.5, 1.0, 4.5)),
+                                           ("polynomial", (4.5, 2.0)), ("inverse_time", (1.0, 2.5))])
+def test_fractional_lengths_are_accepted_with_their_real_meaning(factory, args):
+    s = getattr(S, factory)(*args)
+    assert math.isfinite(s(3)) and repr(s).count("4.5") + repr(s).count("10.5") + repr(s).count("2.5") == 1
+    assert _restored(s.__getstate__()) == s

@@ -3,9 +3,14 @@
 #include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
 
-#include <cstring>
+#include <c10/util/SmallVector.h>
 
-#include "fusedlr/schedule.h"
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "fusedlr/schedule_check.h"
 
 namespace fusedlr {
 
@@ -105,7 +110,9 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
                 schedule->scalar_type(), " on ", schedule->device());
     ScheduleData data;
     read_schedule(*schedule, &data);
-    TORCH_CHECK(schedule_is_well_formed(data), "fusedlr.sgd_: schedule is not a well-formed ScheduleData");
+    // The same validator as Schedule's factories and __setstate__: bytes from anywhere.
+    const std::string problem = schedule_error(data);
+    TORCH_CHECK_VALUE(problem.empty(), "fusedlr.sgd_: schedule: ", problem);
     TORCH_CHECK(schedule_state->device() == device && schedule_state->scalar_type() == at::kDouble &&
                     schedule_state->numel() == 3 && schedule_state->is_contiguous(),
                 "fusedlr.sgd_: schedule_state must be a contiguous float64 tensor [step, lr, factor] on ", device,
@@ -116,6 +123,36 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
 
 void read_schedule(const at::Tensor& schedule, ScheduleData* out) {
   std::memcpy(out, schedule.const_data_ptr(), sizeof(ScheduleData));
+}
+
+bool written_tensors_may_overlap(at::TensorList params, at::TensorList grads, bool grads_written) {
+  struct Range {
+    uintptr_t begin, end;
+  };
+  c10::SmallVector<Range, 64> ranges;
+  auto add = [&](const at::Tensor& t) {
+    if (t.numel() == 0) return;
+    int64_t last = 0;  // offset of the last element, in elements (strides are never negative)
+    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+    const auto begin = reinterpret_cast<uintptr_t>(t.const_data_ptr());
+    ranges.push_back(Range{begin, begin + static_cast<uintptr_t>((last + 1) * t.element_size())});
+  };
+  for (const at::Tensor& p : params) add(p);
+  if (grads_written)
+    for (const at::Tensor& g : grads) add(g);
+  // Usually the tensors already lie in increasing (or decreasing) address order: one pass, no sort.
+  auto disjoint_in_order = [](const Range* r, size_t n, bool increasing) {
+    for (size_t i = 1; i < n; ++i) {
+      const Range& lo = increasing ? r[i - 1] : r[i];
+      const Range& hi = increasing ? r[i] : r[i - 1];
+      if (hi.begin < lo.end) return false;
+    }
+    return true;
+  };
+  const size_t n = ranges.size();
+  if (disjoint_in_order(ranges.data(), n, true) || disjoint_in_order(ranges.data(), n, false)) return false;
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  return !disjoint_in_order(ranges.data(), n, true);
 }
 
 bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf) {

@@ -27,6 +27,15 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
 struct ScheduleData;
 void read_schedule(const at::Tensor& schedule, ScheduleData* out);
 
+/**
+ * True when two of the tensors an sgd_ call writes may share memory: two params (a parameter
+ * listed twice, overlapping views of one tensor), or, with `grads_written` (unscaling), a grad
+ * and another written tensor. Compares the address ranges the tensors span, so interleaved
+ * strided views count as overlapping too. The kernels then step the tensors one after another,
+ * in list order, as torch's for-loop does, instead of in parallel pieces that would race.
+ */
+bool written_tensors_may_overlap(at::TensorList params, at::TensorList grads, bool grads_written);
+
 /** True when param, grad and buffer can be walked as one flat array: dense, and laid out alike. */
 bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf);
 

@@ -28,6 +28,7 @@ driven by the metric) run in Python and have no ``.schedule``. Extra schedulers 
 
 from __future__ import annotations
 
+import fractions
 import math
 import types
 import warnings
@@ -101,6 +102,20 @@ def _start_momentum_cycle(owner: Any, optimizer: Optimizer, base_momentum: Any, 
                 group["momentum"] = m_max
             group["max_momentum"] = m_max
             group["base_momentum"] = m_base
+
+
+# The last step a schedule can name (schedule_check.h): a length or milestone beyond it is never
+# reached, so a larger whole number is held at it or dropped (the same values at every step below it).
+_MAX_STEP = 2**62
+
+
+def _whole(x: Any) -> int | None:
+    """``x`` as an int when it is a whole number (``4`` or ``4.0``), else None (``2.5``, NaN)."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return int(value) if math.isfinite(value) and value.is_integer() else None
 
 
 def _set(group: dict, key: str, value: float) -> None:
@@ -226,9 +241,16 @@ class LRScheduler(_TorchLRScheduler):
         Unlike torch, the learning rate of the restored step is written to the optimizer here, so
         the result does not depend on whether the optimizer's state is loaded before or after.
         """
+        before = dict(self.__dict__)
         self.__dict__.update({k: v for k, v in state_dict.items() if k not in _NOT_STATE})
-        self._rebuild()
-        self._apply()
+        try:
+            self._rebuild()
+            self._apply()
+        except (ValueError, TypeError, OverflowError, KeyError):
+            # A state from a file can hold anything; a refused one leaves the scheduler as it was.
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, schedule={self._schedules[0]!r})"
@@ -315,6 +337,10 @@ class StepLR(LRScheduler):
 
     .. math:: \eta_t = \eta_0 \, \gamma^{\lfloor t / \text{step\_size} \rfloor}
 
+    A fractional ``step_size`` means what it means in torch, whose step() decays when
+    ``t % step_size == 0``: at the multiples of the smallest whole multiple of ``step_size``
+    (2.5 decays every 5 steps; a float's value ``p / 2**k`` every ``p`` steps).
+
     Args:
         optimizer: any ``torch.optim.Optimizer``; :math:`\eta_0` is each group's initial lr.
         step_size: steps between decays (> 0).
@@ -334,7 +360,12 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.step(self.step_size, self.gamma)] * len(self.base_lrs)
+        size = self.step_size
+        if isinstance(size, float) and math.isfinite(size) and size > 0 and not size.is_integer():
+            size = fractions.Fraction(size).numerator  # the first whole multiple: t % step_size == 0 there
+        elif _whole(size) is not None:
+            size = min(_whole(size), _MAX_STEP)
+        return [Schedule.step(size, self.gamma)] * len(self.base_lrs)
 
 
 class MultiStepLR(LRScheduler):
@@ -342,9 +373,11 @@ class MultiStepLR(LRScheduler):
 
     .. math:: \eta_t = \eta_0 \, \gamma^{\#\{m \le t\}}
 
+    As in torch, a milestone that no step reaches (``2.5``, a negative one) never decays.
+
     Args:
         optimizer: the optimizer.
-        milestones: steps (>= 0) where the lr is multiplied by ``gamma``; a repeated one counts twice.
+        milestones: steps where the lr is multiplied by ``gamma``; a repeated one counts twice.
         gamma: decay factor (> 0). Default 0.1.
         last_epoch: index of the last step; -1 (default) to start, as torch.
 
@@ -354,12 +387,14 @@ class MultiStepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
-        self.milestones = sorted(int(m) for m in milestones)
+        self.milestones = sorted(milestones)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.multistep(self.milestones, self.gamma)] * len(self.base_lrs)
+        # torch decays when last_epoch (a whole step >= 0) is a milestone: only those count.
+        reached = [w for w in map(_whole, self.milestones) if w is not None and 0 <= w <= _MAX_STEP]
+        return [Schedule.multistep(reached, self.gamma)] * len(self.base_lrs)
 
 
 class ConstantLR(LRScheduler):
@@ -370,7 +405,8 @@ class ConstantLR(LRScheduler):
     Args:
         optimizer: the optimizer.
         factor: in [0, 1]. Default 1/3.
-        total_iters: steps the factor applies (>= 0). Default 5.
+        total_iters: steps the factor applies. Default 5. (As in torch, a value that is not a
+            whole step > 0 keeps the factor for ever.)
         last_epoch: index of the last step; -1 (default) to start, as torch.
 
     Example:
@@ -381,14 +417,16 @@ class ConstantLR(LRScheduler):
                  last_epoch: int = -1) -> None:
         if factor > 1.0 or factor < 0:
             raise ValueError("Constant multiplicative factor expected to be between 0 and 1.")
-        if total_iters < 0:
-            raise ValueError(f"ConstantLR: total_iters must be >= 0, got {total_iters!r}")
         self.factor = factor
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.constant(self.factor, self.total_iters)] * len(self.base_lrs)
+        # torch's step() lifts the factor when last_epoch == total_iters, a whole step > 0; any
+        # other total_iters (0, negative, 4.5) keeps the factor for ever.
+        total = _whole(self.total_iters)
+        lifted = total is not None and 0 < total <= _MAX_STEP
+        return [Schedule.constant(self.factor, total if lifted else None)] * len(self.base_lrs)
 
 
 class LinearLR(LRScheduler):
@@ -400,7 +438,8 @@ class LinearLR(LRScheduler):
         optimizer: the optimizer.
         start_factor: :math:`s`, in (0, 1]. Default 1/3.
         end_factor: :math:`e`, in [0, 1]. Default 1.0.
-        total_iters: :math:`T` (> 0). Default 5.
+        total_iters: :math:`T`. Default 5. A fractional :math:`T` holds from
+            :math:`\lfloor T \rfloor` on, and :math:`T < 1` keeps ``start_factor``, as torch's step() does.
         last_epoch: index of the last step; -1 (default) to start, as torch.
 
     Example:
@@ -413,15 +452,21 @@ class LinearLR(LRScheduler):
             raise ValueError("Starting multiplicative factor expected to be greater than 0 and less or equal to 1.")
         if end_factor > 1.0 or end_factor < 0:
             raise ValueError("Ending multiplicative factor expected to be between 0 and 1.")
-        if total_iters <= 0:
-            raise ValueError(f"LinearLR: total_iters must be > 0, got {total_iters!r}")
         self.start_factor = start_factor
         self.end_factor = end_factor
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.linear(self.start_factor, self.end_factor, self.total_iters)] * len(self.base_lrs)
+        # torch's step() ramps while last_epoch <= total_iters, then holds: for a fractional T the
+        # ramp stops at k = floor(T), at s + (e - s) k / T; for T < 1 it never starts.
+        s, e, T = self.start_factor, self.end_factor, float(self.total_iters)
+        k = math.floor(T) if math.isfinite(T) else None
+        if k is None or k < 1:
+            return [Schedule.constant(s)] * len(self.base_lrs)
+        k = min(k, _MAX_STEP)
+        end = e if k == T else s + (e - s) * k / T
+        return [Schedule.linear(s, end, k)] * len(self.base_lrs)
 
 
 class ExponentialLR(LRScheduler):
@@ -453,7 +498,8 @@ class PolynomialLR(LRScheduler):
 
     Args:
         optimizer: the optimizer.
-        total_iters: :math:`T` (> 0). Default 5.
+        total_iters: :math:`T`. Default 5. A fractional :math:`T` holds the value of
+            :math:`\lfloor T \rfloor` after it, and :math:`T < 1` never decays, as torch's step() does.
         power: :math:`p` (>= 0). Default 1.0.
         last_epoch: index of the last step; -1 (default) to start, as torch.
 
@@ -462,14 +508,22 @@ class PolynomialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
-        if total_iters <= 0:
-            raise ValueError(f"PolynomialLR: total_iters must be > 0, got {total_iters!r}")
         self.total_iters = total_iters
         self.power = power
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.polynomial(self.total_iters, self.power, 0.0)] * len(self.base_lrs)
+        # torch's step() decays while last_epoch <= total_iters, then holds: for a fractional T
+        # the value of k = floor(T) is held from k + 1 on; T < 1 (or <= 0) never decays.
+        T = float(self.total_iters)
+        if not (math.isfinite(T) and T >= 1):
+            return [Schedule.constant()] * len(self.base_lrs)
+        decay = Schedule.polynomial(T, self.power, 0.0)
+        k = math.floor(T)
+        if k == T or k >= _MAX_STEP:
+            return [decay] * len(self.base_lrs)
+        held = Schedule.constant((1.0 - k / T) ** self.power)
+        return [Schedule.sequential([decay, held], [k + 1])] * len(self.base_lrs)
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -482,7 +536,7 @@ class CosineAnnealingLR(LRScheduler):
 
     Args:
         optimizer: the optimizer.
-        T_max: steps from :math:`\eta_0` to ``eta_min`` (> 0).
+        T_max: steps from :math:`\eta_0` to ``eta_min`` (> 0; may be fractional, as in torch).
         eta_min: the minimum learning rate. Default 0.0.
         last_epoch: index of the last step; -1 (default) to start, as torch.
 

@@ -118,8 +118,11 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void restart_cycle(const double* p, double t,
     len = T0;
     return;
   }
-  // p[3] = log(T_mult), computed once when the schedule is built.
-  double estimate = floor(log(t / T0 * (m - 1.0) + 1.0) / p[3]);
+  // p[3] = log(T_mult), computed once when the schedule is built. For a huge T_mult the argument
+  // of the logarithm overflows: log(t/T0 (m-1) + 1) is then log(t/T0) + log(m-1) to the last bit.
+  const double arg = t / T0 * (m - 1.0) + 1.0;
+  const double lg = arg < INFINITY ? log(arg) : log(t / T0) + log(m - 1.0);
+  double estimate = floor(lg / p[3]);
   // (NaN or huge only for absurd T_mult / steps; keep the cast defined.)
   int64_t i = estimate >= 0 ? static_cast<int64_t>(fmin(estimate, 4.0e18)) : 0;
   // The logarithm can be off by one near a boundary: settle the cycle exactly.
@@ -251,6 +254,17 @@ FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleN
 }  // namespace detail
 
 /**
+ * The step an in-kernel counter names: the op keeps it as a double (schedule_state[0]) on the
+ * device, where it cannot be checked without a synchronisation. A counter below 0 or NaN counts
+ * as step 0 and one beyond 2^62 as step 2^62, so a tampered state can give an unexpected learning
+ * rate but never an undefined conversion.
+ */
+FUSEDLR_HOST_DEVICE inline int64_t schedule_counter_step(double counter) {
+  if (!(counter >= 0.0)) return 0;
+  return counter < 4611686018427387904.0 ? static_cast<int64_t>(counter) : INT64_C(4611686018427387904);
+}
+
+/**
  * The learning rate of `step` (steps before 0 count as 0) for base learning rate `base_lr`.
  * A loop over an explicit stack replaces recursion into composites.
  */
@@ -320,7 +334,8 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
 inline void derive_params(ScheduleNode& n) {
   switch (n.kind) {
     case ScheduleKind::kExponential:
-      if (!(n.flags & 1)) n.p[1] = -std::log(n.p[0]);
+      if (n.flags & 1) n.p[0] = std::exp(-n.p[1]);  // built from the rate: gamma, for repr
+      else n.p[1] = -std::log(n.p[0]);
       break;
     case ScheduleKind::kCosineRestarts:
       n.p[3] = std::log(n.p[1]);
@@ -334,41 +349,6 @@ inline void derive_params(ScheduleNode& n) {
     default:
       break;
   }
-}
-
-/**
- * Structural check of a ScheduleData from outside (bytes handed to the op): counts in range,
- * every slice inside its array, every child after its parent (no cycles, bounded stack), and
- * composites with the children their kind needs. Values are the builder's business.
- */
-inline bool schedule_is_well_formed(const ScheduleData& s) {
-  if (s.n_nodes < 1 || s.n_nodes > kMaxScheduleNodes) return false;
-  if (s.n_values < 0 || s.n_values > kMaxScheduleValues) return false;
-  if (s.n_links < 0 || s.n_links > kMaxScheduleNodes) return false;
-  for (int i = 0; i < s.n_nodes; ++i) {
-    const ScheduleNode& n = s.nodes[i];
-    if (static_cast<int32_t>(n.kind) < 0 || n.kind >= ScheduleKind::kCount) return false;
-    if (n.vfirst < 0 || n.vcount < 0 || n.vfirst + n.vcount > s.n_values) return false;
-    if (n.cfirst < 0 || n.ccount < 0 || n.cfirst + n.ccount > s.n_links) return false;
-    for (int c = 0; c < n.ccount; ++c) {
-      const int child = s.links[n.cfirst + c];
-      if (child <= i || child >= s.n_nodes) return false;
-    }
-    switch (n.kind) {
-      case ScheduleKind::kWarmup:
-        if (n.ccount != 1) return false;
-        break;
-      case ScheduleKind::kSequential:
-        if (n.ccount < 1 || n.vcount != n.ccount - 1) return false;
-        break;
-      case ScheduleKind::kChained:
-        if (n.ccount < 1) return false;
-        break;
-      default:
-        if (n.ccount != 0) return false;
-    }
-  }
-  return true;
 }
 
 }  // namespace fusedlr
