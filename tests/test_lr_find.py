@@ -125,3 +125,23 @@ def test_demo_lr_find_writes_the_plot_and_the_history(tmp_path, capsys):
     saved = json.loads((tmp_path / "lr_find.json").read_text())
     assert len(saved["lrs"]) == len(saved["losses"]) <= 60 and saved["valley"] > 0
     assert (tmp_path / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_in_kernel_schedule_is_off_during_the_test_and_restored():
+    """Was: the recorded/suggested lr was the group's lr, while the step used schedule factor x lr
+    (0.001-0.018 of it under a warmup). A one-weight model whose step moves the weight by exactly
+    the lr used (loss = weight, gradient 1, no momentum) shows the lr each step really used."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    schedule = fusedlr.schedules.warmup(fusedlr.schedules.constant(), steps=1000, start_factor=0.001)
+    optimizer = fusedlr.SGD(model.parameters(), lr=0.5, schedule=schedule)
+    weights = [0.0]
+    result = fusedlr.lr_find(model, optimizer, lambda out, target: out.sum() + 1000.0,
+                             [(torch.ones(1, 1), torch.zeros(1))], start_lr=1e-4, end_lr=1e-1, num_iter=20,
+                             progress=lambda i, lr, loss: weights.append(model.weight.item()))
+    used = [before - after for before, after in zip(weights, weights[1:])]
+    assert len(used) == 20 and used == pytest.approx(result.lrs, rel=1e-6)
+    group = optimizer.param_groups[0]
+    assert group["schedule"] == schedule and group["lr"] == 0.5
+    assert float(group["schedule_state"][0]) == 0.0  # the schedule's counter did not advance
+    assert model.weight.item() == 0.0

@@ -21,7 +21,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_kernel_level", &fusedlr::cpu::kernel_level,
         R"pbdoc(The SIMD level of the CPU SGD kernel in this process: "AVX512", "AVX2" or "DEFAULT".
 
-It follows the level torch runs at, so ATEN_CPU_CAPABILITY=default|avx2|avx512 selects it too.)pbdoc");
+It follows the level torch runs at, so ATEN_CPU_CAPABILITY=default|avx2|avx512 selects it too, but
+never goes above what the CPU supports (cpu_level()).)pbdoc");
+  m.def("cpu_level", &fusedlr::cpu::cpu_level,
+        R"pbdoc(The best SIMD level this CPU and OS support, asked of the CPU (cpuid/xgetbv): "AVX512", "AVX2" or "DEFAULT".)pbdoc");
+  m.def("_choose_cpu_level", &fusedlr::cpu::choose_level, py::arg("torch_level"), py::arg("cpu_level"),
+        R"pbdoc(The kernel level chosen when torch runs at torch_level on a CPU whose best is cpu_level (for tests).)pbdoc");
   fusedlr::bind_schedules(m);
   fusedlr::bind_sgd_group(m);
 }

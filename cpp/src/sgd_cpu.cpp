@@ -29,21 +29,55 @@ struct Level {
   const char* name;
 };
 
-// The SIMD level torch itself runs at (at::get_cpu_capability honours ATEN_CPU_CAPABILITY), or
-// the best one compiled into this build below it.
-Level select_level() {
-  const std::string torch_level = at::get_cpu_capability();
+/** SIMD levels, lowest first; a kernel compiled for one runs on any CPU that has it. */
+enum class SimdLevel : int { kDefault = 0, kAvx2 = 1, kAvx512 = 2 };
+
+const char* level_name(SimdLevel level) {
+  return level == SimdLevel::kAvx512 ? "AVX512" : level == SimdLevel::kAvx2 ? "AVX2" : "DEFAULT";
+}
+
+SimdLevel parse_level(const std::string& name) {
+  if (name == "AVX512") return SimdLevel::kAvx512;
+  if (name == "AVX2") return SimdLevel::kAvx2;
+  return SimdLevel::kDefault;
+}
+
+/**
+ * The best level this CPU and its operating system can run, asked of the CPU itself (cpuid, and
+ * xgetbv for the OS's vector state, through the compiler's CPU model). Each level needs every
+ * instruction set its kernel object is compiled with (FUSEDLR_FLAGS_<level> in CMakeLists.txt).
+ */
+SimdLevel cpu_max_level() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi") &&
+                    __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("lzcnt");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return avx512 ? SimdLevel::kAvx512 : avx2 ? SimdLevel::kAvx2 : SimdLevel::kDefault;
+#else
+  return SimdLevel::kDefault;
+#endif
+}
+
+/** The highest level compiled into this build that is at most `wanted`. */
+Level compiled_level_at_most(SimdLevel wanted) {
 #ifdef FUSEDLR_HAVE_AVX512
-  if (torch_level == "AVX512") return {&AVX512::sgd_span, "AVX512"};
+  if (wanted >= SimdLevel::kAvx512) return {&AVX512::sgd_span, "AVX512"};
 #endif
 #ifdef FUSEDLR_HAVE_AVX2
-  if (torch_level == "AVX512" || torch_level == "AVX2") return {&AVX2::sgd_span, "AVX2"};
+  if (wanted >= SimdLevel::kAvx2) return {&AVX2::sgd_span, "AVX2"};
 #endif
   return {&DEFAULT::sgd_span, "DEFAULT"};
 }
 
+// The level torch itself runs at (at::get_cpu_capability honours ATEN_CPU_CAPABILITY), but never
+// above what the CPU has: torch believes ATEN_CPU_CAPABILITY=avx512 on an AVX2-only CPU, and
+// our AVX-512 kernel would then die of SIGILL.
 const Level& level() {
-  static const Level chosen = select_level();
+  static const Level chosen = compiled_level_at_most(
+      std::min(parse_level(at::get_cpu_capability()), cpu_max_level()));
   return chosen;
 }
 
@@ -73,6 +107,12 @@ struct Staged {
 
 const char* kernel_level() { return level().name; }
 
+const char* cpu_level() { return level_name(cpu_max_level()); }
+
+const char* choose_level(const std::string& torch_level, const std::string& cpu_level) {
+  return compiled_level_at_most(std::min(parse_level(torch_level), parse_level(cpu_level))).name;
+}
+
 void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, at::TensorList steps,
               double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
               const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
@@ -86,7 +126,7 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
     ScheduleData data;
     read_schedule(*schedule, &data);
     double* state = static_cast<double*>(schedule_state->data_ptr());  // [step, lr, factor]
-    step_lr = schedule_lr(data, static_cast<int64_t>(state[0]), step_lr) * state[2];
+    step_lr = schedule_lr(data, schedule_counter_step(state[0]), step_lr) * state[2];
     state[1] = step_lr;
     state[0] += 1.0;
   }
@@ -106,51 +146,73 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
   args.grad_scale = args.unscale ? grad_scale->item<double>() : 1.0;
   const bool has_momentum = momentum != 0.0;
 
+  // `first` (the buffer's first step) is read for every tensor before any is stepped, so a
+  // parameter listed twice sees the same counter both times, as in torch's loop.
+  c10::SmallVector<bool, 64> first(n, false);
+  if (has_momentum)
+    for (size_t i = 0; i < n; ++i) first[i] = *static_cast<const float*>(steps[i].const_data_ptr()) == 0.f;
+
   c10::SmallVector<Piece, 64> pieces;
   c10::SmallVector<Staged, 4> staged;
-  pieces.reserve(n);
   int64_t total = 0;
-  for (size_t i = 0; i < n; ++i) {
+  // Tensor i as a flat piece of the virtual concatenation, through a contiguous copy (copied back
+  // by copy_back) when it is not flat and alike.
+  auto add_piece = [&](size_t i) {
     const at::Tensor& param = params[i];
     const int64_t numel = param.numel();
-    if (numel == 0) continue;
+    if (numel == 0) return;
     const at::Tensor& grad = grads[i];
     const at::Tensor* buf = has_momentum ? &momentum_buffers[i] : nullptr;
-    const bool first = has_momentum && *static_cast<const float*>(steps[i].const_data_ptr()) == 0.f;
     if (is_flat_alike(param, grad, buf)) {
       pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(param.data_ptr()),
                              static_cast<char*>(grad.data_ptr()), buf ? static_cast<char*>(buf->data_ptr()) : nullptr,
-                             numel, total, static_cast<int64_t>(param.element_size()), first});
+                             numel, total, static_cast<int64_t>(param.element_size()), first[i]});
     } else {
-      Staged s{param, grad, buf ? *buf : at::Tensor(), param.contiguous(), grad.contiguous(),
-               buf ? buf->contiguous() : at::Tensor()};
-      pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(s.param_c.data_ptr()),
-                             static_cast<char*>(s.grad_c.data_ptr()),
-                             buf ? static_cast<char*>(s.buf_c.data_ptr()) : nullptr, numel, total,
-                             static_cast<int64_t>(param.element_size()), first});
-      staged.push_back(std::move(s));
+      Staged st{param, grad, buf ? *buf : at::Tensor(), param.contiguous(), grad.contiguous(),
+                buf ? buf->contiguous() : at::Tensor()};
+      pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(st.param_c.data_ptr()),
+                             static_cast<char*>(st.grad_c.data_ptr()),
+                             buf ? static_cast<char*>(st.buf_c.data_ptr()) : nullptr, numel, total,
+                             static_cast<int64_t>(param.element_size()), first[i]});
+      staged.push_back(std::move(st));
     }
     total += numel;
-  }
-
-  const SpanFn span = level().fn;
-  at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
-    // The first piece that ends after `begin`.
-    auto it = std::upper_bound(pieces.begin(), pieces.end(), begin,
-                               [](int64_t pos, const Piece& p) { return pos < p.start + p.numel; });
-    for (; it != pieces.end() && it->start < end; ++it) {
-      const int64_t lo = std::max(begin, it->start) - it->start;
-      const int64_t hi = std::min(end, it->start + it->numel) - it->start;
-      const int64_t off = lo * it->itemsize;
-      span(it->dtype, it->param + off, it->grad + off, it->buf ? it->buf + off : nullptr, hi - lo, args,
-           it->first);
+  };
+  auto copy_back = [&]() {
+    for (Staged& st : staged) {
+      st.param.copy_(st.param_c);
+      if (st.buf.defined()) st.buf.copy_(st.buf_c);
+      if (args.unscale) st.grad.copy_(st.grad_c);
     }
-  });
+    staged.clear();
+  };
+  const SpanFn span = level().fn;
 
-  for (Staged& s : staged) {
-    s.param.copy_(s.param_c);
-    if (s.buf.defined()) s.buf.copy_(s.buf_c);
-    if (args.unscale) s.grad.copy_(s.grad_c);
+  if (written_tensors_may_overlap(params, grads, args.unscale)) {
+    // Tensors of the call share memory: parallel pieces would race on it. Step one tensor after
+    // another, in list order, on this thread, as torch's for-loop does (deterministic).
+    for (size_t i = 0; i < n; ++i) {
+      pieces.clear();
+      add_piece(i);
+      for (const Piece& pc : pieces) span(pc.dtype, pc.param, pc.grad, pc.buf, pc.numel, args, pc.first);
+      copy_back();
+    }
+  } else {
+    pieces.reserve(n);
+    for (size_t i = 0; i < n; ++i) add_piece(i);
+    at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
+      // The first piece that ends after `begin`.
+      auto it = std::upper_bound(pieces.begin(), pieces.end(), begin,
+                                 [](int64_t pos, const Piece& p) { return pos < p.start + p.numel; });
+      for (; it != pieces.end() && it->start < end; ++it) {
+        const int64_t lo = std::max(begin, it->start) - it->start;
+        const int64_t hi = std::min(end, it->start + it->numel) - it->start;
+        const int64_t off = lo * it->itemsize;
+        span(it->dtype, it->param + off, it->grad + off, it->buf ? it->buf + off : nullptr, hi - lo, args,
+             it->first);
+      }
+    });
+    copy_back();
   }
   if (has_momentum) {
     for (size_t i = 0; i < n; ++i) *static_cast<float*>(steps[i].data_ptr()) += 1.f;

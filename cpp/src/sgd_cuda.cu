@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(kBlockSize)
  */
 __global__ void advance_schedule(ScheduleData data, double* state, DeviceScalar base_tensor, double base_lr) {
   const double base = base_tensor.ptr != nullptr ? base_tensor.load() : base_lr;
-  state[1] = schedule_lr(data, static_cast<int64_t>(state[0]), base) * state[2];
+  state[1] = schedule_lr(data, schedule_counter_step(state[0]), base) * state[2];
   state[0] += 1.0;
 }
 
@@ -178,17 +178,25 @@ void sgd_cuda_(at::TensorList params, at::TensorList grads, at::TensorList momen
   const SgdCoeffs<double> coeffs{-lr, momentum, 1.0 - dampening, weight_decay, maximize ? -1.0 : 1.0,
                                  maximize, weight_decay != 0.0, has_momentum, nesterov};
   const DeviceScalar lr_s = device_scalar(lr_d), scale_s = device_scalar(scale_d), inf_s = device_scalar(inf_d);
-  // One launch per dtype present (mixed dtypes in one group are allowed).
-  for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
-    std::vector<int64_t> index;
-    for (size_t i = 0; i < n; ++i)
-      if (p[i].scalar_type() == dtype) index.push_back(static_cast<int64_t>(i));
-    if (index.empty()) continue;
+  auto launch = [&](at::ScalarType dtype, const std::vector<int64_t>& index) {
     switch (dtype) {
       case at::kFloat: launch_sgd<float>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
       case at::kDouble: launch_sgd<double>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
       case at::kHalf: launch_sgd<c10::Half>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
       default: launch_sgd<c10::BFloat16>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
+    }
+  };
+  if (written_tensors_may_overlap(params, grads, grad_scale.has_value())) {
+    // Tensors of the call share memory (a parameter listed twice): blocks of one launch would race
+    // on it. One launch per tensor, in list order; the stream runs them one after another.
+    for (size_t i = 0; i < n; ++i) launch(p[i].scalar_type(), {static_cast<int64_t>(i)});
+  } else {
+    // One launch per dtype present (mixed dtypes in one group are allowed).
+    for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
+      std::vector<int64_t> index;
+      for (size_t i = 0; i < n; ++i)
+        if (p[i].scalar_type() == dtype) index.push_back(static_cast<int64_t>(i));
+      if (!index.empty()) launch(dtype, index);
     }
   }
   for (size_t i : staged) {

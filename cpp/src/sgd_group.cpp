@@ -20,6 +20,7 @@ int64_t SgdGroup::step(double lr, double momentum, double dampening, double weig
                        bool maximize, const std::optional<at::Tensor>& lr_tensor,
                        const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
                        const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state) {
+  const std::lock_guard<std::mutex> lock(mutex_);
   const bool has_momentum = momentum != 0.0;
   if (has_momentum && buffers_.size() != params_.size()) return -1;
   const size_t n = params_.size();

@@ -10,6 +10,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -41,7 +42,10 @@ struct SgdGroup {
   int64_t release_grads(int64_t result);
 
   std::vector<at::Tensor> params_, buffers_, steps_;
-  // Scratch lists reused across steps (no allocation once they have grown).
+  // Scratch lists reused across steps (no allocation once they have grown). step() runs without
+  // the GIL, so two Python threads can step one optimizer at once: a user error, but it must not
+  // crash. The mutex makes such steps take turns (uncontended, it costs ~20 ns).
+  std::mutex mutex_;
   std::vector<at::Tensor> p_, g_, b_, s_;
 };
 

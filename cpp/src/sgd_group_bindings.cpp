@@ -6,27 +6,78 @@
 #include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include <memory>
+
 #include "sgd_group.h"
 
 namespace py = pybind11;
 
 namespace fusedlr {
+namespace {
+
+/**
+ * An SgdGroup and the Python objects of its parameters. Each step first checks, with the GIL,
+ * that the group's param list still holds exactly these objects (an in-place `params[i] = q`
+ * keeps the list's identity and length, so nothing else would notice); then steps without it.
+ */
+class BoundSgdGroup {
+ public:
+  BoundSgdGroup(const py::sequence& params, const std::vector<std::optional<at::Tensor>>& momentum_buffers,
+                const std::vector<std::optional<at::Tensor>>& steps)
+      : objects_(params), group_(std::make_unique<SgdGroup>(tensors(objects_), momentum_buffers, steps)) {}
+
+  /** SgdGroup::step for the group's current param list; -1 (nothing done) when it no longer holds our params. */
+  int64_t step(const py::handle& params, double lr, double momentum, double dampening, double weight_decay,
+               bool nesterov, bool maximize, const std::optional<at::Tensor>& lr_tensor,
+               const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
+               const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state) {
+    if (!holds_our_params(params)) return -1;
+    py::gil_scoped_release release;
+    return group_->step(lr, momentum, dampening, weight_decay, nesterov, maximize, lr_tensor, grad_scale,
+                        found_inf, schedule, schedule_state);
+  }
+
+  int64_t size() const { return group_->size(); }
+
+ private:
+  static std::vector<at::Tensor> tensors(const py::tuple& objects) {
+    std::vector<at::Tensor> out;
+    out.reserve(objects.size());
+    for (const py::handle o : objects) out.push_back(o.cast<at::Tensor>());
+    return out;
+  }
+
+  bool holds_our_params(const py::handle& params) const {
+    if (!PyList_Check(params.ptr())) return false;
+    const Py_ssize_t n = PyList_GET_SIZE(params.ptr());
+    if (n != PyTuple_GET_SIZE(objects_.ptr())) return false;
+    for (Py_ssize_t i = 0; i < n; ++i)
+      if (PyList_GET_ITEM(params.ptr(), i) != PyTuple_GET_ITEM(objects_.ptr(), i)) return false;
+    return true;
+  }
+
+  py::tuple objects_;
+  std::unique_ptr<SgdGroup> group_;  // holds a mutex: not movable
+};
+
+}  // namespace
 
 void bind_sgd_group(py::module_& m) {
-  py::class_<SgdGroup>(m, "SgdGroup", R"pbdoc(A param group's tensors held in C++ between steps.
+  py::class_<BoundSgdGroup>(m, "SgdGroup", R"pbdoc(A param group's tensors held in C++ between steps.
 
 Built by fusedlr.SGD from a group's params and their momentum buffers and step counters (None
-where a parameter has none yet); step() gathers the gradients and runs torch.ops.fusedlr.sgd_.)pbdoc")
-      .def(py::init<std::vector<at::Tensor>, const std::vector<std::optional<at::Tensor>>&,
+where a parameter has none yet); step(params, ...) checks that ``params`` (the group's list)
+still holds the same parameter objects, gathers the gradients and runs torch.ops.fusedlr.sgd_.)pbdoc")
+      .def(py::init<const py::sequence&, const std::vector<std::optional<at::Tensor>>&,
                     const std::vector<std::optional<at::Tensor>>&>(),
            py::arg("params"), py::arg("momentum_buffers"), py::arg("steps"))
-      .def("step", &SgdGroup::step, py::arg("lr"), py::arg("momentum"), py::arg("dampening"),
+      .def("step", &BoundSgdGroup::step, py::arg("params"), py::arg("lr"), py::arg("momentum"), py::arg("dampening"),
            py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"), py::arg("lr_tensor"),
            py::arg("grad_scale"), py::arg("found_inf"), py::arg("schedule"), py::arg("schedule_state"),
-           py::call_guard<py::gil_scoped_release>(),
            R"pbdoc(Step every parameter that has a gradient; returns how many, or -1 (nothing done) when
-the group must be rebuilt (a gradient without a momentum buffer yet, or a sparse gradient).)pbdoc")
-      .def("__len__", &SgdGroup::size);
+the group must be rebuilt: ``params`` no longer holds the same parameter objects, a gradient has
+no momentum buffer yet, or a gradient is sparse. Several threads may call it at once (they take turns).)pbdoc")
+      .def("__len__", &BoundSgdGroup::size);
 }
 
 }  // namespace fusedlr

@@ -166,7 +166,9 @@ def lr_find(
     when :math:`\hat m_i > \text{diverge} \cdot \min_{j \le i} \hat m_j` or the loss is not finite.
     Model parameters and buffers, the optimizer's state and param groups (lrs included) and the
     model's train/eval mode are put back exactly; the global RNG state is not touched beyond
-    what training draws.
+    what training draws. A :class:`fusedlr.SGD` schedule evaluated in the step
+    (``schedule=``) is switched off during the test, so every recorded lr is the lr the step
+    used; the suggestion is then the base (peak) lr to give that optimizer.
 
     Args:
         model: the model to probe (trained in place, then restored).
@@ -201,6 +203,9 @@ def lr_find(
     raw: list[float] = []
     diverged = False
     try:
+        for group in optimizer.param_groups:
+            if group.get("schedule") is not None:
+                group["schedule"] = None  # restored with the optimizer's state below
         model.train()
         average, best = 0.0, math.inf
         batches = _cycle(data)

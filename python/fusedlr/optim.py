@@ -189,6 +189,7 @@ class SGD(Optimizer):
         except (ValueError, TypeError, RuntimeError):
             self.param_groups.pop()  # a refused group leaves the optimizer as it was
             raise
+        self._prepare_schedule(len(self.param_groups) - 1, g)
 
     # -- state_dict interchange with torch.optim.SGD --------------------------------------------
 
@@ -211,7 +212,13 @@ class SGD(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As :meth:`torch.optim.Optimizer.load_state_dict`; accepts torch.optim.SGD's states.
-        A momentum buffer without a ``"step"`` (torch's format) counts as initialised."""
+        A momentum buffer without a ``"step"`` (torch's format) counts as initialised.
+
+        A state_dict is untrusted input (a checkpoint someone sent): every value that reaches the
+        step is checked (hyper-parameters, momentum buffers and their counters, a saved schedule
+        through the same validator as ``Schedule.__setstate__``, the schedule's counter), and a bad
+        one raises ``ValueError``/``TypeError`` naming it, leaving the optimizer as it was."""
+        state_dict = _with_schedules_restored(state_dict)  # raises before anything changes
         before = {"state": self.state, "param_groups": self.param_groups}  # load_state_dict rebinds both
         super().load_state_dict(state_dict)
         try:
@@ -227,20 +234,23 @@ class SGD(Optimizer):
                         f"shape {tuple(p.shape)}"
                     )
                 step = param_state.get("step")
-                value = 1.0 if step is None else float(step)
+                value = 1.0 if step is None else _loaded_counter(step, f"{_where(self.param_groups, p)}: step")
                 param_state["step"] = torch.tensor(value, dtype=torch.float32, device=p.device)
-        except ValueError:
+            for index, group in enumerate(self.param_groups):
+                where = f"fusedlr.SGD: loaded param group {index}"
+                try:
+                    _check_hyperparameters(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
+                                           group["nesterov"])
+                    _check_finite(group)
+                except (ValueError, TypeError) as error:
+                    raise type(error)(f"{where}: {error}") from None
+                if group.get("schedule_state") is not None:
+                    group["schedule_state"] = _loaded_schedule_state(group["schedule_state"], group, where)
+        except (ValueError, TypeError):
             self.__setstate__(before)  # a refused state_dict leaves the optimizer as it was
             raise
-        for group in self.param_groups:
-            saved = group.get("schedule")
-            if isinstance(saved, dict) and "fusedlr.Schedule" in saved:
-                schedule = Schedule.__new__(Schedule)
-                schedule.__setstate__(tuple(saved["fusedlr.Schedule"]))
-                group["schedule"] = schedule
-            state = group.get("schedule_state")
-            if isinstance(state, Tensor) and group["params"]:
-                group["schedule_state"] = state.to(device=group["params"][0].device, dtype=torch.float64)
+        for index, group in enumerate(self.param_groups):
+            self._prepare_schedule(index, group)
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -315,7 +325,7 @@ class SGD(Optimizer):
             tensors = dict(lr_tensor=lr_tensor, grad_scale=grad_scale, found_inf=found_inf,
                            schedule=None, schedule_state=None)
             if group["schedule"] is not None:
-                tensors["schedule"] = self._schedule_bytes(group["schedule"])
+                tensors["schedule"] = self._schedule_bytes(index, group["schedule"])
                 tensors["schedule_state"] = self._schedule_state(group)
             try:
                 if not compiling and self._step_cached_group(index, group, hyper, tensors):
@@ -362,13 +372,15 @@ class SGD(Optimizer):
 
     # -- the eager fast path: each group's tensors held in C++ between steps ---------------------
 
-    def _group_key(self, group: dict[str, Any]) -> tuple:
-        # What the cached lists depend on: the group's param list, whether it has momentum, and
-        # the optimizer state: the container (replaced by load_state_dict / __setstate__ or by
-        # assigning .state) and every assignment in it (counted by _State / _ParamState).
+    def _state_key(self, group: dict[str, Any]) -> tuple:
+        # What a cached SgdGroup depends on besides its parameters (which it checks itself, object
+        # by object, on every step): whether the group has momentum, and the optimizer state: the
+        # container itself (replaced by load_state_dict / __setstate__ or by assigning .state; held,
+        # not its id, which a new object could reuse) and every assignment in it (counted by
+        # _State / _ParamState).
         state = self.state
         version = state._version.value if isinstance(state, _State) else None
-        return (id(group["params"]), len(group["params"]), group["momentum"] != 0, id(state), version)
+        return (group["momentum"] != 0, state, version)
 
     def _cache_group(self, index: int, group: dict[str, Any]) -> None:
         """Hand the group's tensors to a native SgdGroup for later steps, when it can take them:
@@ -389,29 +401,40 @@ class SGD(Optimizer):
                 steps = [s.get("step") if b is not None else None for s, b in zip(states, buffers)]
             else:
                 buffers, steps = [], []
-            handle = _C.SgdGroup(list(params), buffers, steps)
-        cache[index] = (self._group_key(group), handle)
+            handle = _C.SgdGroup(params, buffers, steps)
+        cache[index] = (self._state_key(group), handle)
 
     def _step_cached_group(self, index: int, group: dict[str, Any], hyper: dict[str, Any],
                            tensors: dict[str, Tensor | None]) -> bool:
         cached = self.__dict__.get("_native_groups", {}).get(index)
-        if cached is None or cached[1] is None or cached[0] != self._group_key(group):
+        if cached is None or cached[1] is None:
+            return False
+        key = self._state_key(group)
+        if cached[0][0] != key[0] or cached[0][1] is not key[1] or cached[0][2] != key[2]:
             return False
         h, t = hyper, tensors
-        stepped = cached[1].step(h["lr"], h["momentum"], h["dampening"], h["weight_decay"], h["nesterov"],
-                                 h["maximize"], t["lr_tensor"], t["grad_scale"], t["found_inf"], t["schedule"],
-                                 t["schedule_state"])
+        stepped = cached[1].step(group["params"], h["lr"], h["momentum"], h["dampening"], h["weight_decay"],
+                                 h["nesterov"], h["maximize"], t["lr_tensor"], t["grad_scale"], t["found_inf"],
+                                 t["schedule"], t["schedule_state"])
         return stepped >= 0
 
     # -- the in-kernel schedule ----------------------------------------------------------------
 
-    def _schedule_bytes(self, schedule: Schedule) -> Tensor:
-        """The schedule's ScheduleData as a CPU uint8 tensor, made once per schedule object."""
+    def _prepare_schedule(self, index: int, group: dict[str, Any]) -> None:
+        """Make group ``index``'s schedule bytes and counter now (a group is added, a state loaded),
+        so that the first step finds them: it can then be traced by torch.compile as one graph."""
+        if isinstance(group.get("schedule"), Schedule):
+            self._schedule_bytes(index, group["schedule"])
+            self._schedule_state(group)
+
+    def _schedule_bytes(self, index: int, schedule: Schedule) -> Tensor:
+        """The schedule's ScheduleData as a CPU uint8 tensor, made once per schedule object and kept
+        per param group (assigning a new schedule every step replaces the entry: no growth)."""
         cache = self.__dict__.setdefault("_schedule_bytes_cache", {})
-        hit = cache.get(id(schedule))
+        hit = cache.get(index)
         if hit is None or hit[0] is not schedule:
             hit = (schedule, torch.frombuffer(bytearray(schedule.to_bytes()), dtype=torch.uint8))
-            cache[id(schedule)] = hit
+            cache[index] = hit
         return hit[1]
 
     def _schedule_state(self, group: dict[str, Any]) -> Tensor:
@@ -649,6 +672,58 @@ def _explain_bad_group(
                 f"{where}: its momentum_buffer (shape {tuple(buf.shape)}, {buf.dtype}, {buf.device}) does not match "
                 f"the parameter (shape {tuple(p.shape)}, {p.dtype}, {p.device}); was the parameter's .data replaced?"
             ) from error
+
+
+def _with_schedules_restored(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy of ``state_dict`` whose saved schedules (``{"fusedlr.Schedule": state}``) are
+    Schedule objects again, each through the one validator (``Schedule.__setstate__``)."""
+    groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+    if not isinstance(groups, (list, tuple)):
+        return state_dict  # torch's load_state_dict reports what is wrong with it
+    restored = []
+    for index, group in enumerate(groups):
+        saved = group.get("schedule") if isinstance(group, dict) else None
+        if saved is None or isinstance(saved, Schedule):
+            restored.append(group)
+            continue
+        where = f"fusedlr.SGD: loaded param group {index}: schedule"
+        if not (isinstance(saved, dict) and set(saved) == {"fusedlr.Schedule"}):
+            raise TypeError(f"{where} must be a saved fusedlr Schedule ({{'fusedlr.Schedule': state}}) or None, "
+                            f"got {type(saved).__name__}")
+        state = saved["fusedlr.Schedule"]
+        schedule = Schedule.__new__(Schedule)
+        try:
+            schedule.__setstate__(tuple(state) if isinstance(state, (list, tuple)) else state)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"{where}: {error}") from None
+        restored.append({**group, "schedule": schedule})
+    return {**state_dict, "param_groups": restored}
+
+
+def _loaded_counter(value: Any, where: str) -> float:
+    """A loaded momentum step counter: a finite number >= 0 (a number or a one-element tensor)."""
+    try:
+        count = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{where} must be a number or a one-element tensor, got {type(value).__name__}") from None
+    if not (math.isfinite(count) and count >= 0):
+        raise ValueError(f"{where} must be a finite count >= 0, got {count}")
+    return count
+
+
+def _loaded_schedule_state(state: Any, group: dict[str, Any], where: str) -> Tensor:
+    """A loaded in-kernel schedule counter [step, lr, factor], checked and put on the group's device
+    as float64: a whole step in [0, 2**62], a finite lr, a finite factor >= 0."""
+    if not isinstance(state, Tensor) or state.numel() != 3 or state.is_complex():
+        got = f"a tensor of {state.numel()} elements" if isinstance(state, Tensor) else type(state).__name__
+        raise TypeError(f"{where}: schedule_state must be a tensor of 3 real numbers [step, lr, factor], got {got}")
+    step, lr, factor = state.detach().to(device="cpu", dtype=torch.float64).reshape(3).tolist()
+    if not (math.isfinite(step) and 0 <= step <= 2.0**62 and step == int(step)):
+        raise ValueError(f"{where}: schedule_state step must be a whole number in [0, 2**62], got {step}")
+    if not (math.isfinite(lr) and math.isfinite(factor) and factor >= 0):
+        raise ValueError(f"{where}: schedule_state lr and factor must be finite (factor >= 0), got {lr}, {factor}")
+    device = group["params"][0].device if group["params"] else state.device
+    return torch.tensor([step, lr, factor], dtype=torch.float64, device=device)
 
 
 def _where(param_groups: list[dict[str, Any]], p: Tensor) -> str:
