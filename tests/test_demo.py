@@ -156,3 +156,280 @@ def test_console_script_runs_the_demo_cli(capsys):
         script.load()(["--help"])
     assert exit_info.value.code == 0
     assert "--scheduler" in capsys.readouterr().out
+
+
+# --- No input ends in a traceback: bad arguments, damaged data and unwritable output are one line, exit 2,
+# found before any training; a run whose loss stops being finite stops with a message, exit 1.
+
+
+def tiny_dataset(n_train: int = 128, n_test: int = 32) -> data.Dataset:
+    """Random images: enough for a run to finish in a blink, so a missing check would show as written files."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(n):
+        return data.Split(torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+    return data.Dataset("tiny", "memory", split(n_train), split(n_test))
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """cli.main in this process: (exit status, stdout, stderr), argparse's SystemExit included."""
+    try:
+        status = cli.main(args)
+    except SystemExit as exit_info:
+        status = exit_info.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_error_line(err: str, message: str) -> None:
+    assert "Traceback" not in err, err
+    error_lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and message in error_lines[0], err
+    assert err.splitlines()[-1] == error_lines[0]  # argparse may print its usage first, nothing after
+
+
+BAD_ARGUMENTS = [
+    # args, a part of the message (only the argument's name where the message is a fusedlr class's own)
+    (["--epochs", "0"], "argument --epochs: must be a positive whole number, got '0'"),
+    (["--epochs", "-3"], "argument --epochs: must be a positive whole number, got '-3'"),
+    (["--epochs", "2.5"], "argument --epochs: must be a whole number, got '2.5'"),
+    (["--epochs", str(10**19)], "argument --epochs: must be a whole number of at most 10**9"),
+    (["--scheduler", "warm-restarts", "--t0", str(2**62)], "argument --t0: must be a whole number of at most 10**9"),
+    (["--batch-size", "0"], "argument --batch-size: must be a positive whole number"),
+    (["--batch-size", "-64"], "argument --batch-size: must be a positive whole number"),
+    (["--lr", "-0.1"], "Invalid learning rate: -0.1"),
+    (["--lr", "-0.1", "--optimizer", "torch"], "Invalid learning rate: -0.1"),
+    (["--lr", "nan"], "argument --lr: must be a finite number, got 'nan'"),
+    (["--lr", "inf", "--optimizer", "torch"], "argument --lr: must be a finite number, got 'inf'"),
+    (["--lr", "fast"], "argument --lr: must be a number, got 'fast'"),
+    (["--momentum", "-0.5"], "Invalid momentum value: -0.5"),
+    (["--momentum", "nan"], "argument --momentum: must be a finite number"),
+    (["--seed", str(2**64)], "argument --seed: must be a whole number from -2**63 to 2**64 - 1"),
+    (["--scheduler", "multistep", "--milestones", "a,b"], "argument --milestones: must be epochs >= 0 separated by commas"),
+    (["--scheduler", "multistep", "--milestones", "-1"], "argument --milestones: must be epochs >= 0"),
+    (["--scheduler", "multistep", "--milestones", f"5,{10**19}"], "argument --milestones: must be epochs"),
+    (["--step-size", "0"], "step: step_size must be"),
+    (["--gamma", "0"], "step: gamma must be"),
+    (["--scheduler", "exponential", "--gamma", "0"], "exponential: gamma must be"),
+    (["--scheduler", "warm-restarts", "--t-mult", "0.5"], "T_mult"),
+    (["--scheduler", "warm-restarts", "--t0", "0"], "warm-restarts: t0 must be a positive number of epochs, got 0"),
+    (["--scheduler", "cyclic", "--cycle-epochs", "-4"], "cyclic: cycle_epochs must be a positive number of epochs"),
+    (["--scheduler", "cyclic", "--base-lr", "0.5"], "max_lr must be"),
+    (["--scheduler", "wsd", "--decay-fraction", "1.5"], "wsd: decay_fraction must be in (0, 1], got 1.5"),
+    (["--scheduler", "warmup-cosine", "--warmup-epochs", "-1"], "warmup-cosine: warmup_epochs must be >= 0"),
+    (["--scheduler", "warmup-cosine", "--warmup-epochs", "1e308"], "a length of 1e+308 epochs is too long"),
+    (["--scheduler", "linear", "--lr", "0"], "linear: lr must be > 0"),
+    (["--scheduler", "cosine", "--eta-min", "-1"], "argument --eta-min: must be >= 0, got '-1'"),
+    (["--scheduler", "plateau", "--factor", "1.5"], "Factor should be < 1.0"),
+    (["--scheduler", "plateau", "--factor", "-0.5"], "argument --factor: must be >= 0"),
+    (["--scheduler", "plateau", "--patience", "-1"], "argument --patience: must be a whole number >= 0"),
+    (["--scheduler", "time-based", "--decay", "-1"], "decay_rate must be"),
+    (["--compare", "step,bogus"], "argument --compare: unknown schedule(s) 'bogus'"),
+    (["--compare", "step,,cosine"], "argument --compare: unknown schedule(s) ''"),
+    (["--compare", "step,step"], "argument --compare: names a schedule twice"),
+    # the second run is refused before the first one trains
+    (["--compare", "step,warm-restarts", "--t-mult", "0.5"], "warm-restarts schedule: "),
+    (["--lr-find", "--lr-find-iters", "1"], "--lr-find-iters: num_iter must be"),
+    (["--lr-find", "--lr", "-1"], "Invalid learning rate: -1.0"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
+def test_a_bad_argument_is_one_error_line_and_exit_2_before_any_training(tmp_path, monkeypatch, capsys, args,
+                                                                         message):
+    monkeypatch.setattr(data, "load", lambda *a, **k: tiny_dataset())
+    out = tmp_path / "out"
+    status, stdout, stderr = run_cli([*args, "--epochs", "1", "--out", str(out)] if "--epochs" not in args
+                                     else [*args, "--out", str(out)], capsys)
+    assert status == 2
+    assert_one_error_line(stderr, message)
+    assert "Epoch " not in stdout and "LR range test" not in stdout
+    assert files_under(out) == []
+
+
+def test_the_tiny_dataset_of_the_bad_argument_table_trains(tmp_path, monkeypatch, capsys):
+    """The table's runs would finish and write files if a check were missing (so its tests can fail)."""
+    monkeypatch.setattr(data, "load", lambda *a, **k: tiny_dataset())
+    status, stdout, _ = run_cli(["--compare", "step,warm-restarts", "--epochs", "1", "--out", str(tmp_path)], capsys)
+    assert status == 0 and stdout.count("Epoch 1/1") == 2
+    assert files_under(tmp_path) == ["compare.png", "step/metrics.json", "step/training.png",
+                                     "warm-restarts/metrics.json", "warm-restarts/training.png"]
+
+
+@pytest.mark.parametrize("args", [["--epochs", "0"], ["--lr", "nan"]])
+def test_a_bad_argument_in_a_fresh_process_exits_2_without_a_traceback(tmp_path, args):
+    out = subprocess.run([sys.executable, "-m", "fusedlr.demo", *args, "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert_one_error_line(out.stderr, f"argument {args[0]}:")
+    assert files_under(tmp_path) == []
+
+
+def write_mnist_folder(root: Path, n_train: int = 640, n_test: int = 64, compress: bool = False,
+                       **replace: np.ndarray) -> None:
+    """A valid folder of the four IDX files with small random data; ``replace`` swaps one array (by key)."""
+    rng = np.random.default_rng(0)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, (n_train,), dtype=np.uint8),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, (n_test,), dtype=np.uint8)}
+    root.mkdir(parents=True, exist_ok=True)
+    for stem, array in arrays.items():
+        write_idx(root / stem, replace.get(stem.replace("-", "_"), array), compress)
+
+
+def _truncate(path: Path, keep: float) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+
+
+def _labels(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.uint8)
+
+
+CORRUPT_FOLDERS = {
+    # name: (how to build the folder in root, the file named in the message, a part of the message)
+    "truncated raw file": (lambda root: (write_mnist_folder(root),
+                                         _truncate(root / "train-images-idx3-ubyte", 0.9)),
+                           "train-images-idx3-ubyte", "(truncated or damaged)"),
+    "truncated gz": (lambda root: (write_mnist_folder(root, compress=True),
+                                   _truncate(root / "t10k-images-idx3-ubyte.gz", 0.5)),
+                     "t10k-images-idx3-ubyte.gz", "not a complete gzip file"),
+    "not gzip at all": (lambda root: (write_mnist_folder(root, compress=True),
+                                      (root / "t10k-labels-idx1-ubyte.gz").write_bytes(b"plain text, not gzip")),
+                        "t10k-labels-idx1-ubyte.gz", "not a complete gzip file"),
+    "bad magic": (lambda root: (write_mnist_folder(root),
+                                (root / "train-labels-idx1-ubyte").write_bytes(
+                                    b"\x1f\x8b\x08\x00" + (root / "train-labels-idx1-ubyte").read_bytes()[4:])),
+                  "train-labels-idx1-ubyte", "not an IDX file (magic 1f8b0800)"),
+    "header cut short": (lambda root: (write_mnist_folder(root),
+                                       (root / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00\x00")),
+                         "train-images-idx3-ubyte", "truncated IDX header"),
+    "label 200": (lambda root: write_mnist_folder(root, train_labels_idx1_ubyte=_labels([3] * 639 + [200])),
+                  "train-labels-idx1-ubyte", "labels must be 0..9, found 200 at index 639"),
+    "14x14 images": (lambda root: write_mnist_folder(
+                         root, t10k_images_idx3_ubyte=np.zeros((64, 14, 14), dtype=np.uint8)),
+                     "t10k-images-idx3-ubyte", "images must be 28x28"),
+    "int32 images": (lambda root: write_mnist_folder(
+                         root, t10k_images_idx3_ubyte=np.zeros((64, 28, 28), dtype=">i4")),
+                     "t10k-images-idx3-ubyte", "images must be 28x28 unsigned bytes"),
+    "more labels than images": (lambda root: write_mnist_folder(root, t10k_labels_idx1_ubyte=_labels([1] * 65)),
+                                "t10k-labels-idx1-ubyte", "holds 65 labels but"),
+    "600 labels for 640 images": (lambda root: write_mnist_folder(root, train_labels_idx1_ubyte=_labels([1] * 600)),
+                                  "train-labels-idx1-ubyte", "holds 600 labels but"),
+    "no images": (lambda root: write_mnist_folder(root, n_test=0), "t10k-images-idx3-ubyte", "holds no images"),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPT_FOLDERS)
+def test_a_corrupt_data_folder_is_one_error_line_and_exit_2(tmp_path, capsys, case):
+    build, file_name, message = CORRUPT_FOLDERS[case]
+    build(tmp_path / "data")
+    out = tmp_path / "out"
+    status, stdout, stderr = run_cli(["--data-root", str(tmp_path / "data"), "--no-download", "--epochs", "1",
+                                      "--out", str(out)], capsys)
+    assert status == 2
+    assert_one_error_line(stderr, message)
+    assert file_name in stderr
+    assert "Epoch " not in stdout and files_under(out) == []
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_the_valid_folder_of_the_corrupt_data_table_trains(tmp_path, capsys, compress):
+    write_mnist_folder(tmp_path / "data", compress=compress)
+    status, stdout, stderr = run_cli(["--data-root", str(tmp_path / "data"), "--no-download", "--epochs", "1",
+                                      "--out", str(tmp_path / "out")], capsys)
+    assert status == 0, stderr
+    assert "(640 train / 64 test images)" in stdout and "Epoch 1/1" in stdout
+
+
+def test_a_corrupt_data_folder_in_a_fresh_process_exits_2_without_a_traceback(tmp_path):
+    write_mnist_folder(tmp_path / "data", compress=True)
+    _truncate(tmp_path / "data" / "train-images-idx3-ubyte.gz", 0.5)
+    out = subprocess.run([sys.executable, "-m", "fusedlr.demo", "--data-root", str(tmp_path / "data"),
+                          "--no-download", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2
+    assert_one_error_line(out.stderr, "train-images-idx3-ubyte.gz: not a complete gzip file")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+UNWRITABLE_OUT = {  # where: the arguments, given tmp_path holding a regular file named "cosine"
+    "a file": lambda tmp: ["--out", str(tmp / "cosine")],
+    "under a file": lambda tmp: ["--out", str(tmp / "cosine" / "out")],
+    "the second run's folder is a file": lambda tmp: ["--compare", "step,cosine", "--out", str(tmp)],
+    "lr-find into a file": lambda tmp: ["--lr-find", "--out", str(tmp / "cosine")],
+}
+
+
+@pytest.mark.parametrize("where", UNWRITABLE_OUT)
+def test_an_unwritable_out_fails_before_training(tmp_path, monkeypatch, capsys, where):
+    monkeypatch.setattr(data, "load", lambda *a, **k: tiny_dataset())
+    (tmp_path / "cosine").write_text("not a folder")
+    status, stdout, stderr = run_cli([*UNWRITABLE_OUT[where](tmp_path), "--epochs", "1"], capsys)
+    assert status == 2
+    assert_one_error_line(stderr, "cannot write in --out folder")
+    assert "Epoch " not in stdout and "LR range test" not in stdout
+    assert files_under(tmp_path) == ["cosine"]  # nothing written
+
+
+def test_a_diverging_run_stops_with_a_message_and_leaves_strict_json(tmp_path, fashion_mnist, monkeypatch, capsys):
+    small = data.Dataset(fashion_mnist.name, fashion_mnist.source,
+                         data.Split(fashion_mnist.train.images[:640], fashion_mnist.train.labels[:640]),
+                         data.Split(fashion_mnist.test.images[:1000], fashion_mnist.test.labels[:1000]))
+    monkeypatch.setattr(data, "load", lambda *a, **k: small)
+    status, stdout, stderr = run_cli(["--lr", "1e30", "--epochs", "3", "--out", str(tmp_path)], capsys)
+    assert status == 1
+    assert_one_error_line(stderr, "training diverged at epoch 1 (loss nan); try a smaller --lr")
+    assert "Training finished!" not in stdout and "Epoch 2/3" not in stdout
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    assert [e["epoch"] for e in metrics["epochs"]] == [1] and metrics["epochs"][0]["loss"] is None
+    assert (tmp_path / "training.png").read_bytes()[:4] == b"\x89PNG"
+    assert files_under(tmp_path) == ["metrics.json", "training.png"]  # no temporary file left behind
+
+
+def test_lr_find_with_too_few_iterations_to_suggest_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "load", lambda *a, **k: tiny_dataset())
+    status, stdout, stderr = run_cli(["--lr-find", "--lr-find-iters", "2", "--out", str(tmp_path)], capsys)
+    assert status == 0 and stderr == ""
+    assert "Suggested learning rate: none (too few iterations to tell; try more --lr-find-iters)" in stdout
+    assert json.loads((tmp_path / "lr_find.json").read_text())["valley"] is None
+    assert files_under(tmp_path) == ["lr_find.json", "lr_find.png"]
+
+
+def test_metrics_are_strict_json_and_replace_the_old_file_whole(tmp_path):
+    from fusedlr.demo.report import write_atomically, write_metrics
+    from fusedlr.demo.train import EpochMetrics, RunResult
+
+    path = tmp_path / "metrics.json"
+    result = RunResult({"lr": float("inf")}, "tiny", [EpochMetrics(1, float("nan"), 0.1, 0.5, 1.0)],
+                       [0.1, float("-inf")])
+    write_metrics(result, path)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["epochs"][0]["loss"] is None and json.loads(text)["lr_per_step"] == [0.1, None]
+
+    def half_then_fail(tmp: Path) -> None:
+        tmp.write_text(text[: len(text) // 2])
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(path, half_then_fail)
+    assert path.read_text() == text and files_under(tmp_path) == ["metrics.json"]
+
+
+def test_gamma_is_taken_as_given():
+    """--gamma 0.5 decays by 0.5 (and 0, refused above, was silently taken as the default 0.1)."""
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+    stepper = make_scheduler(SchedulerConfig(name="step", step_size=1, gamma=0.5), opt, epochs=2, steps_per_epoch=1)
+    stepper.after_epoch(metric=1.0)
+    assert opt.param_groups[0]["lr"] == 0.5

@@ -1,16 +1,105 @@
-"""Command line of the demo: ``python -m fusedlr.demo`` (also the ``fusedlr-demo`` script)."""
+"""Command line of the demo: ``python -m fusedlr.demo`` (also the ``fusedlr-demo`` script).
+
+No input ends in a traceback. A bad argument, a damaged data file or an output folder that cannot
+be written is one line on stderr and exit status 2, found before any training: argparse checks
+types and the ranges no class checks, and each run's model, optimizer and schedule are built
+(``train.prepare``, where fusedlr's classes check their arguments) before the first one trains.
+Missing data is exit status 1, and so is a run whose loss stops being finite.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from . import data as datamod
-from .report import plot_runs, write_metrics
+from .report import plot_runs, write_json, write_metrics
 from .schedulers import SCHEDULERS, SchedulerConfig
-from .train import RunConfig, train
+from .train import Diverged, RunConfig, fit, prepare
+
+
+# argparse types: each turns a bad value into argparse's one-line "error: argument --x: ..." (exit 2).
+
+# Whole numbers are counts (epochs, batch size, iterations): one beyond this is a typo, and once
+# converted to optimizer steps it would overflow the native schedules' 64-bit step counts.
+_MAX_COUNT = 10**9
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+
+
+def _int(text: str) -> int:
+    value = _parse_int(text)
+    if abs(value) > _MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at most 10**9, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _parse_int(text)
+    if not -(2**63) <= value < 2**64:  # what torch.manual_seed takes
+        raise argparse.ArgumentTypeError(f"must be a whole number from -2**63 to 2**64 - 1, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    # For the lr floors and factors the schedule classes accept below 0 (as torch's do): a
+    # negative lr would only be refused by the optimizer's step, in the middle of training.
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _milestones(text: str) -> list[int]:
+    # Epochs >= 0: MultiStepLR, like torch's, accepts a negative milestone and never reaches it.
+    try:
+        return [_non_negative_int(m) for m in text.split(",") if m.strip()]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be epochs >= 0 separated by commas, like 10,15; got {text!r}") from None
+
+
+def _schedule_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    unknown = [n for n in names if n not in SCHEDULERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown schedule(s) {', '.join(map(repr, unknown))}; "
+                                         f"choose from {', '.join(sorted(SCHEDULERS))}")
+    if len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"names a schedule twice: {text!r}")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,37 +110,41 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--scheduler", default="step", choices=sorted(SCHEDULERS), help="learning-rate schedule")
-    ap.add_argument("--compare", metavar="A,B,C", help="train with each of these schedules and plot them together")
+    ap.add_argument("--compare", metavar="A,B,C", type=_schedule_names,
+                    help="train with each of these schedules and plot them together")
     ap.add_argument("--optimizer", default="fusedlr", choices=["fusedlr", "torch"])
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=0.1, help="base (peak) learning rate")
-    ap.add_argument("--momentum", type=float, default=0.9)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=_positive_int, default=20)
+    ap.add_argument("--batch-size", type=_positive_int, default=64)
+    ap.add_argument("--lr", type=_finite_float, default=0.1, help="base (peak) learning rate")
+    ap.add_argument("--momentum", type=_finite_float, default=0.9)
+    ap.add_argument("--seed", type=_seed, default=0)
     ap.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     ap.add_argument("--data-root", help="a folder with the four IDX files, or a torchvision dataset root")
     ap.add_argument("--no-download", action="store_true", help="never try to download")
     ap.add_argument("--out", default="out/demo", help="where metrics.json and the plots go")
     ap.add_argument("--lr-find", action="store_true",
                     help="run the learning-rate range test on the demo model instead of training")
-    ap.add_argument("--lr-find-iters", type=int, default=100, help="iterations of the range test")
+    ap.add_argument("--lr-find-iters", type=_int, default=100, help="iterations of the range test")
     ap.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bar (default: when stderr is a terminal)")
     g = ap.add_argument_group("schedule parameters (epochs are converted to optimizer steps where a schedule is per step)")
-    g.add_argument("--step-size", type=int, default=10, help="step: epochs between decays")
-    g.add_argument("--gamma", type=float, default=None, help="step/multistep: 0.1; exponential: 0.8 (per epoch)")
-    g.add_argument("--milestones", default="10,15", help="multistep: epochs where lr is multiplied by gamma")
-    g.add_argument("--eta-min", type=float, default=0.0, help="cosine family: final/minimum lr")
-    g.add_argument("--t0", type=int, default=5, help="warm-restarts: epochs of the first cycle")
-    g.add_argument("--t-mult", type=float, default=2.0, help="warm-restarts: cycle growth factor")
-    g.add_argument("--base-lr", type=float, default=None, help="cyclic: lower lr (default lr/10)")
-    g.add_argument("--cycle-epochs", type=float, default=4.0, help="cyclic: epochs per full cycle")
+    g.add_argument("--step-size", type=_int, default=10, help="step: epochs between decays")
+    g.add_argument("--gamma", type=_finite_float, default=None,
+                   help="step/multistep: 0.1; exponential: 0.8 (per epoch)")
+    g.add_argument("--milestones", type=_milestones, default="10,15",
+                   help="multistep: epochs where lr is multiplied by gamma")
+    g.add_argument("--eta-min", type=_non_negative_float, default=0.0, help="cosine family: final/minimum lr")
+    g.add_argument("--t0", type=_int, default=5, help="warm-restarts: epochs of the first cycle")
+    g.add_argument("--t-mult", type=_finite_float, default=2.0, help="warm-restarts: cycle growth factor")
+    g.add_argument("--base-lr", type=_finite_float, default=None, help="cyclic: lower lr (default lr/10)")
+    g.add_argument("--cycle-epochs", type=_finite_float, default=4.0, help="cyclic: epochs per full cycle")
     g.add_argument("--cyclic-mode", default="triangular", choices=["triangular", "triangular2", "exp_range"])
-    g.add_argument("--warmup-epochs", type=float, default=1.0, help="warmup-cosine, wsd, inverse-sqrt: warmup length")
-    g.add_argument("--decay", type=float, default=0.5, help="time-based: k in lr/(1+k*epoch)")
-    g.add_argument("--decay-fraction", type=float, default=0.2, help="wsd: fraction of training spent decaying")
-    g.add_argument("--factor", type=float, default=0.1, help="plateau: lr factor on a plateau")
-    g.add_argument("--patience", type=int, default=2, help="plateau: epochs without improvement")
+    g.add_argument("--warmup-epochs", type=_finite_float, default=1.0,
+                   help="warmup-cosine, wsd, inverse-sqrt: warmup length")
+    g.add_argument("--decay", type=_finite_float, default=0.5, help="time-based: k in lr/(1+k*epoch)")
+    g.add_argument("--decay-fraction", type=_finite_float, default=0.2, help="wsd: fraction of training spent decaying")
+    g.add_argument("--factor", type=_non_negative_float, default=0.1, help="plateau: lr factor on a plateau")
+    g.add_argument("--patience", type=_non_negative_int, default=2, help="plateau: epochs without improvement")
     return ap
 
 
@@ -60,7 +153,7 @@ def scheduler_config(name: str, args: argparse.Namespace) -> SchedulerConfig:
         name=name,
         step_size=args.step_size,
         gamma=args.gamma,
-        milestones=[int(m) for m in args.milestones.split(",") if m.strip()],
+        milestones=args.milestones,
         eta_min=args.eta_min,
         t0=args.t0,
         t_mult=args.t_mult,
@@ -75,67 +168,115 @@ def scheduler_config(name: str, args: argparse.Namespace) -> SchedulerConfig:
     )
 
 
+def _fail(message: object, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+def _unwritable(folders: list[Path]) -> str | None:
+    """Why a file cannot be written in one of ``folders`` (each created if missing), or None."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except FileExistsError:
+            return f"cannot write in --out folder {folder} (it is a file, not a folder)"
+        except OSError as error:
+            return f"cannot write in --out folder {folder} ({error.strerror or error})"
+    return None
+
+
 def run_lr_find(dataset: datamod.Dataset, args: argparse.Namespace, out: Path) -> int:
     """The range test on the demo's model, optimizer and data; writes lr_find.png and lr_find.json."""
-    import json
-
     import torch
 
     import fusedlr
 
     from .model import SimpleNet
+    from .report import write_atomically
     from .train import batches, make_optimizer
 
     torch.manual_seed(args.seed)
     model = SimpleNet()
-    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
-    result = fusedlr.lr_find(model, optimizer, torch.nn.functional.cross_entropy,
-                             batches(dataset.train, args.batch_size, args.seed), num_iter=args.lr_find_iters)
-    out.mkdir(parents=True, exist_ok=True)
-    result.plot(out / "lr_find.png", title=f"{dataset.name}: SimpleNet, {args.optimizer} SGD momentum {args.momentum}")
-    (out / "lr_find.json").write_text(json.dumps({
-        "config": result.config, "lrs": result.lrs, "losses": result.losses, "raw_losses": result.raw_losses,
-        "valley": result.valley, "steepest": result.steepest, "diverged": result.diverged}, indent=1))
+    try:
+        optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
+    except (ValueError, TypeError) as error:
+        return _fail(error, 2)
+    problem = _unwritable([out])
+    if problem:
+        return _fail(problem, 2)
+    try:  # lr_find checks its arguments (only num_iter comes from the user) before its first iteration
+        result = fusedlr.lr_find(model, optimizer, torch.nn.functional.cross_entropy,
+                                 batches(dataset.train, args.batch_size, args.seed), num_iter=args.lr_find_iters)
+    except ValueError as error:
+        return _fail(f"--lr-find-iters: {error}", 2)
+    title = f"{dataset.name}: SimpleNet, {args.optimizer} SGD momentum {args.momentum}"
+    write_atomically(out / "lr_find.png", lambda tmp: result.plot(tmp, title=title))
+    write_json({"config": result.config, "lrs": result.lrs, "losses": result.losses,
+                "raw_losses": result.raw_losses, "valley": result.valley, "steepest": result.steepest,
+                "diverged": result.diverged}, out / "lr_find.json")
     stop = "stopped when the loss diverged" if result.diverged else "ran every iteration"
     print(f"LR range test: {len(result.lrs)} iterations from {result.lrs[0]:.1e} to {result.lrs[-1]:.1e} ({stop})")
-    print(f"Suggested learning rate: {result.valley:.3g} (valley), {result.steepest:.3g} (steepest descent)")
+    if result.valley is None and result.steepest is None:
+        print("Suggested learning rate: none (too few iterations to tell; try more --lr-find-iters)")
+    else:
+        print("Suggested learning rate: " + ", ".join(
+            f"{lr:.3g} ({how})" for lr, how in ((result.valley, "valley"), (result.steepest, "steepest descent"))
+            if lr is not None))
     print(f"(wrote {out}/lr_find.png and lr_find.json)")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    names = [n.strip() for n in args.compare.split(",")] if args.compare else [args.scheduler]
-    unknown = [n for n in names if n not in SCHEDULERS]
-    if unknown:
-        print(f"error: unknown schedule(s) {', '.join(unknown)}; choose from {', '.join(sorted(SCHEDULERS))}",
-              file=sys.stderr)
-        return 2
+    names = args.compare or [args.scheduler]
     try:
         dataset = datamod.load(args.dataset, args.data_root, download=not args.no_download)
     except datamod.DataUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return _fail(error, 1)
+    except datamod.InvalidData as error:
+        return _fail(error, 2)
     print(f"Data: {dataset.name} from {dataset.source} ({len(dataset.train.labels)} train / "
           f"{len(dataset.test.labels)} test images)")
 
     out = Path(args.out)
     if args.lr_find:
         return run_lr_find(dataset, args, out)
-    results = {}
+    # Every run is set up, and the output folders checked, before the first one trains.
+    which = {name: f"{name} schedule: " if len(names) > 1 else "" for name in names}  # for messages
+    runs = {}
     for name in names:
         config = RunConfig(scheduler=scheduler_config(name, args), optimizer=args.optimizer, epochs=args.epochs,
                            batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, seed=args.seed,
                            progress=args.progress)
+        try:
+            runs[name] = prepare(dataset, config)
+        except (ValueError, TypeError) as error:
+            return _fail(f"{which[name]}{error}", 2)
+    run_dirs = {name: out / name if len(names) > 1 else out for name in names}
+    problem = _unwritable([out, *run_dirs.values()])
+    if problem:
+        return _fail(problem, 2)
+
+    results = {}
+    for name, run in runs.items():
         if len(names) > 1:
             print(f"--- {name} ---")
         started = time.perf_counter()
-        result = train(dataset, config)
-        results[name] = result
-        run_dir = out / name if len(names) > 1 else out
+        run_dir = run_dirs[name]
+        diverged = None
+        try:
+            result = fit(run, dataset)
+        except Diverged as error:  # keep what it learned up to there, then stop
+            result, diverged = error.result, error
         write_metrics(result, run_dir / "metrics.json")
         plot_runs({name: result}, run_dir / "training.png",
                   title=f"{dataset.name}, {args.optimizer} SGD, {name} schedule")
+        if diverged is not None:
+            return _fail(f"{which[name]}{diverged}; try a smaller --lr (wrote {run_dir}/metrics.json and "
+                         f"training.png)", 1)
+        results[name] = result
         print(f"({name}: {time.perf_counter() - started:.1f}s, final test accuracy "
               f"{result.epochs[-1].test_accuracy:.4f}; wrote {run_dir}/metrics.json and training.png)")
     if len(names) > 1:

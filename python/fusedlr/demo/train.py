@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,7 @@ import fusedlr
 
 from .data import Dataset, Split
 from .model import SimpleNet
-from .schedulers import SchedulerConfig, make_scheduler
+from .schedulers import SchedulerConfig, Stepper, make_scheduler
 
 
 @dataclass
@@ -44,6 +45,26 @@ class RunResult:
     dataset: str
     epochs: list[EpochMetrics]
     lr_per_step: list[float]
+
+
+class Diverged(RuntimeError):
+    """The training loss stopped being finite; ``result`` holds the epochs up to and with that one."""
+
+    def __init__(self, result: RunResult) -> None:
+        last = result.epochs[-1]
+        super().__init__(f"training diverged at epoch {last.epoch} (loss {last.loss})")
+        self.result = result
+
+
+@dataclass
+class Run:
+    """A run set up and ready to train: the model, its optimizer and its schedule."""
+
+    config: RunConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Stepper
+    steps_per_epoch: int
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float) -> torch.optim.Optimizer:
@@ -91,15 +112,34 @@ def batches(split: Split, batch_size: int, seed: int):
     return Batches()
 
 
-def train(data: Dataset, config: RunConfig, log=print) -> RunResult:
-    """Train SimpleNet on ``data`` with ``config``; one line per epoch through ``log``."""
+def prepare(data: Dataset, config: RunConfig) -> Run:
+    """Build the model, optimizer and schedule of a run, before any training.
+
+    Every argument the optimizer and the schedule classes refuse raises here (ValueError or
+    TypeError naming it), so a caller can check several runs before training any.
+    """
     torch.manual_seed(config.seed)
     model = SimpleNet()
-    criterion = nn.CrossEntropyLoss()
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum)
-    n = len(data.train.labels)
-    steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
+    steps_per_epoch = (len(data.train.labels) + config.batch_size - 1) // config.batch_size
     scheduler = make_scheduler(config.scheduler, optimizer, epochs=config.epochs, steps_per_epoch=steps_per_epoch)
+    return Run(config, model, optimizer, scheduler, steps_per_epoch)
+
+
+def train(data: Dataset, config: RunConfig, log=print) -> RunResult:
+    """Train SimpleNet on ``data`` with ``config``; one line per epoch through ``log``."""
+    return fit(prepare(data, config), data, log)
+
+
+def fit(run: Run, data: Dataset, log=print) -> RunResult:
+    """Train a prepared run on ``data``; one line per epoch through ``log``.
+
+    Raises :class:`Diverged` after the first epoch whose mean loss is not finite.
+    """
+    config, model, optimizer, scheduler, steps_per_epoch = (
+        run.config, run.model, run.optimizer, run.scheduler, run.steps_per_epoch)
+    criterion = nn.CrossEntropyLoss()
+    n = len(data.train.labels)
     shuffle = torch.Generator().manual_seed(config.seed)
 
     epochs: list[EpochMetrics] = []
@@ -133,6 +173,8 @@ def train(data: Dataset, config: RunConfig, log=print) -> RunResult:
         epochs.append(EpochMetrics(epoch + 1, mean_loss, lr, test_acc, seconds))
         log(f"Epoch {epoch + 1}/{config.epochs}, Loss: {mean_loss:.4f}, Learning Rate: {lr:.6f}, "
             f"Test Accuracy: {test_acc:.4f}, Time: {seconds:.1f}s")
+        if not math.isfinite(mean_loss):
+            raise Diverged(RunResult(_config_dict(config), data.name, epochs, lr_per_step))
     return RunResult(config=_config_dict(config), dataset=data.name, epochs=epochs, lr_per_step=lr_per_step)
 
 
