@@ -10,7 +10,6 @@ import re
 import runpy
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -442,32 +441,7 @@ def test_docstring_examples():
     assert result.attempted > 15 and result.failed == 0
 
 
-# --- preview: plots and the command line ------------------------------------------------------------
-
-def test_import_stays_light():
-    code = "import sys, fusedlr; assert 'matplotlib' not in sys.modules, 'matplotlib imported by import fusedlr'"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_plot_schedule_draws_the_curve(tmp_path):
-    from fusedlr.plot import plot_schedule
-
-    s = S.warmup(S.cosine(90), 10)
-    fig = plot_schedule([s, S.constant(0.5)], 100, base_lr=0.1, path=tmp_path / "lr.png")
-    (line, flat) = fig.axes[0].get_lines()
-    assert np.array_equal(line.get_ydata(), s.curve(100, base_lr=0.1)) and np.all(flat.get_ydata() == 0.05)
-    assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_command_line_plot(tmp_path):
-    from fusedlr.__main__ import main
-
-    out = tmp_path / "out.png"
-    assert main(["plot", "warmup(cosine(T_max=900, eta_min=1e-3), steps=100)", "--steps", "1000", "-o", str(out)]) == 0
-    assert out.read_bytes()[:4] == b"\x89PNG"
-    assert main(["plot", "no_such_schedule(3)", "--steps", "10", "-o", str(out)]) == 2
-    assert main(["plot", "cosine(0)", "--steps", "10", "-o", str(out)]) == 2  # the ValueError, reported
-
+# --- preview: the gallery (plot_schedule and the command line: tests/test_plot_cli.py) ---------------
 
 def test_gallery_renders_every_schedule_small(tmp_path):
     gallery = runpy.run_path(str(Path(__file__).resolve().parents[1] / "docs" / "gallery.py"))
