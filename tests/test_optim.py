@@ -745,16 +745,18 @@ def test_in_place_changes_of_groups_and_params_are_seen(change):
 
 
 @pytest.mark.usefixtures("two_threads")
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])  # transposed: stepped through a staged copy
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_a_parameter_listed_twice_warns_and_steps_like_torch(momentum):
+def test_a_parameter_listed_twice_warns_and_steps_like_torch(momentum, layout):
     # Was: two threads updated the same memory; results differed run to run by up to 1.4.
     runs = []
     for cls in (fusedlr.SGD, fusedlr.SGD, lambda *a, **k: torch.optim.SGD(*a, foreach=False, **k)):
-        p = torch.randn(70_000, generator=torch.Generator().manual_seed(0)).requires_grad_()
+        p = torch.randn(350, 200, generator=torch.Generator().manual_seed(0))
+        p = (p.t() if layout == "transposed" else p).requires_grad_()
         with pytest.warns(UserWarning, match="duplicate parameters"):  # torch's own warning
             opt = cls([p, p], lr=0.1, momentum=momentum, weight_decay=0.01)
         for t in range(4):
-            p.grad = torch.randn(70_000, generator=torch.Generator().manual_seed(t + 1))
+            p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(t + 1))
             opt.step()
         runs.append(p.detach().clone())
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])

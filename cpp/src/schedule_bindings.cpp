@@ -1,6 +1,6 @@
-// fusedlr._C.Schedule: building, validating and evaluating the schedules of fusedlr/schedule.h
-// from Python. Every argument is checked here, when a schedule is created; schedule_lr() behind
-// this boundary assumes valid data.
+// fusedlr._C.Schedule: building and evaluating the schedules of fusedlr/schedule.h from Python.
+// Every schedule that is built or restored here passes schedule_error() (fusedlr/schedule_check.h)
+// before Python sees it; schedule_lr() behind this boundary assumes valid data.
 
 #include "schedule_bindings.h"
 #include "fusedlr/schedule_check.h"

@@ -3,12 +3,11 @@
 #include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
 
-#include <c10/util/SmallVector.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "fusedlr/schedule_check.h"
 
@@ -125,34 +124,59 @@ void read_schedule(const at::Tensor& schedule, ScheduleData* out) {
   std::memcpy(out, schedule.const_data_ptr(), sizeof(ScheduleData));
 }
 
-bool written_tensors_may_overlap(at::TensorList params, at::TensorList grads, bool grads_written) {
-  struct Range {
-    uintptr_t begin, end;
-  };
-  c10::SmallVector<Range, 64> ranges;
-  auto add = [&](const at::Tensor& t) {
-    if (t.numel() == 0) return;
-    int64_t last = 0;  // offset of the last element, in elements (strides are never negative)
-    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
-    const auto begin = reinterpret_cast<uintptr_t>(t.const_data_ptr());
-    ranges.push_back(Range{begin, begin + static_cast<uintptr_t>((last + 1) * t.element_size())});
-  };
-  for (const at::Tensor& p : params) add(p);
-  if (grads_written)
-    for (const at::Tensor& g : grads) add(g);
-  // Usually the tensors already lie in increasing (or decreasing) address order: one pass, no sort.
+namespace {
+
+using Range = AddressRange;
+
+/** True when no two of `ranges` overlap; sorts a copy only when they are not already in address order. */
+bool disjoint(const std::vector<Range>& ranges, std::vector<Range>& scratch) {
   auto disjoint_in_order = [](const Range* r, size_t n, bool increasing) {
     for (size_t i = 1; i < n; ++i) {
       const Range& lo = increasing ? r[i - 1] : r[i];
       const Range& hi = increasing ? r[i] : r[i - 1];
-      if (hi.begin < lo.end) return false;
+      if (lo.end > lo.begin && hi.end > hi.begin && hi.begin < lo.end) return false;
     }
     return true;
   };
   const size_t n = ranges.size();
-  if (disjoint_in_order(ranges.data(), n, true) || disjoint_in_order(ranges.data(), n, false)) return false;
-  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
-  return !disjoint_in_order(ranges.data(), n, true);
+  if (disjoint_in_order(ranges.data(), n, true) || disjoint_in_order(ranges.data(), n, false)) return true;
+  scratch.clear();
+  for (const Range& r : ranges)
+    if (r.end > r.begin) scratch.push_back(r);
+  std::sort(scratch.begin(), scratch.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  return disjoint_in_order(scratch.data(), scratch.size(), true);
+}
+
+}  // namespace
+
+AddressRange address_range(const at::Tensor& t) {
+  const int64_t numel = t.numel();
+  if (numel == 0) return {0, 0};
+  const auto begin = reinterpret_cast<uintptr_t>(t.const_data_ptr());
+  int64_t span = numel;  // elements from the first to one past the last (strides are never negative)
+  if (!t.is_non_overlapping_and_dense()) {
+    span = 1;
+    for (int64_t d = 0; d < t.dim(); ++d) span += (t.size(d) - 1) * t.stride(d);
+  }
+  return {begin, begin + static_cast<uintptr_t>(span * t.element_size())};
+}
+
+bool ranges_may_overlap(const std::vector<AddressRange>& ranges) {
+  thread_local std::vector<Range> last, scratch;
+  thread_local bool last_overlap = false;
+  if (ranges == last) return last_overlap;
+  last_overlap = !disjoint(ranges, scratch);
+  last = ranges;
+  return last_overlap;
+}
+
+bool written_tensors_may_overlap(at::TensorList params, at::TensorList grads, bool grads_written) {
+  thread_local std::vector<Range> ranges;
+  ranges.clear();
+  for (const at::Tensor& p : params) ranges.push_back(address_range(p));
+  if (grads_written)
+    for (const at::Tensor& g : grads) ranges.push_back(address_range(g));
+  return ranges_may_overlap(ranges);
 }
 
 bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf) {

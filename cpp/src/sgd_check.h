@@ -4,7 +4,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <optional>
+#include <vector>
 
 namespace fusedlr {
 
@@ -27,13 +29,27 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
 struct ScheduleData;
 void read_schedule(const at::Tensor& schedule, ScheduleData* out);
 
+/** The bytes [begin, end) a tensor spans in memory. */
+struct AddressRange {
+  uintptr_t begin, end;
+  bool operator==(const AddressRange& o) const { return begin == o.begin && end == o.end; }
+};
+
+/** The range `t` spans (from its first to one past its last element); empty for no elements. */
+AddressRange address_range(const at::Tensor& t);
+
 /**
- * True when two of the tensors an sgd_ call writes may share memory: two params (a parameter
- * listed twice, overlapping views of one tensor), or, with `grads_written` (unscaling), a grad
- * and another written tensor. Compares the address ranges the tensors span, so interleaved
- * strided views count as overlapping too. The kernels then step the tensors one after another,
- * in list order, as torch's for-loop does, instead of in parallel pieces that would race.
+ * True when two of `ranges` (the tensors an sgd_ call writes: params, and grads when it unscales
+ * them) overlap: a parameter listed twice, overlapping views of one tensor, interleaved strided
+ * views. The kernels then step the tensors one after another, in list order, as torch's for-loop
+ * does, instead of in parallel pieces that would race on the shared memory.
+ *
+ * An optimizer passes the same tensors step after step: each thread remembers its last ranges and
+ * answer, so a repeated call costs one comparison pass (no sort).
  */
+bool ranges_may_overlap(const std::vector<AddressRange>& ranges);
+
+/** ranges_may_overlap of params (and grads when `grads_written`). */
 bool written_tensors_may_overlap(at::TensorList params, at::TensorList grads, bool grads_written);
 
 /** True when param, grad and buffer can be walked as one flat array: dense, and laid out alike. */

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "fusedlr/schedule.h"
 #include "sgd_check.h"
@@ -146,60 +147,70 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
   args.grad_scale = args.unscale ? grad_scale->item<double>() : 1.0;
   const bool has_momentum = momentum != 0.0;
 
-  // `first` (the buffer's first step) is read for every tensor before any is stepped, so a
-  // parameter listed twice sees the same counter both times, as in torch's loop.
-  c10::SmallVector<bool, 64> first(n, false);
-  if (has_momentum)
-    for (size_t i = 0; i < n; ++i) first[i] = *static_cast<const float*>(steps[i].const_data_ptr()) == 0.f;
-
+  // Every tensor becomes a flat piece of the virtual concatenation, through a contiguous copy
+  // (copied back after) when it is not flat and alike. `first` (the buffer's first step) is read
+  // for every tensor before any is stepped, so a parameter listed twice sees the same counter
+  // both times, as in torch's loop.
   c10::SmallVector<Piece, 64> pieces;
   c10::SmallVector<Staged, 4> staged;
+  c10::SmallVector<int, 64> staged_of;  // per piece: its index in `staged`, or -1
+  thread_local std::vector<AddressRange> written;  // what the pieces write, for the overlap check
+  written.clear();
+  pieces.reserve(n);
   int64_t total = 0;
-  // Tensor i as a flat piece of the virtual concatenation, through a contiguous copy (copied back
-  // by copy_back) when it is not flat and alike.
-  auto add_piece = [&](size_t i) {
+  for (size_t i = 0; i < n; ++i) {
     const at::Tensor& param = params[i];
     const int64_t numel = param.numel();
-    if (numel == 0) return;
+    if (numel == 0) continue;
     const at::Tensor& grad = grads[i];
     const at::Tensor* buf = has_momentum ? &momentum_buffers[i] : nullptr;
+    const bool first = has_momentum && *static_cast<const float*>(steps[i].const_data_ptr()) == 0.f;
+    const int64_t itemsize = static_cast<int64_t>(param.element_size());
     if (is_flat_alike(param, grad, buf)) {
-      pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(param.data_ptr()),
-                             static_cast<char*>(grad.data_ptr()), buf ? static_cast<char*>(buf->data_ptr()) : nullptr,
-                             numel, total, static_cast<int64_t>(param.element_size()), first[i]});
+      auto* p = static_cast<char*>(param.data_ptr());
+      auto* g = static_cast<char*>(grad.data_ptr());
+      pieces.push_back(Piece{param.scalar_type(), p, g, buf ? static_cast<char*>(buf->data_ptr()) : nullptr, numel,
+                             total, itemsize, first});
+      staged_of.push_back(-1);
+      const auto bytes = static_cast<uintptr_t>(numel * itemsize);
+      written.push_back({reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + bytes});
+      if (args.unscale) written.push_back({reinterpret_cast<uintptr_t>(g), reinterpret_cast<uintptr_t>(g) + bytes});
     } else {
       Staged st{param, grad, buf ? *buf : at::Tensor(), param.contiguous(), grad.contiguous(),
                 buf ? buf->contiguous() : at::Tensor()};
       pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(st.param_c.data_ptr()),
                              static_cast<char*>(st.grad_c.data_ptr()),
-                             buf ? static_cast<char*>(st.buf_c.data_ptr()) : nullptr, numel, total,
-                             static_cast<int64_t>(param.element_size()), first[i]});
+                             buf ? static_cast<char*>(st.buf_c.data_ptr()) : nullptr, numel, total, itemsize, first});
+      staged_of.push_back(static_cast<int>(staged.size()));
       staged.push_back(std::move(st));
+      written.push_back(address_range(param));
+      if (args.unscale) written.push_back(address_range(grad));
     }
     total += numel;
-  };
-  auto copy_back = [&]() {
-    for (Staged& st : staged) {
-      st.param.copy_(st.param_c);
-      if (st.buf.defined()) st.buf.copy_(st.buf_c);
-      if (args.unscale) st.grad.copy_(st.grad_c);
-    }
-    staged.clear();
+  }
+  auto copy_back = [&](Staged& st) {
+    st.param.copy_(st.param_c);
+    if (st.buf.defined()) st.buf.copy_(st.buf_c);
+    if (args.unscale) st.grad.copy_(st.grad_c);
   };
   const SpanFn span = level().fn;
 
-  if (written_tensors_may_overlap(params, grads, args.unscale)) {
+  if (ranges_may_overlap(written)) {
     // Tensors of the call share memory: parallel pieces would race on it. Step one tensor after
-    // another, in list order, on this thread, as torch's for-loop does (deterministic).
-    for (size_t i = 0; i < n; ++i) {
-      pieces.clear();
-      add_piece(i);
-      for (const Piece& pc : pieces) span(pc.dtype, pc.param, pc.grad, pc.buf, pc.numel, args, pc.first);
-      copy_back();
+    // another, in list order, on this thread, as torch's for-loop does (deterministic). A staged
+    // copy is refreshed first, since the tensors before it may have changed its memory.
+    for (size_t k = 0; k < pieces.size(); ++k) {
+      const Piece& pc = pieces[k];
+      Staged* st = staged_of[k] >= 0 ? &staged[staged_of[k]] : nullptr;
+      if (st != nullptr) {
+        st->param_c.copy_(st->param);
+        st->grad_c.copy_(st->grad);
+        if (st->buf.defined()) st->buf_c.copy_(st->buf);
+      }
+      span(pc.dtype, pc.param, pc.grad, pc.buf, pc.numel, args, pc.first);
+      if (st != nullptr) copy_back(*st);
     }
   } else {
-    pieces.reserve(n);
-    for (size_t i = 0; i < n; ++i) add_piece(i);
     at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
       // The first piece that ends after `begin`.
       auto it = std::upper_bound(pieces.begin(), pieces.end(), begin,
@@ -212,7 +223,7 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
              it->first);
       }
     });
-    copy_back();
+    for (Staged& st : staged) copy_back(st);
   }
   if (has_momentum) {
     for (size_t i = 0; i < n; ++i) *static_cast<float*>(steps[i].data_ptr()) += 1.f;
