@@ -32,3 +32,12 @@ requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device (torch.
 
 def devices() -> list[str]:
     return ["cpu", "cuda"] if CUDA else ["cpu"]
+
+
+@pytest.fixture
+def three_threads():
+    """More threads than the 2-core CI machine has: parallel_for cuts the call into several ranges."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield
+    torch.set_num_threads(before)

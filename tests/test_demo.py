@@ -219,7 +219,7 @@ BAD_ARGUMENTS = [
     (["--scheduler", "warm-restarts", "--t-mult", "0.5"], "T_mult"),
     (["--scheduler", "warm-restarts", "--t0", "0"], "warm-restarts: t0 must be a positive number of epochs, got 0"),
     (["--scheduler", "cyclic", "--cycle-epochs", "-4"], "cyclic: cycle_epochs must be a positive number of epochs"),
-    (["--scheduler", "cyclic", "--base-lr", "0.5"], "max_lr must be"),
+    (["--scheduler", "cyclic", "--base-lr", "-0.5"], "cyclic: base_lr must be >= 0"),
     (["--scheduler", "wsd", "--decay-fraction", "1.5"], "wsd: decay_fraction must be in (0, 1], got 1.5"),
     (["--scheduler", "warmup-cosine", "--warmup-epochs", "-1"], "warmup-cosine: warmup_epochs must be >= 0"),
     (["--scheduler", "warmup-cosine", "--warmup-epochs", "1e308"], "a length of 1e+308 epochs is too long"),

@@ -272,15 +272,6 @@ def test_groups_of_only_empty_and_zero_dim_tensors(momentum):
             assert opt.state[p]["step"].item() == 4
 
 
-@pytest.fixture
-def three_threads():
-    """More threads than the 2-core CI machine has: parallel_for cuts the call into several ranges."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(3)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.usefixtures("three_threads")
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_odd_sizes_across_thread_boundaries(dtype):

@@ -357,7 +357,6 @@ def test_one_step_costs_no_python_loop_over_steps():
     (lambda o: F.ConstantLR(o, factor=2.0), "Constant multiplicative factor"),
     (lambda o: F.CosineAnnealingWarmRestarts(o, T_0=0), "T_0"),
     (lambda o: F.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=0), "T_mult"),
-    (lambda o: F.CyclicLR(o, 0.1, 0.01), "max_lr"),
     (lambda o: F.CyclicLR(o, 0.01, 0.1, step_size_up=0), "step_size_up"),
     (lambda o: F.CyclicLR(o, [0.01], 0.1), "base_lr"),
     (lambda o: F.OneCycleLR(o, 0.1), "total_steps"),
@@ -503,10 +502,16 @@ def _warnings_off(make):
     lambda m, o: m.OneCycleLR(o, max_lr=1.0, total_steps=30, pct_start=1.0),
     lambda m, o: m.OneCycleLR(o, max_lr=1.0, total_steps=30, pct_start=0.0, three_phase=True),
     lambda m, o: m.OneCycleLR(o, max_lr=1.0, total_steps=30, pct_start=0.001),
+    lambda m, o: m.CyclicLR(o, base_lr=0.1, max_lr=0.01, step_size_up=4, cycle_momentum=False),  # max < base
+    lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=4, step_size_down=0),
+    lambda m, o: m.StepLR(o, step_size=-3, gamma=0.5),  # torch: t % -3 == 0 at the multiples of 3
+    lambda m, o: m.StepLR(o, step_size=float("nan"), gamma=0.5),  # never
+    lambda m, o: m.StepLR(o, step_size=float("inf"), gamma=0.5),  # never
 ], ids=["step-2.5", "step-0.75", "step-4.0", "multistep-2.5", "multistep-negative-float", "cosine-10.5",
         "cosine-3.3", "linear-4.5", "linear-0", "linear-0.7", "constant-0", "constant-4.5", "constant-4.0",
         "constant-negative", "poly-4.5", "poly-0.5", "poly-0", "one-cycle-pct-0", "one-cycle-pct-1",
-        "one-cycle-pct-0-three-phase", "one-cycle-pct-0.001"])
+        "one-cycle-pct-0-three-phase", "one-cycle-pct-0.001", "cyclic-max-below-base", "cyclic-down-0",
+        "step-negative", "step-nan", "step-inf"])
 def test_arguments_torch_accepts_give_torch_sequence(make):
     ref, ours = both(_warnings_off(make), n=29)  # torch raises past total_steps (and at it, for pct_start=1)
     assert rel_err(ours, ref) < PARITY_RTOL

@@ -81,21 +81,36 @@ def test_bad_lists_raise_naming_the_argument(mutate, message):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, error, message",
     [
-        (dict(lr=-1.0), "Invalid learning rate"),
-        (dict(momentum=-0.1), "Invalid momentum value"),
-        (dict(weight_decay=-0.1), "Invalid weight_decay value"),
-        (dict(nesterov=True, dampening=0.1), "Nesterov momentum requires"),
-        (dict(momentum=0.0), "momentum is 0, so momentum_buffers and steps must be empty"),
-        (dict(grad_scale=torch.ones(2)), "grad_scale must have one element"),
+        (dict(lr=-1.0), ValueError, "Invalid learning rate: -1.0"),
+        (dict(lr=float("nan")), ValueError, "Invalid learning rate: nan"),  # the op refuses it too
+        (dict(momentum=-0.1), ValueError, "Invalid momentum value: -0.1"),
+        (dict(dampening=float("inf")), ValueError, "Invalid dampening value: inf"),
+        (dict(weight_decay=-0.1), ValueError, "Invalid weight_decay value: -0.1"),
+        (dict(nesterov=True, dampening=0.1), ValueError, "Nesterov momentum requires"),
+        (dict(momentum=0.0), RuntimeError, "momentum is 0, so momentum_buffers and steps must be empty"),
+        (dict(grad_scale=torch.ones(2)), RuntimeError, "grad_scale must have one element"),
     ],
 )
-def test_bad_scalars_raise(kwargs, message):
+def test_bad_scalars_raise(kwargs, error, message):
     hyper = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False)
     hyper.update(kwargs)
-    with pytest.raises(RuntimeError, match=message):
+    with pytest.raises(error, match=message):
         ops.sgd_(*lists(), **hyper)
+
+
+def test_the_optimizer_asks_the_op_s_check_and_words_it_like_torch():
+    assert fusedlr._C.sgd_hyperparameter_problem(0.1, 0.9, 0.0, 0.0, False) is None
+    assert fusedlr._C.sgd_hyperparameter_problem(float("inf"), 0.9, 0.0, 0.0, False) == "lr"
+    assert fusedlr._C.sgd_hyperparameter_problem(0.1, 0.0, 0.0, 0.0, True) == "nesterov"
+    for kwargs in (dict(lr=-1), dict(momentum=-0.5), dict(weight_decay=-2), dict(nesterov=True, momentum=0.0)):
+        messages = []
+        for cls in (fusedlr.SGD, torch.optim.SGD):
+            with pytest.raises(ValueError) as info:
+                cls([torch.zeros(1, requires_grad=True)], **{"lr": 0.1, **kwargs})
+            messages.append(str(info.value))
+        assert messages[0] == messages[1]
 
 
 def test_fake_tensor_trace_does_not_touch_data():

@@ -744,7 +744,7 @@ def test_in_place_changes_of_groups_and_params_are_seen(change):
     _side_by_side(build, mutate)
 
 
-@pytest.mark.usefixtures("two_threads")
+@pytest.mark.usefixtures("three_threads")
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])  # transposed: stepped through a staged copy
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_a_parameter_listed_twice_warns_and_steps_like_torch(momentum, layout):
@@ -762,7 +762,7 @@ def test_a_parameter_listed_twice_warns_and_steps_like_torch(momentum, layout):
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
 
 
-@pytest.mark.usefixtures("two_threads")
+@pytest.mark.usefixtures("three_threads")
 def test_overlapping_views_as_parameters_step_in_order_like_torch():
     runs = []
     for cls in (fusedlr.SGD, lambda *a, **k: torch.optim.SGD(*a, foreach=False, **k)):
@@ -777,20 +777,34 @@ def test_overlapping_views_as_parameters_step_in_order_like_torch():
     assert torch.equal(runs[0], runs[1])
 
 
+@pytest.mark.usefixtures("three_threads")
+def test_two_parameters_given_one_momentum_buffer_step_in_order_like_torch():
+    """A checkpoint can hand two parameters one buffer (torch.load keeps shared storage): was a
+    race, up to 0.6 off torch and different run to run."""
+    runs = []
+    for cls in (fusedlr.SGD, fusedlr.SGD, lambda *a, **k: torch.optim.SGD(*a, foreach=False, **k)):
+        params = make_params([(200_000,), (200_000,)], torch.float32)
+        opt = cls(params, lr=0.1, momentum=0.9)
+        shared = torch.randn(200_000, generator=torch.Generator().manual_seed(7))
+        sd = opt.state_dict()
+        sd["state"] = {0: {"momentum_buffer": shared}, 1: {"momentum_buffer": shared}}
+        opt.load_state_dict(sd)
+        buffers = [opt.state[p]["momentum_buffer"] for p in params]
+        assert buffers[0].data_ptr() == buffers[1].data_ptr()
+        for t in range(3):
+            set_grads(params, t)
+            opt.step()
+        runs.append([p.detach().clone() for p in params] + [buffers[0].clone()])
+    for ours in runs[:2]:
+        assert all(torch.equal(a, b) for a, b in zip(ours, runs[2]))
+
+
 def test_written_tensors_overlap_check_of_the_op():
     """The op itself steps overlapping tensors in list order (one thread), so any caller is safe."""
     base = torch.zeros(40_000)
     params, grads = [base, base], [torch.ones(40_000), torch.full((40_000,), 2.0)]
     torch.ops.fusedlr.sgd_(params, grads, [], [], 0.5, 0.0, 0.0, 0.0, False, False)
     assert torch.equal(base, torch.full((40_000,), -1.5))
-
-
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_one_optimizer_stepped_from_several_threads_does_not_crash():
@@ -840,3 +854,29 @@ def test_two_optimizers_in_two_threads_match_sequential_runs():
         t.join()
     for seed in (0, 1):
         assert all(torch.equal(a, b) for a, b in zip(alone[seed][0], together[seed][0]))
+
+
+@pytest.mark.parametrize("tamper, error, message", [
+    (lambda sd: sd["param_groups"][0].pop("momentum"), ValueError, "loaded param group 0 has no 'momentum'"),
+    (lambda sd: sd["param_groups"][0].update(lr="fast"), TypeError, "lr must be a number, got str"),
+    (lambda sd: sd["param_groups"][0].update(dampening=float("inf")), ValueError, "Invalid dampening value: inf"),
+    (lambda sd: sd["param_groups"][0].update(schedule_state=torch.zeros(3, device="meta")), TypeError,
+     "schedule_state cannot be read"),
+    (lambda sd: sd["state"][0].update(step=float("nan")), ValueError, "step must be a finite count"),
+    (lambda sd: sd["state"][0].update(step="x"), TypeError, "step must be a number"),
+])
+def test_a_refused_state_dict_leaves_the_optimizer_as_it_was(tamper, error, message):
+    params = make_params([(5,), (3,)], torch.float32)
+    opt = fusedlr.SGD(params, lr=0.1, momentum=0.9, schedule=fusedlr.schedules.cosine(100))
+    set_grads(params, 0)
+    opt.step()
+    sd = copy.deepcopy(opt.state_dict())
+    tamper(sd)
+    before = (repr(opt), [opt.state[p]["momentum_buffer"].clone() for p in params])
+    with pytest.raises(error, match=message):
+        opt.load_state_dict(sd)
+    assert repr(opt) == before[0]
+    assert all(torch.equal(opt.state[p]["momentum_buffer"], b) for p, b in zip(params, before[1]))
+    set_grads(params, 1)
+    opt.step()  # still a working optimizer
+    assert all(torch.isfinite(p).all() for p in params)

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include "schedule_bindings.h"
+#include "sgd_check.h"
 #include "sgd_cpu.h"
 #include "sgd_group_bindings.h"
 
@@ -27,6 +28,11 @@ never goes above what the CPU supports (cpu_level()).)pbdoc");
         R"pbdoc(The best SIMD level this CPU and OS support, asked of the CPU (cpuid/xgetbv): "AVX512", "AVX2" or "DEFAULT".)pbdoc");
   m.def("_choose_cpu_level", &fusedlr::cpu::choose_level, py::arg("torch_level"), py::arg("cpu_level"),
         R"pbdoc(The kernel level chosen when torch runs at torch_level on a CPU whose best is cpu_level (for tests).)pbdoc");
+  m.def("sgd_hyperparameter_problem", &fusedlr::sgd_hyperparameter_problem, py::arg("lr"), py::arg("momentum"),
+        py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
+        R"pbdoc(Which SGD hyper-parameter is out of range ("lr", "momentum", "dampening", "weight_decay",
+"nesterov"), or None: the check the op makes (finite; lr, momentum, weight_decay >= 0; nesterov
+needs momentum > 0 and dampening 0).)pbdoc");
   fusedlr::bind_schedules(m);
   fusedlr::bind_sgd_group(m);
 }

@@ -529,8 +529,11 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
           "curve",
           [](const Schedule& s, int64_t n, int64_t start, double base_lr) {
             if (n < 0) invalid("Schedule.curve", "n", "a number of steps >= 0", std::to_string(n));
-            if (n > 0 && start > std::numeric_limits<int64_t>::max() - (n - 1))
-              invalid("Schedule.curve", "start", "such that start + n - 1 fits in int64", std::to_string(start));
+            // The last step a schedule names is 2^62 (schedule_check.h); a curve stops there too, so
+            // its block arithmetic (block end = (k + 1) * step_size) cannot overflow int64.
+            constexpr int64_t kLast = INT64_C(4611686018427387904);
+            if (n > 0 && start > kLast - (n - 1))
+              invalid("Schedule.curve", "start", "such that start + n - 1 <= 2**62", std::to_string(start));
             py::array_t<double> out(n);
             double* o = out.mutable_data();
             const ScheduleData d = s.data();

@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -12,6 +13,16 @@
 #include "fusedlr/schedule_check.h"
 
 namespace fusedlr {
+
+const char* sgd_hyperparameter_problem(double lr, double momentum, double dampening, double weight_decay,
+                                       bool nesterov) {
+  if (!(std::isfinite(lr) && lr >= 0.0)) return "lr";
+  if (!(std::isfinite(momentum) && momentum >= 0.0)) return "momentum";
+  if (!std::isfinite(dampening)) return "dampening";
+  if (!(std::isfinite(weight_decay) && weight_decay >= 0.0)) return "weight_decay";
+  if (nesterov && !(momentum > 0.0 && dampening == 0.0)) return "nesterov";
+  return nullptr;
+}
 
 bool is_supported_dtype(c10::ScalarType dtype) {
   return dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16;
@@ -39,11 +50,15 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
                     c10::DeviceType device_type) {
   const size_t n = params.size();
   TORCH_CHECK(grads.size() == n, "fusedlr.sgd_: got ", n, " params but ", grads.size(), " grads");
-  TORCH_CHECK(lr >= 0.0, "fusedlr.sgd_: Invalid learning rate: ", lr);
-  TORCH_CHECK(momentum >= 0.0, "fusedlr.sgd_: Invalid momentum value: ", momentum);
-  TORCH_CHECK(weight_decay >= 0.0, "fusedlr.sgd_: Invalid weight_decay value: ", weight_decay);
-  TORCH_CHECK(!nesterov || (momentum > 0.0 && dampening == 0.0),
-              "fusedlr.sgd_: Nesterov momentum requires a momentum and zero dampening");
+  if (const char* bad = sgd_hyperparameter_problem(lr, momentum, dampening, weight_decay, nesterov)) {
+    const std::string what = bad;
+    TORCH_CHECK_VALUE(what != "lr", "fusedlr.sgd_: Invalid learning rate: ", format_number(lr));
+    TORCH_CHECK_VALUE(what != "momentum", "fusedlr.sgd_: Invalid momentum value: ", format_number(momentum));
+    TORCH_CHECK_VALUE(what != "dampening", "fusedlr.sgd_: Invalid dampening value: ", format_number(dampening));
+    TORCH_CHECK_VALUE(what != "weight_decay", "fusedlr.sgd_: Invalid weight_decay value: ",
+                      format_number(weight_decay));
+    TORCH_CHECK_VALUE(false, "fusedlr.sgd_: Nesterov momentum requires a momentum and zero dampening");
+  }
   if (momentum == 0.0) {
     TORCH_CHECK(momentum_buffers.empty() && steps.empty(),
                 "fusedlr.sgd_: momentum is 0, so momentum_buffers and steps must be empty");
@@ -128,23 +143,21 @@ namespace {
 
 using Range = AddressRange;
 
-/** True when no two of `ranges` overlap; sorts a copy only when they are not already in address order. */
+/** True when no two of `ranges` (all non-empty) overlap; sorts a copy only when they are not in address order. */
 bool disjoint(const std::vector<Range>& ranges, std::vector<Range>& scratch) {
   auto disjoint_in_order = [](const Range* r, size_t n, bool increasing) {
     for (size_t i = 1; i < n; ++i) {
       const Range& lo = increasing ? r[i - 1] : r[i];
       const Range& hi = increasing ? r[i] : r[i - 1];
-      if (lo.end > lo.begin && hi.end > hi.begin && hi.begin < lo.end) return false;
+      if (hi.begin < lo.end) return false;
     }
     return true;
   };
   const size_t n = ranges.size();
   if (disjoint_in_order(ranges.data(), n, true) || disjoint_in_order(ranges.data(), n, false)) return true;
-  scratch.clear();
-  for (const Range& r : ranges)
-    if (r.end > r.begin) scratch.push_back(r);
+  scratch.assign(ranges.begin(), ranges.end());
   std::sort(scratch.begin(), scratch.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
-  return disjoint_in_order(scratch.data(), scratch.size(), true);
+  return disjoint_in_order(scratch.data(), n, true);
 }
 
 }  // namespace
@@ -162,20 +175,22 @@ AddressRange address_range(const at::Tensor& t) {
 }
 
 bool ranges_may_overlap(const std::vector<AddressRange>& ranges) {
-  thread_local std::vector<Range> last, scratch;
+  thread_local std::vector<Range> last, nonempty, scratch;
   thread_local bool last_overlap = false;
   if (ranges == last) return last_overlap;
-  last_overlap = !disjoint(ranges, scratch);
+  nonempty.clear();
+  for (const Range& r : ranges)
+    if (r.end > r.begin) nonempty.push_back(r);
+  last_overlap = !disjoint(nonempty, scratch);
   last = ranges;
   return last_overlap;
 }
 
-bool written_tensors_may_overlap(at::TensorList params, at::TensorList grads, bool grads_written) {
+bool call_tensors_may_overlap(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers) {
   thread_local std::vector<Range> ranges;
   ranges.clear();
-  for (const at::Tensor& p : params) ranges.push_back(address_range(p));
-  if (grads_written)
-    for (const at::Tensor& g : grads) ranges.push_back(address_range(g));
+  for (const at::TensorList list : {params, grads, momentum_buffers})
+    for (const at::Tensor& t : list) ranges.push_back(address_range(t));
   return ranges_may_overlap(ranges);
 }
 

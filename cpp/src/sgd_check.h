@@ -10,6 +10,16 @@
 
 namespace fusedlr {
 
+/**
+ * The one check of SGD's hyper-parameters (torch.optim.SGD's, plus finiteness: torch's `lr < 0`
+ * is false for NaN, and a NaN or infinite value turns every weight into NaN): which one is out
+ * of range, in torch's order of checking, or nullptr. "lr", "momentum", "dampening",
+ * "weight_decay" or "nesterov" (which needs momentum > 0 and dampening 0). The op reports it
+ * itself; fusedlr.SGD asks it (fusedlr._C.sgd_hyperparameter_problem) and words it as torch does.
+ */
+const char* sgd_hyperparameter_problem(double lr, double momentum, double dampening, double weight_decay,
+                                       bool nesterov);
+
 /** The storage dtypes the kernels are compiled for. */
 bool is_supported_dtype(c10::ScalarType dtype);
 
@@ -39,18 +49,20 @@ struct AddressRange {
 AddressRange address_range(const at::Tensor& t);
 
 /**
- * True when two of `ranges` (the tensors an sgd_ call writes: params, and grads when it unscales
- * them) overlap: a parameter listed twice, overlapping views of one tensor, interleaved strided
- * views. The kernels then step the tensors one after another, in list order, as torch's for-loop
- * does, instead of in parallel pieces that would race on the shared memory.
+ * True when two of `ranges` overlap (empty ranges are ignored). `ranges` are the memory of every
+ * tensor of an sgd_ call (params, grads, momentum buffers): a parameter listed twice, two
+ * parameters given one momentum buffer by a loaded state_dict, a grad that is a view of another
+ * parameter, overlapping or interleaved views. The kernels then step the tensors one after another,
+ * in list order, as torch's for-loop does, instead of in parallel pieces that would race on the
+ * shared memory.
  *
  * An optimizer passes the same tensors step after step: each thread remembers its last ranges and
  * answer, so a repeated call costs one comparison pass (no sort).
  */
 bool ranges_may_overlap(const std::vector<AddressRange>& ranges);
 
-/** ranges_may_overlap of params (and grads when `grads_written`). */
-bool written_tensors_may_overlap(at::TensorList params, at::TensorList grads, bool grads_written);
+/** ranges_may_overlap of every tensor of an sgd_ call; `momentum_buffers` may be empty. */
+bool call_tensors_may_overlap(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers);
 
 /** True when param, grad and buffer can be walked as one flat array: dense, and laid out alike. */
 bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf);

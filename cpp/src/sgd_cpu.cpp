@@ -154,8 +154,8 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
   c10::SmallVector<Piece, 64> pieces;
   c10::SmallVector<Staged, 4> staged;
   c10::SmallVector<int, 64> staged_of;  // per piece: its index in `staged`, or -1
-  thread_local std::vector<AddressRange> written;  // what the pieces write, for the overlap check
-  written.clear();
+  thread_local std::vector<AddressRange> memory;  // what each piece reads and writes, for the overlap check
+  memory.clear();
   pieces.reserve(n);
   int64_t total = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -172,9 +172,11 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
       pieces.push_back(Piece{param.scalar_type(), p, g, buf ? static_cast<char*>(buf->data_ptr()) : nullptr, numel,
                              total, itemsize, first});
       staged_of.push_back(-1);
+      // Flat and alike: param, grad and buffer each span exactly numel * itemsize bytes.
       const auto bytes = static_cast<uintptr_t>(numel * itemsize);
-      written.push_back({reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + bytes});
-      if (args.unscale) written.push_back({reinterpret_cast<uintptr_t>(g), reinterpret_cast<uintptr_t>(g) + bytes});
+      for (const void* base : {static_cast<const void*>(p), static_cast<const void*>(g),
+                               static_cast<const void*>(pieces.back().buf)})
+        if (base != nullptr) memory.push_back({reinterpret_cast<uintptr_t>(base), reinterpret_cast<uintptr_t>(base) + bytes});
     } else {
       Staged st{param, grad, buf ? *buf : at::Tensor(), param.contiguous(), grad.contiguous(),
                 buf ? buf->contiguous() : at::Tensor()};
@@ -183,8 +185,9 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
                              buf ? static_cast<char*>(st.buf_c.data_ptr()) : nullptr, numel, total, itemsize, first});
       staged_of.push_back(static_cast<int>(staged.size()));
       staged.push_back(std::move(st));
-      written.push_back(address_range(param));
-      if (args.unscale) written.push_back(address_range(grad));
+      memory.push_back(address_range(param));
+      memory.push_back(address_range(grad));
+      if (buf != nullptr) memory.push_back(address_range(*buf));
     }
     total += numel;
   }
@@ -195,7 +198,7 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
   };
   const SpanFn span = level().fn;
 
-  if (ranges_may_overlap(written)) {
+  if (ranges_may_overlap(memory)) {
     // Tensors of the call share memory: parallel pieces would race on it. Step one tensor after
     // another, in list order, on this thread, as torch's for-loop does (deterministic). A staged
     // copy is refreshed first, since the tensors before it may have changed its memory.

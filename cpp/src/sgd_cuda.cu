@@ -186,9 +186,10 @@ void sgd_cuda_(at::TensorList params, at::TensorList grads, at::TensorList momen
       default: launch_sgd<c10::BFloat16>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
     }
   };
-  if (written_tensors_may_overlap(params, grads, grad_scale.has_value())) {
-    // Tensors of the call share memory (a parameter listed twice): blocks of one launch would race
-    // on it. One launch per tensor, in list order; the stream runs them one after another.
+  if (call_tensors_may_overlap(params, grads, momentum_buffers)) {
+    // Tensors of the call share memory (a parameter listed twice, a buffer shared by two params):
+    // blocks of one launch would race on it. One launch per tensor, in list order; the stream runs
+    // them one after another.
     for (size_t i = 0; i < n; ++i) launch(p[i].scalar_type(), {static_cast<int64_t>(i)});
   } else {
     // One launch per dtype present (mixed dtypes in one group are allowed).

@@ -339,7 +339,8 @@ class StepLR(LRScheduler):
 
     A fractional ``step_size`` means what it means in torch, whose step() decays when
     ``t % step_size == 0``: at the multiples of the smallest whole multiple of ``step_size``
-    (2.5 decays every 5 steps; a float's value ``p / 2**k`` every ``p`` steps).
+    (2.5 decays every 5 steps; a float's value ``p / 2**k`` every ``p`` steps; a negative one as
+    its absolute value; an infinite or NaN one never).
 
     Args:
         optimizer: any ``torch.optim.Optimizer``; :math:`\eta_0` is each group's initial lr.
@@ -360,11 +361,15 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
+        # torch's step() decays when t % step_size == 0 (t > 0): at the multiples of the first whole
+        # multiple of |step_size|, and never for an infinite or NaN one (0 is refused: torch divides by it).
         size = self.step_size
-        if isinstance(size, float) and math.isfinite(size) and size > 0 and not size.is_integer():
-            size = fractions.Fraction(size).numerator  # the first whole multiple: t % step_size == 0 there
-        elif _whole(size) is not None:
-            size = min(_whole(size), _MAX_STEP)
+        if isinstance(size, float) and not math.isfinite(size):
+            size = _MAX_STEP
+        elif isinstance(size, (int, float)) and size != 0:
+            size = abs(size)
+            whole = _whole(size)
+            size = min(whole, _MAX_STEP) if whole is not None else fractions.Fraction(size).numerator
         return [Schedule.step(size, self.gamma)] * len(self.base_lrs)
 
 
@@ -616,7 +621,7 @@ class CyclicLR(LRScheduler):
     Args:
         optimizer: the optimizer; its groups' lr is set to ``base_lr``.
         base_lr, max_lr: the bounds, one value or one per param group.
-        step_size_up, step_size_down: steps of the rising and falling halves (> 0; down defaults to up).
+        step_size_up, step_size_down: steps of the rising (> 0) and falling (>= 0; default: up) halves.
         mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
         gamma: factor per step of ``exp_range``. Default 1.0.
         scale_fn, scale_mode: a custom amplitude function of the cycle or of the step, as torch.
@@ -646,11 +651,9 @@ class CyclicLR(LRScheduler):
             raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
         self.step_size_up = float(step_size_up)
         self.step_size_down = float(step_size_down) if step_size_down is not None else self.step_size_up
-        for name in ("step_size_up", "step_size_down"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"CyclicLR: {name} must be > 0, got {getattr(self, name)!r}")
         self.total_size = self.step_size_up + self.step_size_down
-        self.step_ratio = self.step_size_up / self.total_size
+        # (A length the schedule cannot take is refused by Schedule.cyclic, with its name.)
+        self.step_ratio = self.step_size_up / self.total_size if self.total_size else math.nan
         self.mode = mode
         self.gamma = gamma
         self._scale_fn_custom = scale_fn

@@ -22,18 +22,27 @@ from ._C import Schedule
 __all__ = ["SGD"]
 
 
-def _check_hyperparameters(lr: Any, momentum: float, dampening: float, weight_decay: Any, nesterov: bool) -> None:
-    # Same order, types and messages as torch.optim.SGD.__init__.
+def _check_hyperparameters(lr: Any, momentum: Any, dampening: Any, weight_decay: Any, nesterov: Any) -> None:
+    """torch.optim.SGD.__init__'s checks, with its error types and messages, answered by the op's
+    own check (``_C.sgd_hyperparameter_problem``), which also refuses NaN and infinite values."""
     if isinstance(lr, Tensor) and lr.numel() != 1:
         raise ValueError("Tensor lr must be 1-element")
-    if lr < 0.0:
-        raise ValueError(f"Invalid learning rate: {lr}")
-    if momentum < 0.0:
-        raise ValueError(f"Invalid momentum value: {momentum}")
-    if weight_decay < 0.0:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+    given = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay}
+    shown = {k: v.item() if isinstance(v, Tensor) and v.numel() == 1 else v for k, v in given.items()}
+    try:
+        numbers = {k: float(v) for k, v in shown.items()}
+    except (TypeError, ValueError) as error:
+        bad = next(k for k, v in shown.items() if not isinstance(v, (int, float)))
+        raise TypeError(f"{bad} must be a number, got {type(given[bad]).__name__}") from error
+    problem = _C.sgd_hyperparameter_problem(**numbers, nesterov=bool(nesterov))
+    if problem is not None:
+        raise ValueError({
+            "lr": f"Invalid learning rate: {shown['lr']}",
+            "momentum": f"Invalid momentum value: {shown['momentum']}",
+            "dampening": f"Invalid dampening value: {shown['dampening']}",
+            "weight_decay": f"Invalid weight_decay value: {shown['weight_decay']}",
+            "nesterov": "Nesterov momentum requires a momentum and zero dampening",
+        }[problem])
 
 
 class SGD(Optimizer):
@@ -160,12 +169,8 @@ class SGD(Optimizer):
         super().__setstate__(state)
         self._track_state()
         for group in self.param_groups:
-            group.setdefault("nesterov", False)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("differentiable", False)
-            group.setdefault("fused", None)
-            group.setdefault("schedule", None)
+            for key, default in _OPTIONAL_GROUP_KEYS.items():
+                group.setdefault(key, default)
 
     def _track_state(self) -> None:
         """Make self.state report replaced tensors (see _ParamState); a new container is a new state."""
@@ -177,7 +182,6 @@ class SGD(Optimizer):
         g = self.param_groups[-1]
         try:
             _check_hyperparameters(g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
-            _check_finite(g)
             _check_param_dtypes(g["params"], len(self.param_groups) - 1)
             if g["schedule"] is not None and not isinstance(g["schedule"], Schedule):
                 raise TypeError(
@@ -238,15 +242,19 @@ class SGD(Optimizer):
                 param_state["step"] = torch.tensor(value, dtype=torch.float32, device=p.device)
             for index, group in enumerate(self.param_groups):
                 where = f"fusedlr.SGD: loaded param group {index}"
+                missing = [key for key in ("lr", "momentum", "dampening", "weight_decay") if key not in group]
+                if missing:
+                    raise ValueError(f"{where} has no {', '.join(map(repr, missing))}")
+                for key, default in _OPTIONAL_GROUP_KEYS.items():
+                    group.setdefault(key, default)
                 try:
                     _check_hyperparameters(group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
                                            group["nesterov"])
-                    _check_finite(group)
                 except (ValueError, TypeError) as error:
                     raise type(error)(f"{where}: {error}") from None
                 if group.get("schedule_state") is not None:
                     group["schedule_state"] = _loaded_schedule_state(group["schedule_state"], group, where)
-        except (ValueError, TypeError):
+        except BaseException:
             self.__setstate__(before)  # a refused state_dict leaves the optimizer as it was
             raise
         for index, group in enumerate(self.param_groups):
@@ -491,6 +499,10 @@ class SGD(Optimizer):
 
 _FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
+# Keys a param group may lack (older or torch's state dicts) and what they mean then.
+_OPTIONAL_GROUP_KEYS = {"nesterov": False, "maximize": False, "foreach": None, "differentiable": False,
+                        "fused": None, "schedule": None}
+
 
 def _step_with_hooks(opt: Optimizer, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     """Run step with the hooks exactly as torch.optim.Optimizer.profile_hook_step does."""
@@ -607,18 +619,6 @@ _SUPPORTED_DTYPES = frozenset(
 )
 
 
-def _check_finite(group: dict[str, Any]) -> None:
-    """NaN or infinite hyper-parameters would turn every parameter into NaN on the first step;
-    torch.optim.SGD accepts them (its range checks are false for NaN), we refuse them."""
-    for name, what in (("lr", "learning rate"), ("momentum", "momentum value"), ("dampening", "dampening value"),
-                       ("weight_decay", "weight_decay value")):
-        value = group[name]
-        if isinstance(value, Tensor) and value.numel() == 1 and value.device.type == "cpu":
-            value = value.item()
-        if isinstance(value, (int, float)) and not math.isfinite(value):
-            raise ValueError(f"Invalid {what}: {value}")
-
-
 def _check_param_dtypes(params: list[Tensor], group_index: int) -> None:
     """TypeError naming the first parameter of a new group that the fused step cannot update.
     (torch.optim.SGD accepts an integer tensor and fails, or truncates, only once it has a grad.)"""
@@ -717,7 +717,10 @@ def _loaded_schedule_state(state: Any, group: dict[str, Any], where: str) -> Ten
     if not isinstance(state, Tensor) or state.numel() != 3 or state.is_complex():
         got = f"a tensor of {state.numel()} elements" if isinstance(state, Tensor) else type(state).__name__
         raise TypeError(f"{where}: schedule_state must be a tensor of 3 real numbers [step, lr, factor], got {got}")
-    step, lr, factor = state.detach().to(device="cpu", dtype=torch.float64).reshape(3).tolist()
+    try:
+        step, lr, factor = state.detach().to(device="cpu", dtype=torch.float64).reshape(3).tolist()
+    except (RuntimeError, NotImplementedError) as error:  # e.g. a meta tensor, which holds no numbers
+        raise TypeError(f"{where}: schedule_state cannot be read ({' '.join(str(error).split())[:200]})") from None
     if not (math.isfinite(step) and 0 <= step <= 2.0**62 and step == int(step)):
         raise ValueError(f"{where}: schedule_state step must be a whole number in [0, 2**62], got {step}")
     if not (math.isfinite(lr) and math.isfinite(factor) and factor >= 0):

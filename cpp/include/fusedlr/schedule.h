@@ -77,12 +77,19 @@ struct ScheduleData {
 
 namespace detail {
 
-/** Number of values[i], i < n, with values[i] <= x (values sorted): bisect_right. */
-FUSEDLR_HOST_DEVICE inline int count_le(const double* values, int n, double x) {
+/**
+ * Number of steps values[i], i < n, with values[i] <= t (values sorted whole steps, at most 2^62:
+ * checked by schedule_check.h): bisect_right, compared as integers, so a step past 2^53 (which a
+ * double no longer holds exactly) is never taken for its neighbour.
+ */
+FUSEDLR_HOST_DEVICE inline int count_steps_le(const double* values, int n, int64_t t) {
   int k = 0;
-  while (k < n && values[k] <= x) ++k;
+  while (k < n && static_cast<int64_t>(values[k]) <= t) ++k;
   return k;
 }
+
+/** A whole step held in a double (a boundary, a warmup length; at most 2^62) as the int64 it is. */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE int64_t whole_step(double x) { return static_cast<int64_t>(x); }
 
 /** step: gamma^k for block k = t // step_size. */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double step_factor(const ScheduleNode& n, int64_t k) {
@@ -156,11 +163,11 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
   const double t = static_cast<double>(step);
   switch (kind) {
     case ScheduleKind::kConstant:
-      return (p[1] < 0 || t < p[1]) ? b * p[0] : b;
+      return (p[1] < 0 || step < whole_step(p[1])) ? b * p[0] : b;
     case ScheduleKind::kStep:  // torch StepLR: base_lr * gamma ** (last_epoch // step_size)
       return b * step_factor(n, step / static_cast<int64_t>(p[0]));
     case ScheduleKind::kMultiStep:
-      return b * multistep_factor(n, count_le(s.values + n.vfirst, n.vcount, t));
+      return b * multistep_factor(n, count_steps_le(s.values + n.vfirst, n.vcount, step));
     case ScheduleKind::kLinear:  // torch LinearLR's closed form
       return b * (p[0] + (p[1] - p[0]) * fmin(t, p[2]) / p[2]);
     case ScheduleKind::kExponential:
@@ -218,8 +225,8 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
     case ScheduleKind::kInverseSqrt:
       return b / sqrt(1.0 + t / p[0]);
     case ScheduleKind::kWsd: {
-      if (t < p[0]) return b * (p[4] + (1.0 - p[4]) * t / p[0]);
-      if (t < p[1]) return b;
+      if (step < whole_step(p[0])) return b * (p[4] + (1.0 - p[4]) * t / p[0]);
+      if (step < whole_step(p[1])) return b;
       const double q = fmin((t - p[1]) / p[2], 1.0);
       double g;
       if (n.flags == kWsdCosine) g = (1.0 + smath::cos_pi(q)) / 2.0;
@@ -230,13 +237,13 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
     case ScheduleKind::kPiecewiseConstant: {
       const int k = n.vcount / 2;
       const double* v = s.values + n.vfirst;
-      return b * v[k + count_le(v, k, t)];
+      return b * v[k + count_steps_le(v, k, step)];
     }
     case ScheduleKind::kPiecewiseLinear: {
       const int k = n.vcount / 2;
       const double* x = s.values + n.vfirst;
       const double* y = x + k;
-      const int i = count_le(x, k, t);
+      const int i = count_steps_le(x, k, step);
       if (i == 0) return b * y[0];
       if (i == k) return b * y[k - 1];
       return b * (y[i - 1] + (y[i] - y[i - 1]) * (t - x[i - 1]) / (x[i] - x[i - 1]));
@@ -288,17 +295,16 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
       const ScheduleNode& n = s.nodes[f.node];
       if (n.kind == ScheduleKind::kSequential) {
         const double* bounds = s.values + n.vfirst;
-        const int i = detail::count_le(bounds, n.vcount, static_cast<double>(f.t));
-        const int64_t shift = i == 0 ? 0 : static_cast<int64_t>(bounds[i - 1]);
+        const int i = detail::count_steps_le(bounds, n.vcount, f.t);
+        const int64_t shift = i == 0 ? 0 : detail::whole_step(bounds[i - 1]);
         st[++sp] = Frame{s.links[n.cfirst + i], 0, f.t - shift, 1.0};
       } else if (n.kind == ScheduleKind::kWarmup) {
         const double w = n.p[0];
-        const double t = static_cast<double>(f.t);
-        if (t < w) {
-          f.mul = detail::warmup_factor(n, t);
+        if (f.t < detail::whole_step(w)) {
+          f.mul = detail::warmup_factor(n, static_cast<double>(f.t));
           st[++sp] = Frame{s.links[n.cfirst], 0, 0, 1.0};
         } else {
-          st[++sp] = Frame{s.links[n.cfirst], 0, f.t - static_cast<int64_t>(w), 1.0};
+          st[++sp] = Frame{s.links[n.cfirst], 0, f.t - detail::whole_step(w), 1.0};
         }
       } else if (n.kind == ScheduleKind::kChained) {
         f.next_child = 1;

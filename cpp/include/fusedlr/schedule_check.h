@@ -235,8 +235,8 @@ class ScheduleChecker {
         return;
       case ScheduleKind::kCyclic: {
         if (!(flags_in(n.flags, 7) && flags_in(n.flags & 3, kExpRange, true))) return;
+        // (max_lr may be below base_lr, as torch's CyclicLR allows: the cycle then runs downwards.)
         if (!(non_negative("base_lr", p[0]) && finite("max_lr", p[1]))) return;
-        if (!arg(p[1] >= p[0], "max_lr", ">= base_lr = " + format_number(p[0]), p[1])) return;
         // p2 = step_size_up + step_size_down, p3 = step_size_up / p2 (as torch's CyclicLR keeps them).
         length("step_size_up + step_size_down", p[2]) &&
             arg(p[3] >= kMinScheduleLength && p[3] <= 1, "step_size_up / (step_size_up + step_size_down)", "in (0, 1]", p[3]) &&

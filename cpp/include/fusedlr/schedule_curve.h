@@ -9,8 +9,8 @@
 // multiplies by its ramp factor, the others by nothing), so the curve equals per-step evaluation
 // bit for bit; tests/test_schedules.py checks that over random nested schedules. Leaves whose
 // value is constant over blocks (step, multistep) or whose cycle is (cosine_restarts) take the
-// block's factor or cycle once. (Steps of 2^53 and beyond, where a step no longer converts to a
-// double exactly, may switch pieces one step apart from schedule_lr.)
+// block's factor or cycle once. Boundaries are whole steps compared as integers, as schedule_lr
+// compares them, so pieces switch at the same step even past 2^53.
 
 #include "fusedlr/schedule.h"
 
@@ -27,11 +27,6 @@ struct CurveBase {
   double at(int64_t i) const { return per_step ? per_step[i] : scalar; }
   CurveBase shifted(int64_t i) const { return CurveBase{scalar, per_step ? per_step + i : nullptr}; }
 };
-
-/** The first whole step t with t >= x (boundaries are compared with the step as a double). */
-inline int64_t first_step_at_or_after(double x) {
-  return static_cast<int64_t>(std::ceil(x));
-}
 
 template <ScheduleKind K, bool kPerStep>
 void leaf_curve_of_kind(const ScheduleData& s, const ScheduleNode& n, int64_t t0, int64_t count, const double* base,
@@ -79,9 +74,9 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
       int64_t done = 0;
       while (done < count) {
         const int64_t t = t0 + done;
-        const int i = count_le(bounds, n.vcount, static_cast<double>(t));
-        const int64_t shift = i == 0 ? 0 : static_cast<int64_t>(bounds[i - 1]);
-        const int64_t end = i < n.vcount ? first_step_at_or_after(bounds[i]) - t0 : count;
+        const int i = count_steps_le(bounds, n.vcount, t);
+        const int64_t shift = i == 0 ? 0 : whole_step(bounds[i - 1]);
+        const int64_t end = i < n.vcount ? whole_step(bounds[i]) - t0 : count;
         int64_t len = (end < count ? end : count) - done;
         if (len < 1) len = 1;  // sorted boundaries never need this; it guarantees progress
         node_curve(s, s.links[n.cfirst + i], t - shift, len, base.shifted(done), out + done);
@@ -92,7 +87,7 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
     case ScheduleKind::kWarmup: {
       const double w = n.p[0];
       const int child = s.links[n.cfirst];
-      const int64_t ramp_end = first_step_at_or_after(w) - t0;  // local steps t < w ramp
+      const int64_t ramp_end = whole_step(w) - t0;  // local steps t < w ramp
       const int64_t ramp = ramp_end <= 0 ? 0 : (ramp_end < count ? ramp_end : count);
       if (ramp > 0) {
         // The child at step 0 times the ramp factor of each step (schedule_lr's `value *= mul`).
@@ -104,7 +99,7 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
           out[i] = v * warmup_factor(n, static_cast<double>(t0 + i));
         }
       }
-      node_curve(s, child, t0 + ramp - static_cast<int64_t>(w), count - ramp, base.shifted(ramp), out + ramp);
+      node_curve(s, child, t0 + ramp - whole_step(w), count - ramp, base.shifted(ramp), out + ramp);
       return;
     }
     case ScheduleKind::kChained: {
@@ -131,8 +126,8 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
       const double* milestones = s.values + n.vfirst;
       int64_t done = 0;
       while (done < count) {
-        const int k = count_le(milestones, n.vcount, static_cast<double>(t0 + done));
-        int64_t end = k < n.vcount ? first_step_at_or_after(milestones[k]) - t0 : count;
+        const int k = count_steps_le(milestones, n.vcount, t0 + done);
+        int64_t end = k < n.vcount ? whole_step(milestones[k]) - t0 : count;
         if (end > count) end = count;
         if (end <= done) end = done + 1;  // sorted milestones never need this; it guarantees progress
         const double factor = multistep_factor(n, k);

@@ -36,25 +36,22 @@ def _parse_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
 
 
-def _int(text: str) -> int:
-    value = _parse_int(text)
-    if abs(value) > _MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at most 10**9, got {text!r}")
-    return value
+def _whole_number(lowest: int | None = None):
+    """An argparse type: a whole number of at most 10**9 in size, and >= ``lowest`` when given."""
+
+    def parse(text: str) -> int:
+        value = _parse_int(text)
+        if abs(value) > _MAX_COUNT:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at most 10**9, got {text!r}")
+        if lowest is not None and value < lowest:
+            raise argparse.ArgumentTypeError(
+                f"must be a {'positive whole number' if lowest == 1 else f'whole number >= {lowest}'}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
-    return value
+_int, _positive_int, _non_negative_int = _whole_number(), _whole_number(1), _whole_number(0)
 
 
 def _seed(text: str) -> int:
