@@ -113,18 +113,25 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double restart_boundary(const double* p, int6
 }
 
 /**
- * The cosine_restarts cycle that holds step t: its first step and its length. Cycle i is
- * T_0 * T_mult^i steps long and starts at boundary i (i * T_0 when T_mult == 1); torch's
- * CosineAnnealingWarmRestarts for integer T_mult. Every step of a cycle gets the same two numbers
- * (boundaries come from one formula), which lets a curve take them once per cycle.
+ * The cosine_restarts cycle that holds `step`: its first step, its length and the next cycle's
+ * first step. Cycle i is T_0 * T_mult^i steps long and starts at boundary i (i * T_0 when
+ * T_mult == 1); torch's CosineAnnealingWarmRestarts for integer T_mult. Every step of a cycle gets
+ * the same three numbers (boundaries come from one formula), which lets a curve take them once per
+ * cycle: the steps whose double is below `next` (all steps below (k + 1) T_0 when T_mult == 1).
  */
-FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void restart_cycle(const double* p, double t, double& start, double& len) {
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void restart_cycle(const double* p, int64_t step, double& start, double& len,
+                                                      double& next) {
   const double T0 = p[0], m = p[1];
   if (m == 1.0) {
-    start = floor(t / T0) * T0;
+    // In whole steps (T_0 <= 2^62, checked): exact past 2^53, where t / T_0 in doubles is not.
+    const int64_t T = whole_step(T0);
+    const int64_t first = step / T * T;
+    start = static_cast<double>(first);
     len = T0;
+    next = static_cast<double>(first + T);
     return;
   }
+  const double t = static_cast<double>(step);
   // p[3] = log(T_mult), computed once when the schedule is built. For a huge T_mult the argument
   // of the logarithm overflows: log(t/T0 (m-1) + 1) is then log(t/T0) + log(m-1) to the last bit.
   const double arg = t / T0 * (m - 1.0) + 1.0;
@@ -135,7 +142,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void restart_cycle(const double* p, double t,
   // The logarithm can be off by one near a boundary: settle the cycle exactly.
   start = restart_boundary(p, i);
   if (start > t) start = restart_boundary(p, --i);
-  double next = restart_boundary(p, i + 1);
+  next = restart_boundary(p, i + 1);
   if (next <= t) {
     start = next;
     next = restart_boundary(p, ++i + 1);
@@ -186,8 +193,8 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       return p[1] + (b - p[1]) * (1.0 + smath::cos_pi(tc / p[0])) / 2.0;
     }
     case ScheduleKind::kCosineRestarts: {
-      double start, len;
-      restart_cycle(p, t, start, len);
+      double start, len, next;
+      restart_cycle(p, step, start, len, next);
       return restart_lr(n, t, start, len, b);
     }
     case ScheduleKind::kCyclic: {  // torch CyclicLR.get_lr, same order of operations

@@ -137,15 +137,21 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
       return;
     }
     case ScheduleKind::kCosineRestarts: {
-      // One cycle at a time: restart_cycle gives every step of a cycle the same start and length.
+      // One cycle at a time: restart_cycle gives every step of a cycle the same start and length,
+      // and the cycle ends at the first step it would not (past 2^53 a step's double can round
+      // into the next cycle: the test is on the step as restart_cycle sees it).
       int64_t done = 0;
       while (done < count) {
-        double start, len;
-        restart_cycle(n.p, static_cast<double>(t0 + done), start, len);
-        // The cycle's end, clamped in double first (start + len may be huge for an absurd T_mult).
-        const double cycle_end = fmin(start + len - static_cast<double>(t0), static_cast<double>(count));
-        int64_t end = cycle_end >= 0 ? static_cast<int64_t>(cycle_end) : 0;
-        if (end <= done) end = done + 1;  // guarantees progress
+        double start, len, next;
+        restart_cycle(n.p, t0 + done, start, len, next);
+        int64_t end = done + 1;
+        if (n.p[1] == 1.0) {
+          const int64_t T = whole_step(n.p[0]);
+          const int64_t cycle_end = ((t0 + done) / T + 1) * T - t0;  // steps <= 2^62: no overflow
+          end = cycle_end < count ? cycle_end : count;
+        } else {
+          while (end < count && static_cast<double>(t0 + end) < next) ++end;
+        }
         for (int64_t i = done; i < end; ++i) out[i] = restart_lr(n, static_cast<double>(t0 + i), start, len, base.at(i));
         done = end;
       }
