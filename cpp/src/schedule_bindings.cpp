@@ -529,10 +529,8 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
           "curve",
           [](const Schedule& s, int64_t n, int64_t start, double base_lr) {
             if (n < 0) invalid("Schedule.curve", "n", "a number of steps >= 0", std::to_string(n));
-            // The last step a schedule names is 2^62 (schedule_check.h); a curve stops there too, so
-            // its block arithmetic (block end = (k + 1) * step_size) cannot overflow int64.
-            constexpr int64_t kLast = INT64_C(4611686018427387904);
-            if (n > 0 && start > kLast - (n - 1))
+            // A curve stops at the last step a schedule names, so its block arithmetic cannot overflow.
+            if (n > 0 && start > kMaxScheduleStep - (n - 1))
               invalid("Schedule.curve", "start", "such that start + n - 1 <= 2**62", std::to_string(start));
             py::array_t<double> out(n);
             double* o = out.mutable_data();
@@ -550,10 +548,7 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
           R"pbdoc(The learning rates of steps ``start, ..., start + n - 1`` as a float64 numpy array, computed in C++.)pbdoc")
       .def_property_readonly(
           "kind",
-          [](const Schedule& s) {
-            const std::string r = node_repr(s.data(), 0);
-            return r.substr(0, r.find('('));
-          },
+          [](const Schedule& s) { return schedule_kind_name(s.data().nodes[0].kind); },
           R"pbdoc(The name of the outermost schedule, e.g. ``"cosine"`` or ``"sequential"``.)pbdoc")
       .def_property_readonly(
           "num_nodes", [](const Schedule& s) { return s.data().n_nodes; },
@@ -566,6 +561,7 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
           R"pbdoc(The raw ScheduleData a kernel receives (layout of this build; not a storage format).)pbdoc")
       .def_readonly_static("max_nodes", &kMaxScheduleNodes)
       .def_readonly_static("max_values", &kMaxScheduleValues)
+      .def_readonly_static("max_step", &kMaxScheduleStep)
       .def_property_readonly_static(
           "nbytes", [](py::object) { return sizeof(ScheduleData); },
           R"pbdoc(sizeof(ScheduleData): what a kernel launch copies.)pbdoc")

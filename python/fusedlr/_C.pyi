@@ -31,6 +31,8 @@ class Schedule:
     """Most nodes (leaves and composites) in one schedule (kMaxScheduleNodes)."""
     max_values: ClassVar[int]
     """Most milestones/boundaries/breakpoints in one schedule (kMaxScheduleValues)."""
+    max_step: ClassVar[int]
+    """The last step a schedule names, 2**62 (kMaxScheduleStep): boundaries, lengths, counters, curves."""
     nbytes: ClassVar[int]
     """sizeof(ScheduleData): what a kernel launch copies."""
 

@@ -10,8 +10,6 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_NAME = "schedule.png"
-MAX_STEP = 2**62
-"""Steps plotted stay below this: step indices are int64 in C++, with room to spare."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,15 +53,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _plot(args: argparse.Namespace) -> Path:
     """Check everything the command line gave, then draw and save; returns the file written."""
+    from ._C import Schedule
     from .plot import _short, plot_schedule, schedule_from_spec
 
     if args.steps <= 0:
         raise ValueError(f"--steps must be > 0, got {args.steps}")
     if args.start < 0:
         raise ValueError(f"--start must be >= 0, got {args.start}")
-    if args.start + args.steps - 1 >= MAX_STEP:
+    if args.start + args.steps - 1 >= Schedule.max_step:
         raise ValueError(f"the last step plotted (--start + --steps - 1 = {args.start + args.steps - 1}) must be "
-                         f"< 2**62 = {MAX_STEP}")
+                         f"< 2**62 = {Schedule.max_step}")
     if not (math.isfinite(args.base_lr) and args.base_lr >= 0):
         raise ValueError(f"--base-lr must be a finite number >= 0, got {args.base_lr}")
     items = []

@@ -104,9 +104,9 @@ def _start_momentum_cycle(owner: Any, optimizer: Optimizer, base_momentum: Any, 
             group["base_momentum"] = m_base
 
 
-# The last step a schedule can name (schedule_check.h): a length or milestone beyond it is never
-# reached, so a larger whole number is held at it or dropped (the same values at every step below it).
-_MAX_STEP = 2**62
+# The last step a schedule can name: a length or milestone beyond it is never reached, so a larger
+# whole number is held at it or dropped (the same values at every step below it).
+_MAX_STEP = Schedule.max_step
 
 
 def _whole(x: Any) -> int | None:

@@ -29,11 +29,12 @@ def _check_hyperparameters(lr: Any, momentum: Any, dampening: Any, weight_decay:
         raise ValueError("Tensor lr must be 1-element")
     given = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay}
     shown = {k: v.item() if isinstance(v, Tensor) and v.numel() == 1 else v for k, v in given.items()}
-    try:
-        numbers = {k: float(v) for k, v in shown.items()}
-    except (TypeError, ValueError) as error:
-        bad = next(k for k, v in shown.items() if not isinstance(v, (int, float)))
-        raise TypeError(f"{bad} must be a number, got {type(given[bad]).__name__}") from error
+    numbers = {}
+    for key, value in shown.items():
+        try:
+            numbers[key] = float(value)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{key} must be a number, got {type(given[key]).__name__}") from error
     problem = _C.sgd_hyperparameter_problem(**numbers, nesterov=bool(nesterov))
     if problem is not None:
         raise ValueError({
@@ -721,7 +722,7 @@ def _loaded_schedule_state(state: Any, group: dict[str, Any], where: str) -> Ten
         step, lr, factor = state.detach().to(device="cpu", dtype=torch.float64).reshape(3).tolist()
     except (RuntimeError, NotImplementedError) as error:  # e.g. a meta tensor, which holds no numbers
         raise TypeError(f"{where}: schedule_state cannot be read ({' '.join(str(error).split())[:200]})") from None
-    if not (math.isfinite(step) and 0 <= step <= 2.0**62 and step == int(step)):
+    if not (math.isfinite(step) and 0 <= step <= Schedule.max_step and step == int(step)):
         raise ValueError(f"{where}: schedule_state step must be a whole number in [0, 2**62], got {step}")
     if not (math.isfinite(lr) and math.isfinite(factor) and factor >= 0):
         raise ValueError(f"{where}: schedule_state lr and factor must be finite (factor >= 0), got {lr}, {factor}")

@@ -31,6 +31,11 @@ constexpr int kMaxScheduleNodes = 12;
 constexpr int kMaxScheduleValues = 40;
 /** Fixed parameters per node. */
 constexpr int kScheduleParams = 6;
+/**
+ * The last step a schedule names (a boundary, a length, a counter, the end of a curve): 2^62, so
+ * int64 arithmetic on steps (t - boundary, (k + 1) * step_size) never overflows. Checked when built.
+ */
+constexpr int64_t kMaxScheduleStep = INT64_C(1) << 62;
 
 enum class ScheduleKind : int32_t {
   kConstant = 0,          // p0 factor, p1 until (< 0: forever)             b*factor, then b
@@ -275,7 +280,7 @@ FUSEDLR_HOST_DEVICE inline double leaf_lr(const ScheduleData& s, const ScheduleN
  */
 FUSEDLR_HOST_DEVICE inline int64_t schedule_counter_step(double counter) {
   if (!(counter >= 0.0)) return 0;
-  return counter < 4611686018427387904.0 ? static_cast<int64_t>(counter) : INT64_C(4611686018427387904);
+  return counter < static_cast<double>(kMaxScheduleStep) ? static_cast<int64_t>(counter) : kMaxScheduleStep;
 }
 
 /**

@@ -19,9 +19,6 @@
 
 namespace fusedlr {
 
-/** The largest step a schedule may name (a boundary, a length): int64 arithmetic on steps stays exact. */
-constexpr double kMaxScheduleStep = 4611686018427387904.0;  // 2^62
-
 /**
  * The shortest length (in steps) a schedule may divide by: step / length then stays finite for
  * every step up to kMaxScheduleStep (2^62 / 2^-960 = 2^1022 < DBL_MAX), so no step turns a
@@ -139,7 +136,7 @@ class ScheduleChecker {
   /** A whole number of steps in [lo, kMaxScheduleStep]. */
   bool steps(const char* name, double x, double lo) {
     const bool whole = std::isfinite(x) && x == std::floor(x);
-    return arg(whole && x >= lo && x <= kMaxScheduleStep, name,
+    return arg(whole && x >= lo && x <= static_cast<double>(kMaxScheduleStep), name,
                "a whole number of steps in [" + format_number(lo, true) + ", 2**62]", x, whole);
   }
   bool flags_in(int32_t flags, int32_t allowed_bits_or_max, bool is_max = false) {
