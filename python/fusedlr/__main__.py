@@ -9,11 +9,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ._cli import ArgumentParser
+
 DEFAULT_NAME = "schedule.png"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fusedlr", description=__doc__)
+    parser = ArgumentParser(prog="python -m fusedlr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plot", help="plot one or more schedules to an image, without an optimizer or model")
     p.add_argument("spec", nargs="+",

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .._cli import ArgumentParser
 from . import data as datamod
 from .report import plot_runs, write_json, write_metrics
 from .schedulers import SCHEDULERS, SchedulerConfig
@@ -100,7 +101,7 @@ def _schedule_names(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m fusedlr.demo",
         description="The classic MNIST example (SimpleNet 784-128-10, SGD lr 0.1 momentum 0.9, StepLR(10, 0.1), "
         "20 epochs, batch 64) with any fusedlr schedule, on fusedlr.SGD or torch.optim.SGD.",
