@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 import zlib
 
 import numpy as np
@@ -183,11 +184,10 @@ def test_warmup_on_any_scheduler():
 
 
 def test_extra_schedulers_are_their_closed_forms():
-    opt = make_optimizer()
     cases = [
-        (F.WSDLR(opt, 300, warmup_steps=30, decay_steps=60, decay="cosine"), S.wsd(300, 30, 60, "cosine")),
-        (F.InverseSqrtLR(opt, warmup_steps=50), S.warmup(S.inverse_sqrt(50.0), 50)),
-        (F.InverseTimeLR(opt, 0.05, decay_steps=10), S.inverse_time(0.05, 10)),
+        (F.WSDLR(make_optimizer(), 300, warmup_steps=30, decay_steps=60, decay="cosine"), S.wsd(300, 30, 60, "cosine")),
+        (F.InverseSqrtLR(make_optimizer(), warmup_steps=50), S.warmup(S.inverse_sqrt(50.0), 50)),
+        (F.InverseTimeLR(make_optimizer(), 0.05, decay_steps=10), S.inverse_time(0.05, 10)),
     ]
     for sched, expected in cases:
         opt = sched.optimizer
@@ -268,16 +268,59 @@ def test_load_state_dict_applies_the_restored_lr_even_after_the_optimizer():
     assert sched2.get_last_lr() == sched.get_last_lr()
 
 
-def test_closed_form_does_not_drift_when_lr_is_changed_outside():
+@pytest.mark.parametrize("cls, kwargs", [(TS.CosineAnnealingLR, dict(T_max=30, eta_min=0.01)),
+                                         (TS.StepLR, dict(step_size=4, gamma=0.5)),
+                                         (TS.LinearLR, dict(start_factor=0.2, total_iters=12))])
+def test_an_outside_change_of_the_lr_is_followed_as_torch_follows_it(cls, kwargs):
+    runs = []
+    for module in (TS, F):
+        opt = make_optimizer()
+        sched = getattr(module, cls.__name__)(opt, **kwargs)
+        lrs = []
+        for it in range(40):
+            if it == 10:
+                opt.param_groups[0]["lr"] *= 0.3  # a manual change: the schedule continues from it
+            opt.step()
+            sched.step()
+            lrs.append([g["lr"] for g in opt.param_groups])
+        runs.append(np.array(lrs))
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-12)
+    # Group 1 was never touched: it is still the exact closed form.
+    assert runs[1][-1, 1] == sched.schedule(40, 0.03) and sched._following == [True, False]
+
+
+def test_an_untouched_twin_stays_exact_and_a_following_one_resumes_from_the_optimizer():
     opt = make_optimizer()
-    sched = F.CosineAnnealingLR(opt, 100, eta_min=0.0)
+    sched = F.CosineAnnealingLR(opt, 100, eta_min=0.001)
     for _ in range(10):
         opt.step()
         sched.step()
-    opt.param_groups[0]["lr"] = 123.0  # e.g. a manual override for one step
+    opt.param_groups[0]["lr"] = 0.05  # group 0 follows from here
     opt.step()
     sched.step()
-    assert opt.param_groups[0]["lr"] == S.cosine(100, periodic=True)(11, 0.1)
+    state, opt_state = sched.state_dict(), opt.state_dict()
+    expected = []
+    for _ in range(5):
+        opt.step()
+        sched.step()
+        expected.append([g["lr"] for g in opt.param_groups])
+    assert expected[-1][1] == S.cosine(100, 0.001, periodic=True)(sched.last_epoch, 0.03)
+    # Either load order gives the same lrs: the closed form for group 1, the optimizer's lr for group 0.
+    for order in ("scheduler first", "optimizer first"):
+        opt2 = make_optimizer()
+        sched2 = F.CosineAnnealingLR(opt2, 100, eta_min=0.001)
+        if order == "optimizer first":
+            opt2.load_state_dict(opt_state)
+            sched2.load_state_dict(state)
+        else:
+            sched2.load_state_dict(state)
+            opt2.load_state_dict(opt_state)
+        got = []
+        for _ in range(5):
+            opt2.step()
+            sched2.step()
+            got.append([g["lr"] for g in opt2.param_groups])
+        assert got == expected, order
 
 
 def test_one_cycle_holds_the_final_lr_past_total_steps():
@@ -395,8 +438,9 @@ def test_schedule_applier_writes_floats_tensors_and_betas():
     groups = [{"lr": 0.0}, {"lr": torch.tensor(0.0)}]
     lr_tensor = groups[1]["lr"]
     out = ScheduleApplier([cos, step], "lr").apply(3, [0.1, 0.2], groups)
-    assert out == [cos(3, 0.1), step(3, 0.2)] and groups[0]["lr"] == out[0]
-    assert groups[1]["lr"] is lr_tensor and lr_tensor.item() == pytest.approx(out[1])  # filled in place
+    assert out[0] == cos(3, 0.1) and groups[0]["lr"] == out[0]
+    # A tensor is filled in place; the value returned is the one it holds (float32: rounded).
+    assert groups[1]["lr"] is lr_tensor and lr_tensor.item() == out[1] == pytest.approx(step(3, 0.2))
     betas = [{"betas": (0.9, 0.999)}]
     assert apply_schedules([S.constant(0.5)], 0, (1.7,), betas, "betas") == [0.85] and betas[0]["betas"] == (0.85, 0.999)
     # One schedule for every group; base_lrs and param_groups may be any sequence.
@@ -404,7 +448,12 @@ def test_schedule_applier_writes_floats_tensors_and_betas():
     assert ScheduleApplier([step], "lr").apply(4, np.array([1.0, 2.0, 4.0]), tuple(many)) == [0.25, 0.5, 1.0]
     lr, momentum = ScheduleApplier([cos], "lr"), ScheduleApplier([S.constant(0.9)], "momentum")
     g = [{"lr": 0.0, "momentum": 0.0}]
-    assert step_schedules(lr, 5, [1.0], g, momentum, [1.0]) == [cos(5)] and g[0]["momentum"] == 0.9
+    assert step_schedules(lr, 5, [1.0], g, None, momentum, [1.0]) == [cos(5)] and g[0]["momentum"] == 0.9
+    # With the values it wrote last as `expected`, it writes only while no group was changed since.
+    assert step_schedules(lr, 6, [1.0], g, [cos(5)]) == [cos(6)] and g[0]["lr"] == cos(6)
+    g[0]["lr"] = 0.5  # changed by something else
+    assert step_schedules(lr, 7, [1.0], g, [cos(6)], momentum, [1.0]) is None and g[0]["lr"] == 0.5
+    assert step_schedules(lr, 7, [1.0], g, [0.5, 0.5]) is None  # a group added: not the same groups
 
 
 def test_schedule_applier_refuses_mismatched_arguments():
@@ -428,17 +477,20 @@ def test_step_schedules_is_apply_in_one_fast_call():
     from fusedlr._C import ScheduleApplier, step_schedules
     lr, momentum = ScheduleApplier([S.cosine(10)], "lr"), ScheduleApplier([S.constant(0.8)], "momentum")
     g = [{"lr": 0.0, "momentum": 0.0}, {"lr": 0.0, "momentum": 0.0}]
-    assert step_schedules(lr, 4, [1.0, 0.5], g) == [S.cosine(10)(4, 1.0), S.cosine(10)(4, 0.5)]
-    assert step_schedules(lr, 6, [1.0, 0.5], g, momentum, [1.0, 0.5]) == [S.cosine(10)(6, 1.0), S.cosine(10)(6, 0.5)]
+    assert step_schedules(lr, 4, [1.0, 0.5], g, None) == [S.cosine(10)(4, 1.0), S.cosine(10)(4, 0.5)]
+    assert step_schedules(lr, 6, [1.0, 0.5], g, None, momentum, [1.0, 0.5]) == [S.cosine(10)(6, 1.0),
+                                                                                S.cosine(10)(6, 0.5)]
     assert [x["momentum"] for x in g] == [0.8, 0.4] and g[1]["lr"] == S.cosine(10)(6, 0.5)
     with pytest.raises(TypeError, match="arguments"):
         step_schedules(lr, 0, [1.0])
     with pytest.raises(TypeError, match="applier must be a ScheduleApplier, got str"):
-        step_schedules("not an applier", 0, [1.0], [{}])
+        step_schedules("not an applier", 0, [1.0], [{}], None)
     with pytest.raises(TypeError):
-        step_schedules(lr, "0", [1.0], [{}])
+        step_schedules(lr, "0", [1.0], [{}], None)
     with pytest.raises(ValueError, match="base_lrs"):
-        step_schedules(lr, 0, [1.0, 2.0], [{}])
+        step_schedules(lr, 0, [1.0, 2.0], [{}], None)
+    with pytest.raises(TypeError, match="expected"):
+        step_schedules(lr, 0, [1.0], [{"lr": 0.0}], 0.5)
 
 
 def test_schedule_applier_writes_nothing_on_a_bad_base_and_survives_python_code_midway():
@@ -535,3 +587,242 @@ def test_huge_whole_arguments_mean_never():
     assert F.ConstantLR(opt, factor=0.5, total_iters=10**30).schedule(last) == 0.5
     opt = make_optimizer()
     assert F.LinearLR(opt, start_factor=0.5, total_iters=10**30).schedule(last) == pytest.approx(0.5, rel=1e-9)
+
+
+# --- twins stacked on one optimizer, as torch's chainable schedulers ---------------------------------
+
+def _stack(module, opt, names):
+    """Schedulers built back to back on one optimizer (torch's test_compound_* cases)."""
+    make = {
+        "step": lambda: module.StepLR(opt, step_size=3, gamma=0.1),
+        "multistep": lambda: module.MultiStepLR(opt, milestones=[2, 5, 9], gamma=0.1),
+        "exp": lambda: module.ExponentialLR(opt, gamma=0.9),
+        "linear": lambda: module.LinearLR(opt, start_factor=0.2, end_factor=0.9, total_iters=6),
+        "constant": lambda: module.ConstantLR(opt, factor=0.1, total_iters=4),
+        "cosine": lambda: module.CosineAnnealingLR(opt, T_max=7, eta_min=0.001),
+        "poly": lambda: module.PolynomialLR(opt, total_iters=8, power=2.0),
+        "plateau": lambda: module.ReduceLROnPlateau(opt, factor=0.5, patience=0),
+    }
+    return [make[n]() for n in names]
+
+
+def _run_stack(module, names, n=25, metric=1.0):
+    opt = make_optimizer()
+    schedulers = _stack(module, opt, names)
+    lrs = []
+    for _ in range(n):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        for s in schedulers:
+            s.step(metric) if isinstance(s, TS.ReduceLROnPlateau) else s.step()
+    return np.array(lrs), schedulers
+
+
+# torch's ten test_compound_* pairs, plus the cosine with eta_min, polynomial and plateau ones.
+STACKS = [("step", "multistep"), ("step", "exp"), ("exp", "multistep"), ("exp", "linear"), ("step", "constant"),
+          ("linear", "multistep"), ("cosine", "step"), ("cosine", "multistep"), ("cosine", "linear"),
+          ("cosine", "exp"), ("poly", "exp"), ("constant", "cosine", "exp"), ("step", "plateau"),
+          ("cosine", "plateau")]
+
+
+@pytest.mark.parametrize("names", STACKS, ids=["+".join(s) for s in STACKS])
+def test_schedulers_stepped_back_to_back_give_torchs_numbers(names):
+    theirs, _ = _run_stack(TS, names)
+    ours, schedulers = _run_stack(F, names)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    assert len(np.unique(ours[:, 0])) > 3  # the schedules really moved the lr
+
+
+def test_step_and_plateau_on_one_optimizer_give_the_documented_sequence():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=5.0)
+    step, plateau = F.StepLR(opt, step_size=1, gamma=0.1), F.ReduceLROnPlateau(opt, factor=1.0 / 1e9, patience=0)
+    plateau.factor = 1.0  # (factor must be < 1 to construct; the reductions here come from StepLR)
+    lrs = []
+    for _ in range(4):
+        opt.step()
+        step.step()
+        plateau.step(1.0)
+        lrs.append(opt.param_groups[0]["lr"])
+    np.testing.assert_allclose(lrs, [0.5, 0.05, 0.005, 0.0005], rtol=1e-12)
+
+
+def test_chained_scheduler_updates_each_schedulers_last_lr_as_torch():
+    for chain in (["step"], ["constant", "exp"], ["cosine", "exp"], ["linear", "multistep"]):
+        got = []
+        for module in (TS, F):
+            opt = make_optimizer()
+            inner = _stack(module, opt, chain)
+            c = module.ChainedScheduler(inner)
+            rows = [[s.get_last_lr() for s in inner] + [c.get_last_lr()]]
+            for _ in range(10):
+                opt.step()
+                c.step()
+                rows.append([s.get_last_lr() for s in inner] + [c.get_last_lr()])
+            got.append(np.array(rows))
+        np.testing.assert_allclose(got[1], got[0], rtol=1e-12, err_msg=str(chain))
+
+
+def test_chained_scheduler_is_the_product_only_when_torch_computes_the_product():
+    opt = make_optimizer()
+    product = F.ChainedScheduler([F.ConstantLR(opt, 0.5, 3), F.ExponentialLR(opt, 0.9)])
+    assert product.schedule == S.chained([S.constant(0.5, 3), S.exponential(0.9)])
+    opt = make_optimizer()
+    recursive = F.ChainedScheduler([F.CosineAnnealingLR(opt, 10, eta_min=0.01), F.ExponentialLR(opt, 0.9)])
+    with pytest.raises(AttributeError, match="no closed form"):
+        recursive.schedule
+    with pytest.raises(AttributeError, match="no closed form"):
+        recursive.schedules
+
+
+@pytest.mark.parametrize("name", [n for n in TWINS] + ["ReduceLROnPlateau", "SequentialLR", "ChainedScheduler"])
+def test_every_twin_is_an_instance_of_torchs_class_of_the_same_name(name):
+    opt = make_optimizer()
+    if name == "ReduceLROnPlateau":
+        s = F.ReduceLROnPlateau(opt)
+    elif name == "SequentialLR":
+        s = F.SequentialLR(opt, [F.ConstantLR(opt), F.ExponentialLR(opt, 0.9)], [3])
+    elif name == "ChainedScheduler":
+        s = F.ChainedScheduler([F.ConstantLR(opt), F.ExponentialLR(opt, 0.9)])
+    else:
+        s = random_case(name, np.random.default_rng(0))(F, opt)
+    assert isinstance(s, getattr(TS, name)) and isinstance(s, TS.LRScheduler)
+    assert not isinstance(s, TS.LambdaLR) or name == "LambdaLR"
+
+
+def test_lr_scheduler_base_is_torchs_so_custom_schedulers_keep_working():
+    assert F.LRScheduler is TS.LRScheduler
+
+    class Halving(F.LRScheduler):  # written against torch's documented base
+        def get_lr(self):
+            return [b * 0.5 ** self.last_epoch for b in self.base_lrs]
+
+    opt = make_optimizer()
+    s = Halving(opt)
+    opt.step()
+    s.step()
+    assert s.get_last_lr() == [0.05, 0.015]
+
+
+# --- the twins' own bugs found by torch's test_lrscheduler.py -----------------------------------------
+
+def test_multiplicative_lr_resumes_without_applying_the_factor_again():
+    got = []
+    for module in (TS, F):
+        opt = make_optimizer()
+        s = module.MultiplicativeLR(opt, lambda e: 0.5)
+        opt.step()
+        s.step()
+        opt2 = make_optimizer()
+        opt2.load_state_dict(opt.state_dict())
+        module.MultiplicativeLR(opt2, lambda e: 0.5, last_epoch=1)
+        got.append([g["lr"] for g in opt2.param_groups])
+    assert got[1] == got[0] == [0.05, 0.015]
+
+
+@pytest.mark.parametrize("cls", ["LambdaLR", "MultiplicativeLR"])
+def test_a_lambda_that_is_not_callable_is_refused_at_construction(cls):
+    for bad in (0.95, [0.95, 0.9]):
+        with pytest.raises(TypeError, match="lr_lambda should be a function, but got float"):
+            getattr(F, cls)(make_optimizer(), bad)
+
+
+class _Scale:
+    """A callable object with state: torch saves its __dict__ with the scheduler."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def __call__(self, x):
+        return 1.0 / (self.k * x)
+
+
+def test_cyclic_state_dict_carries_a_callable_objects_scale_fn_attributes():
+    opt = make_optimizer()
+    s = F.CyclicLR(opt, 0.01, 0.1, step_size_up=4, scale_fn=_Scale(3.0))
+    state = s.state_dict()
+    assert state["_scale_fn_custom"] == {"k": 3.0}
+    torch_state = TS.CyclicLR(make_optimizer(), 0.01, 0.1, step_size_up=4, scale_fn=_Scale(3.0)).state_dict()
+    assert torch_state["_scale_fn_custom"] == state["_scale_fn_custom"]
+    restored = F.CyclicLR(make_optimizer(), 0.01, 0.1, step_size_up=4, scale_fn=_Scale(1.0))
+    restored.load_state_dict(state)
+    assert restored._scale_fn_custom.k == 3.0
+    # A plain function is not saved, as in torch; the built-in modes expose torch's scale_fn().
+    assert F.CyclicLR(make_optimizer(), 0.01, 0.1, scale_fn=lambda x: 1.0).state_dict()["_scale_fn_custom"] is None
+    tri2 = F.CyclicLR(make_optimizer(), 0.01, 0.1, mode="triangular2")
+    assert tri2.scale_fn(3) == TS.CyclicLR(make_optimizer(), 0.01, 0.1, mode="triangular2").scale_fn(3) == 0.25
+
+
+def test_warm_restarts_expose_t_cur_and_t_i_as_torch():
+    twins = []
+    for module in (TS, F):
+        opt = make_optimizer()
+        s = module.CosineAnnealingWarmRestarts(opt, T_0=3, T_mult=2)
+        rows = []
+        for _ in range(30):
+            rows.append((s.T_cur, s.T_i))
+            opt.step()
+            s.step()
+        twins.append(rows)
+    assert twins[1] == twins[0]
+    # torch's test_CosineAnnealingWarmRestarts_T_cur_reset: setting T_cur moves within the cycle.
+    s = F.CosineAnnealingWarmRestarts(make_optimizer(), T_0=4)
+    for epoch in (7, 8, 9):
+        s.T_cur = epoch
+        s.step()
+        assert s.T_cur == (epoch + 1) % 4
+
+
+def test_scheduler_step_before_optimizer_step_warns_as_torch():
+    for module in (TS, F):
+        opt = make_optimizer()
+        s = module.StepLR(opt, 3)
+        with pytest.warns(UserWarning, match=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"):
+            s.step()
+        opt = make_optimizer()
+        s = module.StepLR(opt, 3)
+        opt.step = lambda: None  # replaced after the scheduler was made
+        with pytest.warns(UserWarning, match="has been overridden after learning rate scheduler"):
+            s.step()
+        opt = make_optimizer()
+        s = module.ExponentialLR(opt, 0.9)
+        opt.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            s.step()  # the right order: silent
+        with pytest.warns(UserWarning, match="The epoch parameter in `scheduler.step\\(\\)` was not necessary"):
+            s.step(4)
+
+
+def test_twin_state_dicts_round_trip_like_torchs():
+    # torch's _check_scheduler_state_dict compares every attribute of two schedulers.
+    for make in (lambda o: F.StepLR(o, 3, 0.1), lambda o: F.CosineAnnealingLR(o, 10),
+                 lambda o: F.CosineAnnealingWarmRestarts(o, 5, 2)):
+        opt = make_optimizer()
+        a = make(opt)
+        for _ in range(7):
+            opt.step()
+            a.step()
+        b = make(make_optimizer())
+        b.load_state_dict(a.state_dict())
+        assert {k: v for k, v in a.__dict__.items() if k != "optimizer"} == \
+               {k: v for k, v in b.__dict__.items() if k != "optimizer"}
+
+
+def test_one_cycle_loads_torchs_state_dict_and_torch_loads_its():
+    ours, theirs = F.OneCycleLR(make_optimizer(), 0.1, total_steps=50, anneal_strategy="linear"), \
+        TS.OneCycleLR(make_optimizer(), 0.1, total_steps=50, anneal_strategy="linear")
+    for _ in range(11):
+        ours.optimizer.step(), theirs.optimizer.step()
+        ours.step(), theirs.step()
+    fresh = F.OneCycleLR(make_optimizer(), 0.1, total_steps=50)
+    fresh.load_state_dict(theirs.state_dict())
+    assert fresh.anneal_strategy == "linear" and fresh.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+    back = TS.OneCycleLR(make_optimizer(), 0.1, total_steps=50)
+    back.load_state_dict(ours.state_dict())
+    assert back._anneal_func_type == "linear"
+    # torch's legacy form (the anneal function itself) loads too.
+    legacy = ours.state_dict()
+    del legacy["_anneal_func_type"]
+    legacy["anneal_func"] = TS.OneCycleLR._annealing_cos
+    fresh.load_state_dict(legacy)
+    assert fresh.anneal_strategy == "cos"

@@ -330,25 +330,25 @@ class ScheduleApplier {
 
   /** Set ``param_groups[g][key] = schedule_g(step, base_lrs[g])`` for every group; the values as a list. */
   py::list apply(int64_t step, py::handle base_lrs, py::handle param_groups) const {
-    const Groups groups(param_groups);
-    Values lrs(groups.size());
-    values(step, base_lrs, "base_lrs", lrs);
-    py::list out(static_cast<py::ssize_t>(lrs.size));
-    store(lrs, groups, out.ptr());
-    return out;
+    return py::reinterpret_borrow<py::list>(apply_if(step, base_lrs, param_groups, py::none()));
   }
 
-  /** apply() for this applier, then for `other` with its own bases (lr, then momentum): one call. */
-  py::list apply_with(int64_t step, py::handle base_lrs, const ScheduleApplier& other, py::handle other_bases,
-                      py::handle param_groups) const {
+  /**
+   * apply(), provided every group's value still equals ``expected[g]`` (what this applier wrote
+   * last; None: no check). Otherwise something else changed a group's value since: nothing is
+   * written and None is returned (the twin then follows the change, see lr_scheduler.py).
+   */
+  py::object apply_if(int64_t step, py::handle base_lrs, py::handle param_groups, py::handle expected,
+                      const ScheduleApplier* other = nullptr, py::handle other_bases = py::handle()) const {
     const Groups groups(param_groups);
+    if (!expected.is_none() && !unchanged(groups, expected)) return py::none();
     Values lrs(groups.size()), more(groups.size());
     values(step, base_lrs, "base_lrs", lrs);
-    other.values(step, other_bases, "other_bases", more);
+    if (other != nullptr) other->values(step, other_bases, "other_bases", more);
     py::list out(static_cast<py::ssize_t>(lrs.size));
     store(lrs, groups, out.ptr());
-    other.store(more, groups, nullptr);
-    return out;
+    if (other != nullptr) other->store(more, groups, nullptr);
+    return std::move(out);
   }
 
  private:
@@ -384,6 +384,33 @@ class ScheduleApplier {
     }
     Values(const Values&) = delete;  // data may point into the object itself
   };
+
+  /** Whether every group's value equals expected[g] (both NaN counts as equal). Reads only. */
+  bool unchanged(const Groups& groups, py::handle expected) const {
+    PyObject* fast = PySequence_Fast(expected.ptr(), "apply_schedules: expected must be a sequence of numbers or None");
+    if (fast == nullptr) throw py::error_already_set();
+    const py::object seq = py::reinterpret_steal<py::object>(fast);
+    const size_t n = groups.size();
+    if (static_cast<size_t>(PySequence_Fast_GET_SIZE(fast)) != n) return false;  // groups added or removed
+    for (size_t g = 0; g < n; ++g) {
+      const py::dict group = groups.at(g);
+      PyObject* found = PyDict_GetItemWithError(group.ptr(), key_.ptr());
+      if (found == nullptr) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        return false;
+      }
+      const py::object current = py::reinterpret_borrow<py::object>(found);  // __float__ may run Python code
+      const double now = PyFloat_CheckExact(found) ? PyFloat_AS_DOUBLE(found) : PyFloat_AsDouble(found);
+      if (now == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+      if (g >= static_cast<size_t>(PySequence_Fast_GET_SIZE(fast)))
+        throw py::value_error("apply_schedules: expected changed size during the call");
+      const py::object item = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(fast)[g]);
+      const double was = PyFloat_AsDouble(item.ptr());
+      if (was == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+      if (!(now == was || (std::isnan(now) && std::isnan(was)))) return false;
+    }
+    return true;
+  }
 
   /** out.data[g] = schedule_g(step, bases[g]) for the out.size groups; nothing is written to any group. */
   void values(int64_t step, py::handle bases_arg, const char* what, Values& out) const {
@@ -427,7 +454,14 @@ class ScheduleApplier {
         for (Py_ssize_t i = 1; i < k; ++i) pair[i] = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(old)[i]);
         if (PyDict_SetItem(group.ptr(), key_.ptr(), pair.ptr()) != 0) throw py::error_already_set();
       } else if (current && !current.is_none() && !PyFloat_CheckExact(current.ptr()) && py::hasattr(current, "fill_")) {
-        current.attr("fill_")(value);  // a tensor lr: in place
+        current.attr("fill_")(value);  // a tensor lr: in place; the value returned is the one it holds
+        const double held = PyFloat_AsDouble(current.ptr());
+        if (held == -1.0 && PyErr_Occurred()) {
+          PyErr_Clear();  // a tensor-like object that is not a number: report the value written
+        } else {
+          value = py::reinterpret_steal<py::object>(PyFloat_FromDouble(held));
+          if (!value) throw py::error_already_set();
+        }
       } else if (PyDict_SetItem(group.ptr(), key_.ptr(), value.ptr()) != 0) {
         throw py::error_already_set();
       }
@@ -438,6 +472,15 @@ class ScheduleApplier {
   std::vector<Schedule> schedules_;
   py::str key_;
   bool betas_;
+
+ public:
+  /** Same schedules (in order) and key: two twins in the same state hold equal appliers. */
+  bool operator==(const ScheduleApplier& o) const {
+    if (schedules_.size() != o.schedules_.size() || !key_.equal(o.key_)) return false;
+    for (size_t i = 0; i < schedules_.size(); ++i)
+      if (!same(schedules_[i].data(), o.schedules_[i].data())) return false;
+    return true;
+  }
 };
 
 py::list apply_schedules(const std::vector<const Schedule*>& schedules, int64_t step, py::handle base_lrs,
@@ -446,16 +489,16 @@ py::list apply_schedules(const std::vector<const Schedule*>& schedules, int64_t 
 }
 
 /**
- * step_schedules(applier, step, base_lrs, param_groups[, other, other_bases]): applier.apply(...)
- * (then other's, e.g. momentum) as a METH_FASTCALL builtin. A twin scheduler calls it once per
- * step(); a pybind11 method call costs ~300 ns more here (bound method, argument tuple, dispatch),
- * a third of the whole step.
+ * step_schedules(applier, step, base_lrs, param_groups, expected[, other, other_bases]):
+ * applier.apply_if(...) (then other's, e.g. momentum, unchecked) as a METH_FASTCALL builtin. A twin
+ * scheduler calls it once per step(); a pybind11 method call costs ~300 ns more here (bound
+ * method, argument tuple, dispatch), a third of the whole step.
  */
 PyObject* step_schedules(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   try {
-    if (nargs != 4 && nargs != 6)
-      throw py::type_error("step_schedules(applier, step, base_lrs, param_groups[, other, other_bases]): got " +
-                           std::to_string(nargs) + " arguments");
+    if (nargs != 5 && nargs != 7)
+      throw py::type_error("step_schedules(applier, step, base_lrs, param_groups, expected[, other, other_bases]): "
+                           "got " + std::to_string(nargs) + " arguments");
     auto as_applier = [](PyObject* o, const char* what) -> const ScheduleApplier& {
       if (!py::isinstance<ScheduleApplier>(o))
         throw py::type_error(std::string("step_schedules: ") + what + " must be a ScheduleApplier, got " +
@@ -465,9 +508,9 @@ PyObject* step_schedules(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     const ScheduleApplier& applier = as_applier(args[0], "applier");
     const long long step = PyLong_AsLongLong(args[1]);
     if (step == -1 && PyErr_Occurred()) throw py::error_already_set();
-    if (nargs == 4) return applier.apply(step, args[2], args[3]).release().ptr();
-    const ScheduleApplier& other = as_applier(args[4], "other");
-    return applier.apply_with(step, args[2], other, args[5], args[3]).release().ptr();
+    if (nargs == 5) return applier.apply_if(step, args[2], args[3], args[4]).release().ptr();
+    const ScheduleApplier& other = as_applier(args[5], "other");
+    return applier.apply_if(step, args[2], args[3], args[4], &other, args[6]).release().ptr();
   } catch (py::error_already_set& e) {
     e.restore();
   } catch (py::builtin_exception& e) {  // value_error, type_error, cast_error
@@ -480,9 +523,10 @@ PyObject* step_schedules(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 PyMethodDef step_schedules_def = {
     "step_schedules", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&step_schedules)), METH_FASTCALL,
-    "step_schedules(applier, step, base_lrs, param_groups[, other, other_bases])\n--\n\n"
+    "step_schedules(applier, step, base_lrs, param_groups, expected[, other, other_bases])\n--\n\n"
     "ScheduleApplier.apply (then other.apply with other_bases: lr, then momentum) in one fast call;\n"
-    "returns the values of `applier`. The body of a twin scheduler's step()."};
+    "returns the values of `applier`, or None (nothing written) when a group's value differs from\n"
+    "expected[g] (None: no check). The body of a twin scheduler's step()."};
 
 }  // namespace
 
@@ -504,7 +548,9 @@ One schedule serves all groups when ``schedules`` has one entry. Tensor values a
       .def("apply", &ScheduleApplier::apply, py::arg("step"), py::arg("base_lrs"), py::arg("param_groups"),
            R"pbdoc(Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])``; return the values.
 
-A twin scheduler calls ``step_schedules`` instead: the same, plus momentum, as one fast call.)pbdoc");
+A twin scheduler calls ``step_schedules`` instead: the same, plus momentum, as one fast call.)pbdoc")
+      .def("__eq__", [](const ScheduleApplier& a, const ScheduleApplier& b) { return a == b; }, py::is_operator())
+      .def("__eq__", [](const ScheduleApplier&, const py::object&) { return false; });
 
   py::class_<Schedule> cls(m, "Schedule", R"pbdoc(A closed-form learning-rate schedule (fusedlr/schedule.h).
 
@@ -525,6 +571,22 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
           },
           py::arg("step"), py::arg("base_lrs"),
           R"pbdoc(The learning rates at ``step`` for each of ``base_lrs`` (one call for all param groups).)pbdoc")
+      .def(
+          "restart_cycle",
+          [](const Schedule& s, int64_t step) {
+            const ScheduleData d = s.data();
+            if (d.nodes[0].kind != ScheduleKind::kCosineRestarts)
+              invalid("Schedule.restart_cycle", "schedule", "a cosine_restarts schedule", node_repr(d, 0));
+            if (step < 0 || step > kMaxScheduleStep)
+              invalid("Schedule.restart_cycle", "step", "a step in [0, 2**62]", std::to_string(step));
+            double start, len, next;
+            detail::restart_cycle(d.nodes[0].p, step, start, len, next);
+            return py::make_tuple(start, len);
+          },
+          py::arg("step"),
+          R"pbdoc(The restart cycle of a ``cosine_restarts`` schedule that holds ``step``: ``(first step, length)``.
+
+torch's ``CosineAnnealingWarmRestarts`` calls them ``last_epoch - T_cur`` and ``T_i``.)pbdoc")
       .def(
           "curve",
           [](const Schedule& s, int64_t n, int64_t start, double base_lr) {

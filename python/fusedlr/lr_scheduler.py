@@ -1,22 +1,35 @@
 r"""Twins of ``torch.optim.lr_scheduler``: same names, constructor arguments and LR sequences, closed form.
 
-Each twin works with any ``torch.optim.Optimizer`` and computes the learning rate of step ``t``
-(``last_epoch``) of param group ``g`` directly as ``schedule_g(t, base_lr_g)`` with a
-:class:`fusedlr.schedules.Schedule` (``.schedule``, or ``.schedules`` per group), whose math is
-in C++ (``cpp/include/fusedlr/schedule.h``). Nothing is carried from one step to the next, so:
+Each twin is an instance of torch's class of the same name and works with any
+``torch.optim.Optimizer``. It computes the learning rate of step ``t`` (``last_epoch``) of param
+group ``g`` directly as ``schedule_g(t, base_lr_g)`` with a :class:`fusedlr.schedules.Schedule`
+(``.schedule``, or ``.schedules`` per group), whose math is in C++
+(``cpp/include/fusedlr/schedule.h``). ``LRScheduler`` is torch's own base class, re-exported, so
+custom schedulers written against it keep working; the twins derive from :class:`ClosedFormLR`.
 
-* ``load_state_dict`` re-applies the learning rate (and cycled momentum) of the restored step to
-  the optimizer: resuming is exact whether the optimizer's state is loaded before or after.
-* The learning rate does not drift when something else changes ``group["lr"]`` between steps;
-  torch's chainable (recursive) forms, e.g. ``CosineAnnealingLR``'s, follow the change instead.
-  This is the one deliberate deviation of the closed forms; on an untouched optimizer the
-  sequences agree with torch's to about 1e-12 relative (tests/test_lr_scheduler.py checks 1e-9).
-* ``ChainedScheduler`` multiplies its schedulers' factors. torch applies each scheduler's
-  recursive rule to the running lr, which is the same product except for the ``eta_min`` term of
-  the cosine schedules and for cyclic/one-cycle (absolute) schedulers inside a chain.
+The rule, when something else also sets the learning rate:
+
+* A twin that drives its optimizer alone writes its closed form: no drift, and
+  ``load_state_dict`` re-applies the restored step's learning rate (and cycled momentum), so a
+  resume is exact whether the optimizer's state is loaded before or after.
+* Each step a twin checks that ``group["lr"]`` still holds what it wrote last. Once another
+  scheduler stepped back to back on the same optimizer, a ``ReduceLROnPlateau`` or a manual change
+  has moved it, that group *follows*: from then on the twin moves the current lr by torch's
+  chainable rule, so stacked schedulers give torch's numbers (``ExponentialLR`` + ``MultiStepLR``
+  multiply; ``StepLR`` + ``ReduceLROnPlateau`` gives ``.5, .05, .005, ...``). A following group's lr
+  is then the optimizer's state, as in torch. ``CyclicLR``, ``OneCycleLR``,
+  ``CosineAnnealingWarmRestarts`` and ``LambdaLR`` set the lr from their base in torch too; they
+  never follow.
+* ``ChainedScheduler`` of multiplicative schedulers is the product of their closed forms (its
+  ``.schedule``); a chain holding a cosine with ``eta_min``, a cyclic, one-cycle, warm-restart or
+  sequential scheduler applies each rule in turn, as torch does, and has no closed form.
+
+Deliberate differences from torch (each listed in the README):
+
 * ``OneCycleLR`` holds its final learning rate from step ``total_steps - 1`` on (torch computes a
   value just past the end of the cosine at step ``total_steps`` and raises after it).
 * ``SequentialLR`` accepts nested ``SequentialLR``/``ChainedScheduler`` and milestone 0.
+* ``CosineAnnealingWarmRestarts.step(epoch)`` takes whole steps only.
 * Invalid arguments raise ``ValueError`` naming the argument (where torch raises, with torch's
   message).
 
@@ -28,17 +41,21 @@ driven by the metric) run in Python and have no ``.schedule``. Extra schedulers 
 
 from __future__ import annotations
 
+import bisect
 import fractions
+import functools
 import math
 import types
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.optim.lr_scheduler as _torch_lr
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING
-from torch.optim.lr_scheduler import LRScheduler as _TorchLRScheduler
+from torch.optim.lr_scheduler import LRScheduler
 
 from ._C import Schedule
 from ._C import ScheduleApplier as _ScheduleApplier
@@ -53,6 +70,7 @@ __all__ = [
     "ExponentialLR",
     "InverseSqrtLR",
     "InverseTimeLR",
+    "ClosedFormLR",
     "LRScheduler",
     "LambdaLR",
     "LinearLR",
@@ -126,16 +144,71 @@ def _set(group: dict, key: str, value: float) -> None:
         group[key] = value
 
 
-class LRScheduler(_TorchLRScheduler):
+def _track_optimizer_step(optimizer: Optimizer) -> None:
+    """Mark ``optimizer._opt_called`` on each ``optimizer.step()``, as torch's schedulers do (the
+    same attributes, so torch's and fusedlr's schedulers on one optimizer share the wrapper): a
+    scheduler stepped before its optimizer warns as torch's does."""
+    if hasattr(optimizer.step, "_wrapped_by_lr_sched"):
+        return
+    opt_ref = weakref.ref(optimizer)
+    func = optimizer.step.__func__
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        opt = opt_ref()
+        opt._opt_called = True
+        return func.__get__(opt, opt.__class__)(*args, **kwargs)
+
+    wrapper._wrapped_by_lr_sched = True
+    optimizer.step = wrapper
+
+
+def _warn_step_order(optimizer: Optimizer) -> None:
+    """torch's warnings for a first scheduler step that comes before any optimizer step."""
+    if not hasattr(optimizer.step, "_wrapped_by_lr_sched"):
+        warnings.warn("Seems like `optimizer.step()` has been overridden after learning rate scheduler "
+                      "initialization. Please, make sure to call `optimizer.step()` before "
+                      "`lr_scheduler.step()`. See more details at "
+                      "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate", UserWarning,
+                      stacklevel=3)
+    elif not getattr(optimizer, "_opt_called", False):
+        warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`. "
+                      "In PyTorch 1.1.0 and later, you should call them in the opposite order: "
+                      "`optimizer.step()` before `lr_scheduler.step()`.  Failure to do this "
+                      "will result in PyTorch skipping the first value of the learning rate schedule. "
+                      "See more details at "
+                      "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate", UserWarning,
+                      stacklevel=3)
+
+
+def _follow(lr: float, before: float, now: float, floor: float) -> float:
+    """torch's chainable rule: the lr ``lr`` (set by something else) moved as this scheduler's own
+    value moves from ``before`` to ``now``, relative to ``floor`` (``eta_min``; 0 for the
+    multiplicative schedules). At the floor itself the change is added, as torch's cosine does."""
+    if before == floor:
+        return lr + (now - before)
+    return floor + (lr - floor) * ((now - floor) / (before - floor))
+
+
+class ClosedFormLR(LRScheduler):
     """Base of the closed-form twins: ``group["lr"] = schedules[g](last_epoch, base_lrs[g])``.
 
     Subclasses set their arguments as attributes, then call ``super().__init__``, and implement
     ``_build()`` returning one :class:`Schedule` per param group (and, to cycle momentum,
-    ``_build_momentum()``). It is a subclass of torch's ``LRScheduler``, so code that checks
-    ``isinstance(s, torch.optim.lr_scheduler.LRScheduler)`` accepts it.
+    ``_build_momentum()``). Each twin is also an instance of torch's class of the same name (and of
+    ``torch.optim.lr_scheduler.LRScheduler``), so code that checks ``isinstance`` accepts it.
+
+    **Stacking.** Each step a twin checks that ``group["lr"]`` still holds the value it wrote last.
+    While it does, the twin writes its closed form (exact, no drift, exact resume). Once something
+    else has changed it (another scheduler stepped back to back, ``ReduceLROnPlateau``, a manual
+    change), that group *follows*: from then on the twin moves the current lr as torch's chainable
+    form does (see :func:`_follow`), so schedulers called back to back give torch's numbers.
+    ``CyclicLR``, ``OneCycleLR``, ``CosineAnnealingWarmRestarts`` and ``LambdaLR`` set the lr from
+    their base in torch too (``_absolute``); they never follow.
     """
 
     use_beta1: bool = False
+    _absolute: bool = False  # torch's rule sets the lr from the base: it never follows a change
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:  # noqa: D107
         if not isinstance(optimizer, Optimizer):
@@ -155,8 +228,17 @@ class LRScheduler(_TorchLRScheduler):
             self.base_lrs = [float(group["initial_lr"]) for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._rebuild()
+        _track_optimizer_step(optimizer)
         self._step_count = 0
-        self.step()
+        self._following = [False] * len(self.base_lrs)
+        # A fresh start expects each group at its initial lr (else another scheduler has changed
+        # it: follow from the start, as torch's chainable forms do); a resume writes the closed form.
+        self._last_lr = list(self.base_lrs) if last_epoch == -1 else None
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            del self._is_initial
 
     # --- the schedules ---------------------------------------------------------------------------
 
@@ -193,30 +275,88 @@ class LRScheduler(_TorchLRScheduler):
             return self._shared.lrs(t, self.base_lrs)
         return [s(t, b) for s, b in zip(self._schedules, self.base_lrs)]
 
+    def _floors(self) -> list[float]:
+        """The value each group's lr moves relative to when it follows (torch's ``eta_min``)."""
+        return self._zeros
+
+    @property
+    def _multiplicative(self) -> bool:
+        """Whether following multiplies the lr by this twin's own ratio (so a chain of such twins is
+        the product of their closed forms)."""
+        return not self._absolute and not any(self._floors())
+
+    def _followed(self, lrs: list[float], t: int) -> list[float]:
+        """The lrs of step ``t`` for groups now at ``lrs``, by torch's chainable rule (see :func:`_follow`)."""
+        now = self._lrs(t)
+        if self._absolute:
+            return now
+        before = self._lrs(t - 1) if t > 0 else self.base_lrs
+        return [_follow(lr, b, n, f) for lr, b, n, f in zip(lrs, before, now, self._floors())]
+
     def _apply(self) -> None:
-        """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer (one C++ call)."""
-        if self._momentum_applier is None:
-            self._last_lr = _step_schedules(self._lr_applier, self.last_epoch, self.base_lrs,
-                                            self.optimizer.param_groups)
+        """Write the learning rates (and momentum) of step ``last_epoch`` into the optimizer (one C++
+        call), unless a group has been changed by something else: then :meth:`_apply_following`."""
+        groups = self.optimizer.param_groups
+        if self._absolute:
+            expected = None
+        elif True in self._following:
+            self._apply_following()
+            return
         else:
-            self._last_lr = _step_schedules(self._lr_applier, self.last_epoch, self.base_lrs,
-                                            self.optimizer.param_groups, self._momentum_applier, self._zeros)
+            expected = self._last_lr
+        if self._momentum_applier is None:
+            out = _step_schedules(self._lr_applier, self.last_epoch, self.base_lrs, groups, expected)
+        else:
+            out = _step_schedules(self._lr_applier, self.last_epoch, self.base_lrs, groups, expected,
+                                  self._momentum_applier, self._zeros)
+        if out is None:
+            self._apply_following()
+        else:
+            self._last_lr = out
+
+    def _apply_following(self) -> None:
+        """The step of a twin some of whose groups follow an outside change (see the class doc)."""
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self.base_lrs):
+            raise RuntimeError(f"{type(self).__name__}: the optimizer has {len(groups)} param groups, "
+                               f"the scheduler was built for {len(self.base_lrs)}")
+        current = [float(group["lr"]) for group in groups]
+        expected = self._last_lr if self._last_lr is not None else current
+        for g, (now, was) in enumerate(zip(current, expected)):
+            if not (now == was or (math.isnan(now) and math.isnan(was))):
+                self._following[g] = True
+        t = self.last_epoch
+        closed = self._lrs(t)
+        followed = self._followed(current, t) if True in self._following else closed
+        for g, group in enumerate(groups):
+            _set(group, "lr", followed[g] if self._following[g] else closed[g])
+        if self._momentum_applier is not None:
+            self._momentum_applier.apply(t, self._zeros, groups)
+        self._last_lr = [float(group["lr"]) for group in groups]
 
     def _apply_python(self) -> None:
         """As :meth:`_apply`, for learning rates that come from :meth:`_lrs` (Python callables)."""
         lrs = self._lrs(self.last_epoch)
         for group, lr in zip(self.optimizer.param_groups, lrs):
             _set(group, "lr", lr)
-        self._last_lr = lrs
+        self._last_lr = [float(group["lr"]) for group in self.optimizer.param_groups]
 
     def step(self, epoch: int | None = None) -> None:
-        """Advance one step (or, deprecated as in torch, go to step ``epoch``) and set the learning rates."""
+        """Advance one step (or, deprecated as in torch, go to step ``epoch``) and set the learning rates.
+
+        As torch's, warns when called before the optimizer has stepped. With ``epoch`` the closed
+        form of that step is written, as torch's ``_get_closed_form_lr`` is (groups stop following).
+        """
+        if self._step_count == 1:
+            _warn_step_order(self.optimizer)
         self._step_count += 1
         if epoch is None:
             self.last_epoch += 1
         else:
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
             self.last_epoch = epoch
+            self._following = [False] * len(self.base_lrs)
+            self._last_lr = None
         self._apply()
 
     def get_last_lr(self) -> list[float]:
@@ -224,7 +364,7 @@ class LRScheduler(_TorchLRScheduler):
         return list(self._last_lr)
 
     def get_lr(self) -> list[float]:
-        """The learning rates of step ``last_epoch`` (closed form: the same as :meth:`get_last_lr`)."""
+        """The closed-form learning rates of step ``last_epoch`` (of an untouched optimizer)."""
         return self._lrs(self.last_epoch)
 
     _get_closed_form_lr = get_lr
@@ -240,32 +380,51 @@ class LRScheduler(_TorchLRScheduler):
 
         Unlike torch, the learning rate of the restored step is written to the optimizer here, so
         the result does not depend on whether the optimizer's state is loaded before or after.
+        A group that was following an outside change keeps the optimizer's lr, as torch does
+        (load the optimizer's state too).
         """
         before = dict(self.__dict__)
         self.__dict__.update({k: v for k, v in state_dict.items() if k not in _NOT_STATE})
         try:
             self._rebuild()
-            self._apply()
+            self._restore()
         except (ValueError, TypeError, OverflowError, KeyError):
             # A state from a file can hold anything; a refused one leaves the scheduler as it was.
             self.__dict__.clear()
             self.__dict__.update(before)
             raise
 
+    def _restore(self) -> None:
+        """After a load: write the restored step's closed form to the groups that do not follow."""
+        n = len(self.base_lrs)
+        following = self.__dict__.get("_following")
+        if not (isinstance(following, list) and len(following) == n and all(isinstance(f, bool) for f in following)):
+            following = [False] * n  # (a state saved by torch, or by an older fusedlr)
+        self._following = following
+        if True not in following:
+            self._last_lr = None
+            self._apply()
+            return
+        groups = self.optimizer.param_groups
+        saved = self.__dict__.get("_last_lr")
+        if not (isinstance(saved, list) and len(saved) == n):
+            saved = [float(group["lr"]) for group in groups]
+        closed = self._lrs(self.last_epoch)
+        last = []
+        for g, group in enumerate(groups):
+            if following[g]:
+                last.append(float(saved[g]))  # what it wrote last; the lr itself is the optimizer's state
+            else:
+                _set(group, "lr", closed[g])
+                last.append(float(group["lr"]))
+        self._last_lr = last
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, schedule={self._schedules[0]!r})"
 
 
-class LambdaLR(LRScheduler):
-    r"""lr = base_lr * lr_lambda(t), like ``torch.optim.lr_scheduler.LambdaLR`` (runs the callables in Python).
-
-    .. math:: \eta_t = \eta_0 \cdot \lambda(t)
-
-    Args:
-        optimizer: the optimizer.
-        lr_lambda: a function of the step, or one per param group.
-        last_epoch: the index of the last step (-1 to start).
-    """
+class _Callables(ClosedFormLR):
+    """A scheduler of user callables (one per param group), run in Python: LambdaLR, MultiplicativeLR."""
 
     def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | list[Callable[[int], float]],
                  last_epoch: int = -1) -> None:
@@ -275,12 +434,16 @@ class LambdaLR(LRScheduler):
             if len(lr_lambda) != len(optimizer.param_groups):
                 raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
             self.lr_lambdas = list(lr_lambda)
+        for f in self.lr_lambdas:
+            if not callable(f):
+                raise TypeError(f"lr_lambda should be a function, but got {type(f).__name__}")
         super().__init__(optimizer, last_epoch)
 
     def _rebuild(self) -> None:
         self._schedules, self._shared, self._momentum_schedules = [], None, None
 
-    _apply = LRScheduler._apply_python
+    _absolute = True
+    _apply = ClosedFormLR._apply_python
 
     @property
     def schedule(self) -> Schedule:
@@ -309,7 +472,19 @@ class LambdaLR(LRScheduler):
         return f"{type(self).__name__}(last_epoch={self.last_epoch})"
 
 
-class MultiplicativeLR(LambdaLR):
+class LambdaLR(_Callables, _torch_lr.LambdaLR):
+    r"""lr = base_lr * lr_lambda(t), like ``torch.optim.lr_scheduler.LambdaLR`` (runs the callables in Python).
+
+    .. math:: \eta_t = \eta_0 \cdot \lambda(t)
+
+    Args:
+        optimizer: the optimizer.
+        lr_lambda: a function of the step, or one per param group.
+        last_epoch: the index of the last step (-1 to start).
+    """
+
+
+class MultiplicativeLR(_Callables, _torch_lr.MultiplicativeLR):
     r"""lr_t = lr_{t-1} * lr_lambda(t) for t > 0, like ``torch.optim.lr_scheduler.MultiplicativeLR``.
 
     .. math:: \eta_t = \eta_{t-1} \cdot \lambda(t)
@@ -318,9 +493,11 @@ class MultiplicativeLR(LambdaLR):
     not rewrite it (load the optimizer's state to restore it).
     """
 
+    _absolute = False  # it is recursive: it always moves the current lr
+
     def _lrs(self, t: int) -> list[float]:
         groups = self.optimizer.param_groups
-        if t > 0:
+        if t > 0 and not self._is_initial:  # the step made by the constructor multiplies nothing, as torch's
             return [float(g["lr"]) * f(t) for f, g in zip(self.lr_lambdas, groups)]
         return [float(g["lr"]) for g in groups]
 
@@ -332,7 +509,7 @@ class MultiplicativeLR(LambdaLR):
         self.__dict__.update({k: v for k, v in state_dict.items() if k not in _NOT_STATE})
 
 
-class StepLR(LRScheduler):
+class StepLR(ClosedFormLR, _torch_lr.StepLR):
     r"""Decay each group's lr by ``gamma`` every ``step_size`` steps (``torch.optim.lr_scheduler.StepLR``).
 
     .. math:: \eta_t = \eta_0 \, \gamma^{\lfloor t / \text{step\_size} \rfloor}
@@ -373,7 +550,7 @@ class StepLR(LRScheduler):
         return [Schedule.step(size, self.gamma)] * len(self.base_lrs)
 
 
-class MultiStepLR(LRScheduler):
+class MultiStepLR(ClosedFormLR, _torch_lr.MultiStepLR):
     r"""Decay by ``gamma`` at each milestone (``torch.optim.lr_scheduler.MultiStepLR``).
 
     .. math:: \eta_t = \eta_0 \, \gamma^{\#\{m \le t\}}
@@ -402,7 +579,7 @@ class MultiStepLR(LRScheduler):
         return [Schedule.multistep(reached, self.gamma)] * len(self.base_lrs)
 
 
-class ConstantLR(LRScheduler):
+class ConstantLR(ClosedFormLR, _torch_lr.ConstantLR):
     r"""Multiply by ``factor`` for the first ``total_iters`` steps (``torch.optim.lr_scheduler.ConstantLR``).
 
     .. math:: \eta_t = \eta_0 \cdot (\text{factor if } t < \text{total\_iters} \text{ else } 1)
@@ -434,7 +611,7 @@ class ConstantLR(LRScheduler):
         return [Schedule.constant(self.factor, total if lifted else None)] * len(self.base_lrs)
 
 
-class LinearLR(LRScheduler):
+class LinearLR(ClosedFormLR, _torch_lr.LinearLR):
     r"""Ramp the factor linearly over ``total_iters`` steps (``torch.optim.lr_scheduler.LinearLR``).
 
     .. math:: \eta_t = \eta_0 \left(s + (e - s) \frac{\min(t, T)}{T}\right)
@@ -474,7 +651,7 @@ class LinearLR(LRScheduler):
         return [Schedule.linear(s, end, k)] * len(self.base_lrs)
 
 
-class ExponentialLR(LRScheduler):
+class ExponentialLR(ClosedFormLR, _torch_lr.ExponentialLR):
     r"""Decay by ``gamma`` every step (``torch.optim.lr_scheduler.ExponentialLR``).
 
     .. math:: \eta_t = \eta_0 \, \gamma^t
@@ -496,7 +673,7 @@ class ExponentialLR(LRScheduler):
         return [Schedule.exponential(self.gamma)] * len(self.base_lrs)
 
 
-class PolynomialLR(LRScheduler):
+class PolynomialLR(ClosedFormLR, _torch_lr.PolynomialLR):
     r"""Polynomial decay to 0 over ``total_iters`` steps (``torch.optim.lr_scheduler.PolynomialLR``).
 
     .. math:: \eta_t = \eta_0 \left(1 - \frac{\min(t, T)}{T}\right)^{p}
@@ -531,7 +708,7 @@ class PolynomialLR(LRScheduler):
         return [Schedule.sequential([decay, held], [k + 1])] * len(self.base_lrs)
 
 
-class CosineAnnealingLR(LRScheduler):
+class CosineAnnealingLR(ClosedFormLR, _torch_lr.CosineAnnealingLR):
     r"""Cosine annealing (``torch.optim.lr_scheduler.CosineAnnealingLR``), in closed form.
 
     .. math:: \eta_t = \eta_{min} + \frac{\eta_0 - \eta_{min}}{2}\left(1 + \cos\frac{\pi t}{T_{max}}\right)
@@ -557,8 +734,11 @@ class CosineAnnealingLR(LRScheduler):
     def _build(self) -> list[Schedule]:
         return [Schedule.cosine(self.T_max, self.eta_min, True)] * len(self.base_lrs)
 
+    def _floors(self) -> list[float]:
+        return [float(self.eta_min)] * len(self.base_lrs)
 
-class CosineAnnealingWarmRestarts(LRScheduler):
+
+class CosineAnnealingWarmRestarts(ClosedFormLR, _torch_lr.CosineAnnealingWarmRestarts):
     r"""SGDR (``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``) for whole steps.
 
     .. math:: \eta_t = \eta_{min} + \frac{\eta_0 - \eta_{min}}{2}\left(1 + \cos\frac{\pi T_{cur}}{T_i}\right)
@@ -590,8 +770,27 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
 
+    _absolute = True
+
     def _build(self) -> list[Schedule]:
         return [Schedule.cosine_restarts(self.T_0, float(self.T_mult), self.eta_min, False)] * len(self.base_lrs)
+
+    @property
+    def T_i(self) -> int:
+        """The length of the current cycle (torch's ``T_i``), derived from ``last_epoch``."""
+        return int(self._schedules[0].restart_cycle(max(self.last_epoch, 0))[1])
+
+    @property
+    def T_cur(self) -> int:
+        """Steps since the last restart (torch's ``T_cur``), derived from ``last_epoch``.
+
+        Setting it moves ``last_epoch`` within the current cycle (the closed form has no other state).
+        """
+        return max(self.last_epoch, 0) - int(self._schedules[0].restart_cycle(max(self.last_epoch, 0))[0])
+
+    @T_cur.setter
+    def T_cur(self, value: int) -> None:
+        self.last_epoch += int(value) - self.T_cur
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one step, or go to step ``epoch`` (whole steps; no deprecation warning, as torch)."""
@@ -609,7 +808,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self._apply()
 
 
-class CyclicLR(LRScheduler):
+class CyclicLR(ClosedFormLR, _torch_lr.CyclicLR):
     r"""Cyclical learning rate (``torch.optim.lr_scheduler.CyclicLR``), cycling momentum (or Adam's beta1) too.
 
     .. math:: \eta_t = \eta_{lo} + (\eta_{hi} - \eta_{lo})\, f(x_t)\, g, \qquad
@@ -664,6 +863,8 @@ class CyclicLR(LRScheduler):
         self.base_lrs = base_lrs
         super().__init__(optimizer, last_epoch)
 
+    _absolute = True
+
     def _cyclic(self, lo: float, hi: float, inverted: bool) -> Schedule:
         mode = self.mode if self._scale_fn_custom is None else "triangular"
         return Schedule.cyclic(lo, hi, self.step_size_up, self.step_size_down, mode, self.gamma, inverted)
@@ -675,6 +876,15 @@ class CyclicLR(LRScheduler):
         if not self.cycle_momentum or self._scale_fn_custom is not None:
             return None
         return [self._cyclic(lo, hi, True) for lo, hi in zip(self.base_momentums, self.max_momentums)]
+
+    @property
+    def _scale_fn_ref(self) -> Callable[[float], float]:
+        """torch's built-in amplitude function of this mode (its ``scale_fn(x)`` reads it)."""
+        if self.mode == "triangular2":
+            return self._triangular2_scale_fn
+        if self.mode == "exp_range":
+            return functools.partial(self._exp_range_scale_fn, self.gamma)
+        return self._triangular_scale_fn
 
     def _custom_scale(self, t: int) -> float:
         x = math.floor(1 + t / self.total_size) if self.scale_mode == "cycle" else t
@@ -689,7 +899,7 @@ class CyclicLR(LRScheduler):
 
     def _apply(self) -> None:
         if self._scale_fn_custom is None:
-            LRScheduler._apply(self)  # not super(): this runs every step, and super() costs ~0.1 µs
+            ClosedFormLR._apply(self)  # not super(): this runs every step, and super() costs ~0.1 µs
             return
         self._apply_python()
         if self.cycle_momentum:
@@ -702,8 +912,26 @@ class CyclicLR(LRScheduler):
                 else:
                     group["momentum"] = m
 
+    def state_dict(self) -> dict[str, Any]:
+        """As torch: a callable object's ``scale_fn`` attributes are saved (a plain function is not)."""
+        state = super().state_dict()
+        fn = self._scale_fn_custom
+        state["_scale_fn_custom"] = (fn.__dict__.copy() if fn is not None and not isinstance(fn, types.FunctionType)
+                                     else None)
+        return state
 
-class OneCycleLR(LRScheduler):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state (and a callable object's ``scale_fn`` attributes), then re-apply the restored step."""
+        saved = state_dict.get("_scale_fn_custom")
+        if saved is not None and self._scale_fn_custom is not None:
+            if not isinstance(saved, dict):
+                raise TypeError(f"CyclicLR.load_state_dict: _scale_fn_custom must be a dict of attributes, "
+                                f"got {type(saved).__name__}")
+            self._scale_fn_custom.__dict__.update(saved)
+        super().load_state_dict(state_dict)
+
+
+class OneCycleLR(ClosedFormLR, _torch_lr.OneCycleLR):
     r"""The 1cycle policy (``torch.optim.lr_scheduler.OneCycleLR``), cycling momentum (or Adam's beta1) too.
 
     See :func:`fusedlr.schedules.one_cycle` for the formula. Deviation, on purpose: from step
@@ -752,7 +980,7 @@ class OneCycleLR(LRScheduler):
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}")
         self.pct_start = pct_start
-        self.anneal_strategy = anneal_strategy
+        self._anneal_func_type = anneal_strategy  # torch's attribute, so states interchange
         self.three_phase = three_phase
         max_lrs = [float(m) for m in _format_param("max_lr", optimizer, max_lr)]
         # The three learning rates of each group, rounded as torch rounds them.
@@ -769,9 +997,31 @@ class OneCycleLR(LRScheduler):
             _start_momentum_cycle(self, optimizer, base_momentum, max_momentum, last_epoch)
         super().__init__(optimizer, last_epoch)
 
+    _absolute = True
+
+    @property
+    def anneal_strategy(self) -> str:
+        """``"cos"`` or ``"linear"``."""
+        return self._anneal_func_type
+
     def _one_cycle(self, start: float, peak: float, end: float) -> Schedule:
-        return Schedule.one_cycle(self.total_steps, start, peak, end, self.pct_start, self.anneal_strategy,
+        return Schedule.one_cycle(self.total_steps, start, peak, end, self.pct_start, self._anneal_func_type,
                                   self.three_phase)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state (also torch's legacy form, with the anneal function itself) and re-apply the step."""
+        state = dict(state_dict)
+        legacy = state.pop("anneal_func", None)  # torch < 2.2 saved the function
+        if "_anneal_func_type" not in state:
+            if legacy is not None:
+                state["_anneal_func_type"] = "linear" if getattr(legacy, "__name__", "") == "_annealing_linear" else "cos"
+            elif "anneal_strategy" in state:  # saved by an earlier fusedlr
+                state["_anneal_func_type"] = state["anneal_strategy"]
+        state.pop("anneal_strategy", None)
+        kind = state.get("_anneal_func_type", self.__dict__.get("_anneal_func_type"))
+        if kind not in ("cos", "linear"):
+            raise ValueError(f"OneCycleLR.load_state_dict: unknown anneal strategy {kind!r}")
+        super().load_state_dict(state)
 
     def _build(self) -> list[Schedule]:
         return [self._one_cycle(i, m, lo) for i, m, lo in zip(self.initial_lrs, self.max_lrs, self.min_lrs)]
@@ -782,7 +1032,7 @@ class OneCycleLR(LRScheduler):
         return [self._one_cycle(hi, lo, hi) for lo, hi in zip(self.base_momentums, self.max_momentums)]
 
 
-class ReduceLROnPlateau(LRScheduler):
+class ReduceLROnPlateau(ClosedFormLR, _torch_lr.ReduceLROnPlateau):
     r"""Reduce the lr by ``factor`` when a metric stops improving (``torch.optim.lr_scheduler.ReduceLROnPlateau``).
 
     A host-side state machine (metric in, reductions out), in Python: the same arguments, state
@@ -798,7 +1048,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
-                 min_lr: list[float] | float = 0, eps: float = 1e-8, scheduler: LRScheduler | None = None) -> None:
+                 min_lr: list[float] | float = 0, eps: float = 1e-8, scheduler: ClosedFormLR | None = None) -> None:
         if factor >= 1.0:
             raise ValueError("Factor should be < 1.0.")
         if not isinstance(optimizer, Optimizer):
@@ -881,6 +1131,8 @@ class ReduceLROnPlateau(LRScheduler):
                     if old_lr - new_lr > self.eps:
                         self.optimizer.scale_lr_factor_(new_lr / old_lr, i)
                     continue
+                if self.scheduler is not None:
+                    continue  # the wrapped scheduler's bases are reduced below
                 old_lr = float(group["lr"])
                 new_lr = max(old_lr * self.factor, self.min_lrs[i])
                 if old_lr - new_lr > self.eps:
@@ -918,13 +1170,22 @@ def _closed_form_children(owner: str, schedulers: Sequence[Any], optimizer: Opti
         if s.optimizer is not optimizer:
             raise ValueError(f"{owner} expects all schedulers to belong to the same optimizer, but got scheduler "
                              f"{type(s).__name__} at index {i} with a different optimizer.")
-        if not isinstance(s, LRScheduler) or isinstance(s, LambdaLR):
+        if not isinstance(s, ClosedFormLR) or isinstance(s, _Callables):
             raise TypeError(f"{owner}: schedulers[{i}] must be a closed-form fusedlr.lr_scheduler twin, "
                             f"got {type(s).__module__}.{type(s).__name__}")
 
 
-class _Composite(LRScheduler):
+class _Composite(ClosedFormLR):
     """A scheduler built from other twins' schedules; saves and loads their states with its own."""
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:  # noqa: D107
+        if last_epoch == -1:
+            # The wrapped schedulers have each made their first step (the later ones following the
+            # earlier ones): start from the initial lrs again, as torch's SequentialLR does.
+            for group in optimizer.param_groups:
+                if "initial_lr" in group:
+                    _set(group, "lr", float(group["initial_lr"]))
+        super().__init__(optimizer, last_epoch)
 
     def state_dict(self) -> dict[str, Any]:
         """Own state plus each wrapped scheduler's, under ``_schedulers``."""
@@ -939,7 +1200,7 @@ class _Composite(LRScheduler):
         super().load_state_dict(state_dict)
 
 
-class SequentialLR(_Composite):
+class SequentialLR(_Composite, _torch_lr.SequentialLR):
     r"""Run schedulers one after another (``torch.optim.lr_scheduler.SequentialLR``), closed form.
 
     .. math:: \eta_t = s_i(t - m_{i-1}), \qquad i = \#\{k : m_k \le t\}
@@ -948,7 +1209,7 @@ class SequentialLR(_Composite):
     (a ``SequentialLR`` or ``ChainedScheduler`` inside) and milestone 0 (skip a scheduler) work.
     """
 
-    def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler], milestones: Sequence[int],
+    def __init__(self, optimizer: Optimizer, schedulers: Sequence[ClosedFormLR], milestones: Sequence[int],
                  last_epoch: int = -1) -> None:
         _closed_form_children(type(self).__name__, schedulers, optimizer)
         if len(milestones) != len(schedulers) - 1:
@@ -963,18 +1224,34 @@ class SequentialLR(_Composite):
         return [Schedule.sequential([s._schedules[g] for s in self._schedulers], self._milestones)
                 for g in range(len(self.base_lrs))]
 
+    @property
+    def _multiplicative(self) -> bool:
+        return False  # at a milestone torch resets the lr to the next scheduler's closed form
 
-class ChainedScheduler(_Composite):
-    r"""Apply several schedulers at once (``torch.optim.lr_scheduler.ChainedScheduler``): their factors multiply.
+    def _followed(self, lrs: list[float], t: int) -> list[float]:
+        """torch's SequentialLR: the scheduler of step ``t`` follows, but starts from its closed form."""
+        index = bisect.bisect_right(self._milestones, t)
+        local = t - self._milestones[index - 1] if index > 0 else t
+        child = self._schedulers[index]
+        if index > 0 and local == 0:
+            return child._lrs(0)
+        return child._followed(lrs, local)
+
+
+class ChainedScheduler(_Composite, _torch_lr.ChainedScheduler):
+    r"""Apply several schedulers at once (``torch.optim.lr_scheduler.ChainedScheduler``).
 
     .. math:: \eta_t = s_n(t, \ldots s_1(t, \eta_0))
 
-    torch applies each scheduler's recursive rule to the running lr; for multiplicative schedulers
-    that is this product. It differs for the ``eta_min`` of cosine schedules and for cyclic or
-    one-cycle schedulers (absolute values) inside a chain.
+    When every scheduler of the chain is multiplicative (each moves the lr by its own ratio: all
+    but cosine with ``eta_min != 0``, cyclic, one-cycle, warm restarts and sequential ones), torch's
+    recursion is the product of their closed forms, which this twin computes (``.schedule``).
+    Otherwise its groups follow from the start: each step applies every scheduler's rule to the
+    running lr in turn, as torch does, and the chain has no closed-form ``.schedule``. Each
+    scheduler's ``get_last_lr()`` is the lr after its own rule, as in torch.
     """
 
-    def __init__(self, schedulers: Sequence[LRScheduler], optimizer: Optimizer | None = None) -> None:
+    def __init__(self, schedulers: Sequence[ClosedFormLR], optimizer: Optimizer | None = None) -> None:
         if len(schedulers) < 1:
             raise ValueError("ChainedScheduler expects at least one scheduler to be chained, but got no scheduler.")
         optimizer = optimizer or schedulers[0].optimizer
@@ -985,17 +1262,57 @@ class ChainedScheduler(_Composite):
         self.last_epoch = schedulers[0].last_epoch
         self._step_count = 1
         self._rebuild()
-        self._apply()
+        # The product of the closed forms is torch's recursion when every scheduler is multiplicative;
+        # otherwise every step runs their rules in turn (the schedulers have followed each other
+        # since they were made, one after the other).
+        product = len(schedulers) == 1 or all(s._multiplicative for s in schedulers)
+        self._following = [not product] * len(self.base_lrs)
+        # As torch, the constructor changes nothing: the schedulers have made their first steps.
+        self._last_lr = [float(g["lr"]) for g in optimizer.param_groups]
 
     def _build(self) -> list[Schedule]:
         return [Schedule.chained([s._schedules[g] for s in self._schedulers]) for g in range(len(self.base_lrs))]
 
+    @property
+    def _multiplicative(self) -> bool:
+        return all(s._multiplicative for s in self._schedulers)
+
+    @property
+    def schedule(self) -> Schedule:
+        """The product of the chained closed forms (only when that is what torch computes)."""
+        if not (len(self._schedulers) == 1 or self._multiplicative):
+            raise AttributeError("ChainedScheduler: this chain has no closed form (a scheduler in it is not "
+                                 "multiplicative: torch applies its rule to the running lr)")
+        return self._schedules[0]
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """The closed form of each param group (only when the chain has one, see :attr:`schedule`)."""
+        self.schedule  # noqa: B018 (raises when the chain has no closed form)
+        return list(self._schedules)
+
+    def _followed(self, lrs: list[float], t: int) -> list[float]:
+        """Each scheduler's rule in turn on the running lr (torch's ChainedScheduler.step)."""
+        for s in self._schedulers:
+            lrs = s._followed(lrs, t)
+            s._last_lr = list(lrs)
+        return lrs
+
     def step(self, epoch: int | None = None) -> None:
-        """Advance every chained scheduler by one step and set the product."""
+        """Advance every chained scheduler by one step and set the lr."""
         super().step(epoch)
         for s in self._schedulers:
             s.last_epoch = self.last_epoch
             s._step_count += 1
+        if True not in self._following:
+            # What torch's step leaves after each scheduler's rule: the schedulers before it at
+            # this step, those after it still at the previous one.
+            t = self.last_epoch
+            running = self._lrs(t - 1) if t > 0 else list(self.base_lrs)
+            for s in self._schedulers:
+                running = s._followed(running, t)
+                s._last_lr = running
+            self._schedulers[-1]._last_lr = list(self._last_lr)
 
 
 class WarmupLR(_Composite):
@@ -1015,7 +1332,7 @@ class WarmupLR(_Composite):
         last_epoch: the index of the last step (-1 to start).
     """
 
-    def __init__(self, optimizer: Optimizer, warmup_steps: int, scheduler: LRScheduler | None = None,
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, scheduler: ClosedFormLR | None = None,
                  start_factor: float = 0.0, mode: str = "linear", last_epoch: int = -1) -> None:
         if scheduler is not None:
             _closed_form_children(type(self).__name__, [scheduler], optimizer)
@@ -1033,7 +1350,7 @@ class WarmupLR(_Composite):
         return [Schedule.warmup(s, self.warmup_steps, self.start_factor, self.mode) for s in after]
 
 
-class WSDLR(LRScheduler):
+class WSDLR(ClosedFormLR):
     r"""Warmup-stable-decay (not in torch); see :func:`fusedlr.schedules.wsd` for the formula."""
 
     def __init__(self, optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, decay_steps: int | None = None,
@@ -1052,7 +1369,7 @@ class WSDLR(LRScheduler):
                              self.warmup_start_factor)] * len(self.base_lrs)
 
 
-class InverseSqrtLR(LRScheduler):
+class InverseSqrtLR(ClosedFormLR):
     r"""Linear warmup then inverse square-root decay (not in torch; the Transformer schedule).
 
     .. math:: \eta_t = \eta_0 \frac{t}{W} \;(t < W), \qquad \eta_t = \eta_0 \sqrt{W / t} \;(t \ge W)
@@ -1072,7 +1389,7 @@ class InverseSqrtLR(LRScheduler):
         return [Schedule.warmup(s, w, 0.0, "linear") if w > 0 else s] * len(self.base_lrs)
 
 
-class InverseTimeLR(LRScheduler):
+class InverseTimeLR(ClosedFormLR):
     r"""Time-based (inverse-time) decay (not in torch; Keras' ``InverseTimeDecay``).
 
     .. math:: \eta_t = \frac{\eta_0}{1 + k\, t / \text{decay\_steps}}
