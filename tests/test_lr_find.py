@@ -142,6 +142,6 @@ def test_an_in_kernel_schedule_is_off_during_the_test_and_restored():
     used = [before - after for before, after in zip(weights, weights[1:])]
     assert len(used) == 20 and used == pytest.approx(result.lrs, rel=1e-6)
     group = optimizer.param_groups[0]
-    assert group["schedule"] == schedule and group["lr"] == 0.5
+    assert group["schedule"] == schedule and group["base_lr"] == 0.5 and group["lr"] == pytest.approx(0.0005)
     assert float(group["schedule_state"][0]) == 0.0  # the schedule's counter did not advance
     assert model.weight.item() == 0.0

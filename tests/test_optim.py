@@ -7,6 +7,7 @@ from collections import defaultdict
 import io
 import itertools
 import os
+import pickle
 import platform
 import subprocess
 import sys
@@ -511,9 +512,20 @@ def test_empty_parameter_list_raises_like_torch():
         fusedlr.SGD([], lr=0.1)
 
 
-def test_differentiable_is_refused():
-    with pytest.raises(RuntimeError, match="differentiable"):
-        fusedlr.SGD([torch.ones(2, requires_grad=True)], lr=0.1, differentiable=True)
+def test_differentiable_steps_through_torchs_reference_so_gradients_flow_through_the_step():
+    results = []
+    for cls in (torch.optim.SGD, fusedlr.SGD):
+        start = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+        p = start.clone()  # a non-leaf, as torch's own differentiable tests use
+        opt = cls([p], lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01, nesterov=False, differentiable=True)
+        for k in range(3):
+            p.grad = (p * (k + 1.0)).detach().requires_grad_() * 1.0
+            opt.step()
+        (p**2).sum().backward()
+        results.append((p.detach().clone(), start.grad.clone()))
+    assert torch.equal(results[1][0], results[0][0]) and torch.equal(results[1][1], results[0][1])
+    with pytest.raises(RuntimeError, match="in-kernel schedule cannot be combined with differentiable"):
+        fusedlr.SGD([torch.ones(2)], lr=0.1, differentiable=True, schedule=fusedlr.schedules.cosine(10))
 
 
 # --- compile ------------------------------------------------------------------------------------
@@ -885,3 +897,49 @@ def test_a_refused_state_dict_leaves_the_optimizer_as_it_was(tamper, error, mess
     set_grads(params, 1)
     opt.step()  # still a working optimizer
     assert all(torch.isfinite(p).all() for p in params)
+
+
+def test_optimizer_state_takes_any_value_and_round_trips_it_as_torch():
+    # torch's state is a defaultdict(dict): its own hook tests write state["test"] = 1.
+    got = []
+    for cls in (torch.optim.SGD, fusedlr.SGD):
+        p = torch.nn.Parameter(torch.ones(3))
+        p.grad = torch.ones(3)
+        opt = cls([p], lr=0.1, momentum=0.9)
+        opt.step()
+        opt.state["epoch"] = 7
+        opt.state["notes"] = {"best": 0.5}
+        buf = io.BytesIO()
+        torch.save(opt.state_dict(), buf)
+        buf.seek(0)
+        q = torch.nn.Parameter(torch.ones(3))
+        other = cls([q], lr=0.1, momentum=0.9)
+        other.load_state_dict(torch.load(buf, weights_only=True))
+        for copy_of in (other, copy.deepcopy(other), pickle.loads(pickle.dumps(other))):
+            assert copy_of.state["epoch"] == 7 and copy_of.state["notes"] == {"best": 0.5}
+        q.grad = torch.ones(3)
+        other.step()  # the extra entries do not disturb the step
+        got.append(q.detach().clone())
+    assert torch.equal(got[0], got[1])
+
+
+def test_meta_parameters_step_as_torchs_default_path_does():
+    """Decided: meta tensors hold no numbers, so a step on them is a shape-only no-op that creates
+    meta momentum buffers, as torch.optim.SGD's default (for-loop) path does; `fused=True` is
+    ignored here as everywhere (torch's own fused path refuses meta at construction)."""
+    layouts = []
+    for cls in (torch.optim.SGD, fusedlr.SGD):
+        p = torch.nn.Parameter(torch.empty(4, 3, device="meta"))
+        p.grad = torch.empty(4, 3, device="meta")
+        opt = cls([p], lr=0.1, momentum=0.9)
+        opt.step()
+        buf = opt.state[p]["momentum_buffer"]
+        layouts.append((buf.device.type, tuple(buf.shape)))
+        # Materialised later (deferred init): the optimizer steps the real tensors.
+        real = torch.nn.Parameter(torch.ones(4, 3))
+        real.grad = torch.ones(4, 3)
+        opt.param_groups[0]["params"] = [real]
+        opt.state.clear()
+        opt.step()
+        assert torch.allclose(real.detach(), torch.full((4, 3), 0.9))
+    assert layouts[0] == layouts[1] == ("meta", (4, 3))

@@ -266,3 +266,144 @@ def test_first_step_with_a_schedule_compiles_to_one_graph():
     for a, b in zip(eager, compiled):
         assert torch.equal(a, b)
     assert opt_c.get_last_lr() == opt_e.get_last_lr()
+
+
+# --- what loggers and other schedulers see of an in-kernel schedule ------------------------------------
+
+def test_group_lr_shows_the_lr_of_the_next_step_as_a_torch_scheduler_leaves_it():
+    """Lightning's LearningRateMonitor and most loggers read group["lr"]: on the CPU it is, between
+    steps, the lr the next step uses (the value a torch scheduler would have set), and
+    group["base_lr"] is the base the schedule multiplies."""
+    schedule = S.warmup(S.cosine(T_max=40), steps=5)  # a factor of the base (no absolute eta_min)
+    ours, ref = _params(), _params()
+    opt = fusedlr.SGD(ours, lr=0.1, momentum=0.9, schedule=schedule)
+    ref_opt = torch.optim.SGD(ref, lr=0.1, momentum=0.9, foreach=False)
+    sched = torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda t: schedule(t))
+    assert opt.param_groups[0]["base_lr"] == 0.1 and opt.param_groups[0]["lr"] == schedule(0, 0.1) == 0.0
+    for t in range(30):
+        assert opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-15, abs=0)
+        _grads(ours, t)
+        _grads(ref, t)
+        opt.step()
+        ref_opt.step()
+        sched.step()
+        assert opt.get_last_lr()[0] == schedule(t, 0.1) and opt.param_groups[0]["lr"] == schedule(t + 1, 0.1)
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-6, atol=1e-7)
+    # torch.optim.SGD takes the state as it is: it continues at the lr of the next step.
+    ref = torch.optim.SGD(_params(), lr=0.5, momentum=0.9)
+    ref.load_state_dict(_roundtrip(opt.state_dict()))
+    assert ref.param_groups[0]["lr"] == schedule(30, 0.1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1.0 - t / 100),  # what transformers' Trainer adds
+    lambda o: fl.StepLR(o, 10),
+    lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 0.1, total_steps=10),
+], ids=["torch LambdaLR", "twin StepLR", "torch OneCycleLR"])
+def test_a_second_schedule_on_a_scheduled_group_is_refused_not_stacked(make):
+    opt = fusedlr.SGD(_params(), lr=0.1, schedule=S.cosine(50))
+    with pytest.raises(ValueError, match="would apply a second schedule on top of it"):
+        make(opt)
+    # The other order: a scheduler first, then a group that computes its lr in the step.
+    opt = fusedlr.SGD(_params()[:1], lr=0.1)
+    make(opt)
+    with pytest.raises(ValueError, match="InKernelLR"):
+        opt.add_param_group({"params": _params()[1:], "schedule": S.cosine(50)})
+    assert len(opt.param_groups) == 1
+    # Made on a wrapper of the optimizer (accelerate's, under transformers' Trainer), the hook on
+    # optimizer.step cannot see it: the record it leaves in the group is refused at the next step.
+    params = _params()
+    opt = fusedlr.SGD(params, lr=0.1, schedule=S.cosine(50))
+    make(_Wrapper(opt))
+    _grads(params, 0)
+    with pytest.raises(ValueError, match="would apply a second schedule"):
+        opt.step()
+
+
+class _Wrapper(torch.optim.Optimizer):
+    """An optimizer that forwards to another, as accelerate's AcceleratedOptimizer does."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.defaults = inner.defaults
+
+    @property
+    def param_groups(self):
+        return self.inner.param_groups
+
+    def step(self, closure=None):
+        return self.inner.step(closure)
+
+
+def test_a_change_of_group_lr_scales_the_rest_of_the_schedule():
+    schedule = S.cosine(T_max=40)
+    p = torch.zeros(3, requires_grad=True)
+    opt = fusedlr.SGD([p], lr=0.2, schedule=schedule)
+    lrs = []
+    for t in range(20):
+        if t == 8:
+            opt.param_groups[0]["lr"] *= 0.25  # by hand, or torch's own ReduceLROnPlateau: the next lr
+        p.grad = torch.ones(3)
+        opt.step()
+        lrs.append(opt.get_last_lr()[0])
+    expected = [schedule(t, 0.2) * (0.25 if t >= 8 else 1.0) for t in range(20)]
+    assert lrs == pytest.approx(expected, rel=1e-14)
+    # From 0 (a warmup's first step) no ratio exists: a clear error that names the base to set instead.
+    opt = fusedlr.SGD([p], lr=0.2, schedule=S.warmup(S.constant(), 4))
+    opt.param_groups[0]["lr"] = 0.1
+    with pytest.raises(ValueError, match="base_lr"):
+        opt.step()
+
+
+def test_torchs_reduce_lr_on_plateau_composes_like_the_twin():
+    runs = []
+    for plateau_cls in (torch.optim.lr_scheduler.ReduceLROnPlateau, fl.ReduceLROnPlateau):
+        p = torch.zeros(3, requires_grad=True)
+        opt = fusedlr.SGD([p], lr=0.1, schedule=S.warmup(S.constant(), steps=4))
+        plateau = plateau_cls(opt, factor=0.5, patience=0)
+        lrs = []
+        for metric in [1.0, 0.5, 0.6, 0.7, 0.7]:
+            for _ in range(2):
+                p.grad = torch.ones(3)
+                opt.step()
+                lrs.append(opt.get_last_lr()[0])
+            plateau.step(metric)
+        runs.append(lrs)
+    assert runs[0] == runs[1] == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+
+
+def test_a_state_dict_of_an_earlier_fusedlr_where_lr_was_the_base_loads():
+    schedule = S.step(5, 0.5)
+    params = _params()
+    opt = fusedlr.SGD(params, lr=0.1, schedule=schedule)
+    for t in range(7):
+        _grads(params, t)
+        opt.step()
+    old = opt.state_dict()
+    group = old["param_groups"][0]
+    group["lr"] = group.pop("base_lr")  # the earlier format: lr was the schedule's base
+    opt2 = fusedlr.SGD(_params(), lr=0.3, schedule=schedule)
+    opt2.load_state_dict(old)
+    assert opt2.param_groups[0]["base_lr"] == 0.1 and opt2.param_groups[0]["lr"] == schedule(7, 0.1)
+
+
+def test_in_kernel_lr_is_the_scheduler_object_for_frameworks_that_need_one():
+    params = _params()
+    opt = fusedlr.SGD(params, lr=0.1, schedule=S.cosine(30))
+    sched = fl.InKernelLR(opt)
+    assert isinstance(sched, torch.optim.lr_scheduler.LRScheduler)
+    for t in range(5):
+        _grads(params, t)
+        opt.step()
+        sched.step()
+    assert opt.get_last_lr() == [S.cosine(30)(4, 0.1)] and sched.last_epoch == 5
+    assert sched.get_last_lr() == [S.cosine(30)(5, 0.1)]  # as a torch scheduler after its step: the next lr
+    _grads(params, 5)
+    opt.step()
+    assert sched.get_last_lr() == opt.get_last_lr()  # before its step: the lr the optimizer step used
+    sched.step()
+    assert fl.InKernelLR(opt).last_epoch == 6  # made on a resumed optimizer: the schedule's counter
+    assert sched.state_dict() == {"last_epoch": 6, "_step_count": 7}
+    with pytest.raises(ValueError, match="needs a fusedlr.SGD with a schedule"):
+        fl.InKernelLR(fusedlr.SGD(_params(), lr=0.1))

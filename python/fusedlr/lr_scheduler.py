@@ -69,6 +69,7 @@ __all__ = [
     "CyclicLR",
     "ExponentialLR",
     "InverseSqrtLR",
+    "InKernelLR",
     "InverseTimeLR",
     "ClosedFormLR",
     "LRScheduler",
@@ -1122,15 +1123,8 @@ class ReduceLROnPlateau(ClosedFormLR, _torch_lr.ReduceLROnPlateau):
                                        "`ReduceLROnPlateau` was initialized")
                 self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
             for i, group in enumerate(self.optimizer.param_groups):
-                if group.get("schedule") is not None and hasattr(self.optimizer, "scale_lr_factor_"):
-                    # A fusedlr.SGD group with an in-kernel schedule: group["lr"] is the schedule's
-                    # base, and the plateau factor lives in a device tensor, written without a sync.
-                    old_factor = float(group.get("lr_factor", 1.0))
-                    old_lr = float(group["lr"]) * old_factor
-                    new_lr = max(old_lr * self.factor, self.min_lrs[i])
-                    if old_lr - new_lr > self.eps:
-                        self.optimizer.scale_lr_factor_(new_lr / old_lr, i)
-                    continue
+                # (A fusedlr.SGD group with an in-kernel schedule takes the change as a scale of the
+                # rest of its schedule, written on the device without a synchronisation.)
                 if self.scheduler is not None:
                     continue  # the wrapped scheduler's bases are reduced below
                 old_lr = float(group["lr"])
@@ -1147,7 +1141,7 @@ class ReduceLROnPlateau(ClosedFormLR, _torch_lr.ReduceLROnPlateau):
                 self.scheduler._apply()
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
-        self._last_lr = [float(g["lr"]) * float(g.get("lr_factor", 1.0)) for g in self.optimizer.param_groups]
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load the state machine (the lr itself is the optimizer's state, as in torch)."""
@@ -1406,3 +1400,55 @@ class InverseTimeLR(ClosedFormLR):
 
     def _build(self) -> list[Schedule]:
         return [Schedule.inverse_time(self.decay_rate, self.decay_steps, self.staircase)] * len(self.base_lrs)
+
+
+class InKernelLR(LRScheduler):
+    """The scheduler object for a :class:`fusedlr.SGD` whose groups compute their lr in the step.
+
+    It changes nothing: the fused step evaluates each group's ``schedule`` from its own counter.
+    It exists for frameworks that need a scheduler object and would otherwise add one of their
+    own on top (``transformers.Trainer(optimizers=(opt, None))`` makes a linear decay):
+    ``Trainer(optimizers=(opt, InKernelLR(opt)))``. As for any torch scheduler after its step,
+    :meth:`get_last_lr` is the lr the next optimizer step will use (on CUDA a read of a device
+    tensor), which is what Trainer logs.
+    """
+
+    def __init__(self, optimizer: Optimizer) -> None:  # noqa: D107
+        groups = optimizer.param_groups
+        if not hasattr(optimizer, "get_last_lr") or not any(g.get("schedule") is not None for g in groups):
+            raise ValueError("InKernelLR needs a fusedlr.SGD with a schedule (fusedlr.SGD(..., schedule=S)); "
+                             "for other optimizers use a scheduler of fusedlr.lr_scheduler")
+        self.optimizer = optimizer
+        self.base_lrs = [float(g.get("base_lr", g["lr"])) for g in groups]
+        # The steps the schedules have taken (one counter per group, the same unless groups were added).
+        self.last_epoch = max(int(g["schedule_state"][0]) for g in groups if g.get("schedule") is not None)
+        self._step_count = 1
+
+    def step(self, epoch: int | None = None) -> None:
+        """Count the step (the optimizer's step has already used the lr of its schedule)."""
+        self._step_count += 1
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
+
+    def get_last_lr(self) -> list[float]:
+        """Each group's lr at step ``last_epoch``: between ``optimizer.step()`` and ``step()`` the lr
+        the optimizer step used, after ``step()`` the next one, as for a torch scheduler."""
+        lrs = []
+        for g in self.optimizer.param_groups:
+            if g.get("schedule") is None:
+                lrs.append(float(g["lr"]))
+            else:
+                factor = float(g["schedule_state"][2])  # (a device read on CUDA)
+                lrs.append(g["schedule"](self.last_epoch, float(g["base_lr"])) * factor)
+        return lrs
+
+    def get_lr(self) -> list[float]:
+        return self.get_last_lr()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Only the step count: the schedules and their counters are the optimizer's state."""
+        return {"last_epoch": self.last_epoch, "_step_count": self._step_count}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the step count."""
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))

@@ -68,7 +68,8 @@ class SGD(Optimizer):
     Differences from torch.optim.SGD, on purpose:
 
     - ``foreach`` and ``fused`` are accepted for compatibility and ignored: the step is always
-      fused. ``differentiable=True`` is not supported (``RuntimeError``).
+      fused. A group with ``differentiable=True`` (to backpropagate through the step) is stepped
+      by torch's own reference implementation, with autograd on, as torch does: same numbers, not fused.
     - Under ``torch.amp.GradScaler`` the scale and the inf check are applied inside the op, with
       no host synchronisation; a step skipped for inf/NaN gradients does not count as a momentum
       buffer's first step, so the first step that runs initialises the buffer (torch's fused
@@ -100,7 +101,7 @@ class SGD(Optimizer):
         nesterov: enables Nesterov momentum (default: False).
         maximize: maximize the objective instead of minimizing (default: False).
         foreach: ignored (the step is always one fused call).
-        differentiable: must be False.
+        differentiable: step through torch's reference implementation with autograd on (default: False).
         fused: ignored (always fused).
 
     Example:
@@ -129,8 +130,6 @@ class SGD(Optimizer):
         schedule: Schedule | None = None,
     ) -> None:
         _check_hyperparameters(lr, momentum, dampening, weight_decay, nesterov)
-        if differentiable:
-            raise RuntimeError("fusedlr.SGD does not support `differentiable`; use torch.optim.SGD(differentiable=True)")
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -189,8 +188,11 @@ class SGD(Optimizer):
                     f"schedule must be a fusedlr Schedule (fusedlr.schedules.*, or a twin scheduler's .schedule), "
                     f"got {type(g['schedule']).__name__}"
                 )
-            if g["differentiable"]:
-                raise RuntimeError("fusedlr.SGD does not support `differentiable`")
+            if g["schedule"] is not None and getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False):
+                _refuse_second_schedule([g], len(self.param_groups) - 1)
+            if g["differentiable"] and g["schedule"] is not None:
+                raise RuntimeError("fusedlr.SGD: an in-kernel schedule cannot be combined with differentiable=True "
+                                   "(that group is stepped by torch's reference implementation)")
         except (ValueError, TypeError, RuntimeError):
             self.param_groups.pop()  # a refused group leaves the optimizer as it was
             raise
@@ -204,6 +206,9 @@ class SGD(Optimizer):
         sd = super().state_dict()
         states = {}
         for key, param_state in sd["state"].items():
+            if not isinstance(param_state, dict):  # an entry that is not a parameter's (state["epoch"] = 1)
+                states[key] = param_state
+                continue
             step = param_state.get("step")
             if isinstance(step, Tensor) and float(step) == 0.0:
                 continue
@@ -228,6 +233,8 @@ class SGD(Optimizer):
         super().load_state_dict(state_dict)
         try:
             for p, param_state in self.state.items():
+                if not (isinstance(p, Tensor) and isinstance(param_state, dict)):
+                    continue  # an entry that is not a parameter's, kept as torch keeps it
                 buf = param_state.get("momentum_buffer")
                 if buf is None:
                     param_state.pop("step", None)
@@ -318,7 +325,14 @@ class SGD(Optimizer):
 
         compiling = torch.compiler.is_compiling()
         for index, group in enumerate(self.param_groups):
-            lr = group["lr"]
+            if group["differentiable"]:
+                with torch.enable_grad():  # as torch's step does for a differentiable optimizer
+                    self._step_reference(group, [p for p in group["params"] if p.grad is not None], grad_scale,
+                                         found_inf, "differentiable=True")
+                continue
+            scheduled = group["schedule"] is not None
+            # With an in-kernel schedule, the schedule multiplies the base; group["lr"] shows the lr.
+            lr = self._scheduled_base(index, group) if scheduled else group["lr"]
             lr_tensor = lr if isinstance(lr, Tensor) else None
             weight_decay = group["weight_decay"]
             if isinstance(weight_decay, Tensor):
@@ -338,6 +352,8 @@ class SGD(Optimizer):
                 tensors["schedule_state"] = self._schedule_state(group)
             try:
                 if not compiling and self._step_cached_group(index, group, hyper, tensors):
+                    if scheduled:
+                        self._show_lr(index, group)
                     continue
             except RuntimeError as error:
                 _explain_bad_group(group, index, self.state, error, grad_scale is not None)
@@ -374,9 +390,11 @@ class SGD(Optimizer):
                     _explain_bad_group(group, index, self.state, error, grad_scale is not None)
                     raise
             if sparse:
-                self._step_sparse(group, sparse, grad_scale, found_inf, hyper)
+                self._step_reference(group, sparse, grad_scale, found_inf, "sparse gradients")
             if not compiling:
                 self._cache_group(index, group)
+                if scheduled:
+                    self._show_lr(index, group)
         return loss
 
     # -- the eager fast path: each group's tensors held in C++ between steps ---------------------
@@ -428,13 +446,37 @@ class SGD(Optimizer):
         return stepped >= 0
 
     # -- the in-kernel schedule ----------------------------------------------------------------
+    # A group with a schedule: group["base_lr"] is the base the schedule multiplies (set from
+    # group["lr"] when the group is added) and group["lr"] shows the lr the next step will use, as
+    # a torch scheduler leaves it, so loggers that read it (Lightning's LearningRateMonitor) see
+    # the lr of each step. On the CPU it is refreshed after every step; on CUDA only by
+    # get_last_lr() (a read of a device tensor, which synchronises). A change of group["lr"] made
+    # between steps (ReduceLROnPlateau, by hand) is the lr of the next step, and the rest of the
+    # schedule is scaled with it (by new / old: the factor schedule_state[2], written on the device).
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # torch's LRScheduler (and fusedlr's twins) wrap optimizer.step when they are made.
+        if name == "step" and getattr(value, "_wrapped_by_lr_sched", False):
+            _refuse_second_schedule(self.param_groups)
+        super().__setattr__(name, value)
 
     def _prepare_schedule(self, index: int, group: dict[str, Any]) -> None:
         """Make group ``index``'s schedule bytes and counter now (a group is added, a state loaded),
         so that the first step finds them: it can then be traced by torch.compile as one graph."""
         if isinstance(group.get("schedule"), Schedule):
+            if getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False):
+                _refuse_second_schedule([group], index)
+            # ("initial_lr" is what an LR scheduler records: in a state saved with one, it goes.)
+            group.pop("initial_lr", None)
+            if "base_lr" not in group:
+                lr = group["lr"]
+                group["base_lr"] = lr.clone() if isinstance(lr, Tensor) else lr
             self._schedule_bytes(index, group["schedule"])
-            self._schedule_state(group)
+            state = self._schedule_state(group)
+            if state.device.type == "cpu":
+                self._show_lr(index, group)
+            else:
+                self.__dict__.setdefault("_shown_lrs", {})[index] = _host_value(group["lr"])
 
     def _schedule_bytes(self, index: int, schedule: Schedule) -> Tensor:
         """The schedule's ScheduleData as a CPU uint8 tensor, made once per schedule object and kept
@@ -447,51 +489,91 @@ class SGD(Optimizer):
         return hit[1]
 
     def _schedule_state(self, group: dict[str, Any]) -> Tensor:
-        """group["schedule_state"]: float64 [step, lr, factor] on the group's device, made on first use."""
+        """group["schedule_state"]: float64 [step, lr, factor] on the group's device, made on first use
+        ([0, the lr of step 0, 1])."""
         state = group.get("schedule_state")
         if state is None:
             device = group["params"][0].device if group["params"] else torch.device("cpu")
-            base = float(group["lr"])
+            base = float(group.get("base_lr", group["lr"]))
             state = torch.tensor([0.0, group["schedule"](0, base), 1.0], dtype=torch.float64, device=device)
             group["schedule_state"] = state
         return state
 
+    def _scheduled_base(self, index: int, group: dict[str, Any]) -> Any:
+        """The base of group ``index``'s schedule, after following a change of group["lr"] made
+        since the optimizer last wrote it (the rest of the schedule is scaled by new / old)."""
+        if "initial_lr" in group:
+            # Every LR scheduler records group["initial_lr"] when it is made (torch's, the twins,
+            # timm's), also through a wrapper of this optimizer (accelerate's, under transformers'
+            # Trainer), where the hook on optimizer.step cannot see it.
+            _refuse_second_schedule([group], index)
+        shown = self.__dict__.setdefault("_shown_lrs", {})
+        now, was = _host_value(group["lr"]), shown.get(index)
+        if now is not None and was is not None and now != was:
+            if was == 0 or not math.isfinite(now / was) or now < 0:
+                raise ValueError(
+                    f"fusedlr.SGD: param group {index}: group['lr'] was changed from {was} to {now}, which cannot "
+                    "scale its in-kernel schedule (the ratio new / old must be a finite number >= 0); set "
+                    "group['base_lr'], the base the schedule multiplies, instead"
+                )
+            self._schedule_state(group)[2].mul_(now / was)
+            shown[index] = now
+        elif was is None:
+            shown[index] = now
+        if "base_lr" not in group:  # (a group given a schedule by assignment)
+            group["base_lr"] = was if was is not None else now
+        return group["base_lr"]
+
+    def _show_lr(self, index: int, group: dict[str, Any]) -> None:
+        """On the CPU: group["lr"] = the lr the next step will use (the kernel's own formula)."""
+        state = self._schedule_state(group)
+        if state.device.type != "cpu":
+            return
+        views = self.__dict__.setdefault("_state_views", {})
+        view = views.get(index)
+        if view is None or view[0] is not state:
+            view = views[index] = (state, state.numpy())  # a plain read per step, no tensor op
+        step, _, factor = view[1]
+        _set_lr(group, group["schedule"](int(step), float(group["base_lr"])) * float(factor))
+        self.__dict__.setdefault("_shown_lrs", {})[index] = _host_value(group["lr"])
+
     def get_last_lr(self) -> list[float]:
         """The learning rate each group used on its last step (before the first: the one it will use).
-        With an in-kernel schedule this reads a device tensor: a synchronisation on CUDA."""
+        With an in-kernel schedule this reads a device tensor (a synchronisation on CUDA) and also
+        refreshes ``group["lr"]`` (the lr of the next step) there."""
         lrs = []
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             if group["schedule"] is None:
                 lrs.append(float(group["lr"]))
-            else:
-                state = self._schedule_state(group)
-                lrs.append(float(state[1]) if float(state[0]) > 0 else float(group["schedule"](0, float(group["lr"]))))
+                continue
+            self._scheduled_base(index, group)  # a pending change of group["lr"] first
+            step, lr, factor = self._schedule_state(group).tolist()
+            base = float(group["base_lr"])
+            if step == 0:
+                lr = group["schedule"](0, base) * factor
+            _set_lr(group, group["schedule"](int(step), base) * factor)
+            self.__dict__.setdefault("_shown_lrs", {})[index] = _host_value(group["lr"])
+            lrs.append(lr)
         return lrs
 
-    def scale_lr_factor_(self, factor: float, group_index: int | None = None) -> None:
-        """Multiply the in-kernel schedule's factor (``schedule_state[2]``) of one group, or of all
-        groups with a schedule, by ``factor``: an asynchronous device write, no synchronisation.
-        This is how :class:`fusedlr.lr_scheduler.ReduceLROnPlateau` lowers the lr of such groups."""
-        groups = self.param_groups if group_index is None else [self.param_groups[group_index]]
-        for group in groups:
-            if group["schedule"] is not None:
-                self._schedule_state(group)[2].mul_(factor)
-                group["lr_factor"] = group.get("lr_factor", 1.0) * factor
-
-    def _step_sparse(
+    def _step_reference(
         self, group: dict[str, Any], params: list[Tensor], grad_scale: Tensor | None, found_inf: Tensor | None,
-        hyper: dict[str, Any],
+        why: str,
     ) -> None:
+        """Step ``params`` of ``group`` with torch's single-tensor reference (sparse gradients,
+        differentiable=True): the same update, not fused."""
         if grad_scale is not None or found_inf is not None:
             raise RuntimeError(
-                "fusedlr.SGD: sparse gradients cannot be combined with a GradScaler (the scaler hands the "
-                "fused step grad_scale/found_inf, which torch's sparse reference path does not take)"
+                f"fusedlr.SGD: {why} cannot be combined with a GradScaler (the scaler hands the fused step "
+                "grad_scale/found_inf, which torch's reference path does not take)"
             )
+        if not params:
+            return
         bufs = [self.state[p].get("momentum_buffer") for p in params]
         _torch_sgd(
-            params, [p.grad for p in params], bufs, has_sparse_grad=True, foreach=False,
-            weight_decay=hyper["weight_decay"], momentum=hyper["momentum"], lr=group["lr"],
-            dampening=hyper["dampening"], nesterov=hyper["nesterov"], maximize=hyper["maximize"],
+            params, [p.grad for p in params], bufs, has_sparse_grad=any(p.grad.is_sparse for p in params),
+            foreach=False, weight_decay=group["weight_decay"], momentum=group["momentum"], lr=group["lr"],
+            dampening=group["dampening"], nesterov=group["nesterov"], maximize=group["maximize"],
         )
         if group["momentum"] != 0:
             for p, buf in zip(params, bufs):
@@ -499,6 +581,35 @@ class SGD(Optimizer):
 
 
 _FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _host_value(lr: Any) -> float | None:
+    """A group's lr as a float, when reading it costs no synchronisation (None for a CUDA tensor)."""
+    if isinstance(lr, Tensor):
+        return float(lr) if lr.device.type == "cpu" else None
+    return float(lr)
+
+
+def _set_lr(group: dict[str, Any], value: float) -> None:
+    lr = group["lr"]
+    if isinstance(lr, Tensor):
+        lr.fill_(value)
+    else:
+        group["lr"] = value
+
+
+def _refuse_second_schedule(groups: list[dict[str, Any]], first_index: int = 0) -> None:
+    """ValueError when a learning-rate scheduler meets a group whose lr is computed in the step."""
+    for index, group in enumerate(groups, first_index):
+        if group.get("schedule") is not None:
+            raise ValueError(
+                f"fusedlr.SGD: param group {index} computes its learning rate in the step (schedule=...), so a "
+                "learning-rate scheduler on this optimizer would apply a second schedule on top of it. Use one: "
+                "drop schedule= and keep the scheduler (a fusedlr twin's .schedule is the same curve), or keep "
+                "schedule= without a scheduler. Where a framework needs a scheduler object (transformers' "
+                "Trainer makes a linear one when given None), pass fusedlr.lr_scheduler.InKernelLR(optimizer). "
+                "ReduceLROnPlateau composes with it (it scales the rest of the schedule)."
+            )
 
 # Keys a param group may lack (older or torch's state dicts) and what they mean then.
 _OPTIONAL_GROUP_KEYS = {"nesterov": False, "maximize": False, "foreach": None, "differentiable": False,
@@ -577,7 +688,7 @@ class _State(_Reporting, defaultdict):
         super().__init__(None)
         self._version = version
         for key, value in dict(items).items():
-            super().__setitem__(key, _ParamState(version, value))
+            super().__setitem__(key, _ParamState(version, value) if isinstance(value, dict) else value)
 
     def __missing__(self, key):
         value = _ParamState(self._version)
@@ -585,8 +696,12 @@ class _State(_Reporting, defaultdict):
         return value
 
     def __setitem__(self, key, value) -> None:
+        # A parameter's state is a dict (reported like this one); anything else (torch's state
+        # takes any value, e.g. state["epoch"] = 1) is kept as it is.
         self._version.value += 1
-        super().__setitem__(key, value if isinstance(value, _ParamState) else _ParamState(self._version, value))
+        if isinstance(value, dict) and not isinstance(value, _ParamState):
+            value = _ParamState(self._version, value)
+        super().__setitem__(key, value)
 
     def __reduce__(self):
         return (_plain_state, (dict(self),))
@@ -598,7 +713,7 @@ class _State(_Reporting, defaultdict):
 
 
 def _plain_state(items: dict) -> defaultdict:
-    return defaultdict(dict, {k: dict(v) for k, v in items.items()})
+    return defaultdict(dict, {k: dict(v) if isinstance(v, dict) else v for k, v in items.items()})
 
 
 def _split_by_device(params: list[Tensor]) -> list[list[int] | None]:
