@@ -826,3 +826,41 @@ def test_one_cycle_loads_torchs_state_dict_and_torch_loads_its():
     legacy["anneal_func"] = TS.OneCycleLR._annealing_cos
     fresh.load_state_dict(legacy)
     assert fresh.anneal_strategy == "cos"
+
+
+@pytest.mark.parametrize("T_mult", [1, 2, 3])
+def test_warm_restarts_take_fractional_epochs_as_torch(T_mult):
+    rows = []
+    for module in (TS, F):
+        opt = make_optimizer()
+        s = module.CosineAnnealingWarmRestarts(opt, T_0=4, T_mult=T_mult, eta_min=0.001)
+        seq = []
+        for epoch in range(12):
+            for i in range(5):
+                opt.step()
+                s.step(epoch + i / 5)  # torch's documented per-batch use
+                seq.append([g["lr"] for g in opt.param_groups] + [s.T_cur, s.T_i, s.last_epoch])
+        for _ in range(7):  # plain steps after a fractional epoch keep the fraction
+            opt.step()
+            s.step()
+            seq.append([g["lr"] for g in opt.param_groups] + [s.T_cur, s.T_i, s.last_epoch])
+        rows.append(np.array(seq, dtype=float))
+        if module is TS:
+            torch_state = s.state_dict()
+    np.testing.assert_allclose(rows[1], rows[0], rtol=1e-12, atol=1e-15)
+    resumed = F.CosineAnnealingWarmRestarts(make_optimizer(), T_0=4, T_mult=T_mult, eta_min=0.001)
+    resumed.load_state_dict(torch_state)  # a torch state with a fractional T_cur
+    assert resumed.T_cur == pytest.approx(torch_state["T_cur"], abs=1e-12) and resumed.T_i == torch_state["T_i"]
+    assert resumed.get_last_lr() == pytest.approx(list(rows[0][-1, :2]), rel=1e-12)
+
+
+def test_restart_value_refuses_what_it_cannot_evaluate():
+    r = S.cosine_restarts(4, 2.0)
+    assert r.restart_value(5.0, 0.1) == r(5, 0.1) and r.restart_cycle(5.5) == (4.0, 8.0)
+    with pytest.raises(ValueError, match="cosine_restarts"):
+        S.cosine(10).restart_value(1.5)
+    for bad in (-0.5, math.nan, math.inf):
+        with pytest.raises(ValueError, match="step"):
+            r.restart_value(bad)
+    with pytest.raises(ValueError, match="Expected non-negative epoch"):
+        F.CosineAnnealingWarmRestarts(make_optimizer(), 4).step(-0.5)

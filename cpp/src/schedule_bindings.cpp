@@ -483,6 +483,25 @@ class ScheduleApplier {
   }
 };
 
+/**
+ * The cycle of a cosine_restarts schedule (its root) that holds the real step x >= 0: whole steps
+ * as the schedule computes them (in int64), fractional ones (torch's fractional epochs) in doubles.
+ */
+void restart_cycle_at(const ScheduleData& d, double x, const char* ctx, double& start, double& len) {
+  if (d.nodes[0].kind != ScheduleKind::kCosineRestarts) invalid(ctx, "schedule", "a cosine_restarts schedule", node_repr(d, 0));
+  if (!(x >= 0.0 && x <= static_cast<double>(kMaxScheduleStep))) invalid(ctx, "step", "a step in [0, 2**62]", format_number(x));
+  const double* p = d.nodes[0].p;
+  double next;
+  if (x == std::floor(x)) {
+    detail::restart_cycle(p, static_cast<int64_t>(x), start, len, next);
+  } else if (p[1] == 1.0) {
+    start = std::floor(x / p[0]) * p[0];
+    len = p[0];
+  } else {
+    detail::restart_cycle_growing(p, x, start, len, next);
+  }
+}
+
 py::list apply_schedules(const std::vector<const Schedule*>& schedules, int64_t step, py::handle base_lrs,
                          py::handle param_groups, const std::string& key) {
   return ScheduleApplier(schedules, key).apply(step, base_lrs, param_groups);
@@ -573,20 +592,27 @@ factories (or with :mod:`fusedlr.schedules`); compose them with ``warmup``, ``se
           R"pbdoc(The learning rates at ``step`` for each of ``base_lrs`` (one call for all param groups).)pbdoc")
       .def(
           "restart_cycle",
-          [](const Schedule& s, int64_t step) {
-            const ScheduleData d = s.data();
-            if (d.nodes[0].kind != ScheduleKind::kCosineRestarts)
-              invalid("Schedule.restart_cycle", "schedule", "a cosine_restarts schedule", node_repr(d, 0));
-            if (step < 0 || step > kMaxScheduleStep)
-              invalid("Schedule.restart_cycle", "step", "a step in [0, 2**62]", std::to_string(step));
-            double start, len, next;
-            detail::restart_cycle(d.nodes[0].p, step, start, len, next);
+          [](const Schedule& s, double step) {
+            double start, len;
+            restart_cycle_at(s.data(), step, "Schedule.restart_cycle", start, len);
             return py::make_tuple(start, len);
           },
           py::arg("step"),
           R"pbdoc(The restart cycle of a ``cosine_restarts`` schedule that holds ``step``: ``(first step, length)``.
 
-torch's ``CosineAnnealingWarmRestarts`` calls them ``last_epoch - T_cur`` and ``T_i``.)pbdoc")
+torch's ``CosineAnnealingWarmRestarts`` calls them ``last_epoch - T_cur`` and ``T_i``. ``step`` may be
+fractional (torch's ``step(epoch)`` takes fractional epochs).)pbdoc")
+      .def(
+          "restart_value",
+          [](const Schedule& s, double step, double base_lr) {
+            const ScheduleData d = s.data();
+            double start, len;
+            restart_cycle_at(d, step, "Schedule.restart_value", start, len);
+            return detail::restart_lr(d.nodes[0], step, start, len, base_lr);
+          },
+          py::arg("step"), py::arg("base_lr") = 1.0,
+          R"pbdoc(A ``cosine_restarts`` schedule at a real ``step`` (fractional epochs, as torch's
+``CosineAnnealingWarmRestarts.step(epoch)``); equal to ``s(step, base_lr)`` at whole steps.)pbdoc")
       .def(
           "curve",
           [](const Schedule& s, int64_t n, int64_t start, double base_lr) {

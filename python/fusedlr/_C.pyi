@@ -40,6 +40,10 @@ class Schedule:
         """The learning rate at ``step`` (steps below 0 count as 0)."""
     def lrs(self, step: int, base_lrs: Sequence[float]) -> list[float]:
         """The learning rates at ``step`` for each of ``base_lrs``."""
+    def restart_cycle(self, step: float) -> tuple[float, float]:
+        """The cosine_restarts cycle holding ``step`` (may be fractional): ``(first step, length)``."""
+    def restart_value(self, step: float, base_lr: float = 1.0) -> float:
+        """A cosine_restarts schedule at a real step (torch's fractional epochs)."""
     def curve(self, n: int, start: int = 0, base_lr: float = 1.0) -> npt.NDArray[np.float64]:
         """The learning rates of steps ``start .. start + n - 1``, computed in C++."""
     @property
@@ -106,8 +110,13 @@ def apply_schedules(schedules: Sequence[Schedule], step: int, base_lrs: Sequence
     """
 
 def step_schedules(applier: ScheduleApplier, step: int, base_lrs: Sequence[float], param_groups: Sequence[dict],
-                   other: ScheduleApplier = ..., other_bases: Sequence[float] = ..., /) -> list[float]:
-    """``applier.apply`` (then ``other.apply`` with ``other_bases``) as one METH_FASTCALL call: a twin's step()."""
+                   expected: Sequence[float] | None, other: ScheduleApplier = ...,
+                   other_bases: Sequence[float] = ..., /) -> list[float] | None:
+    """``applier.apply`` (then ``other.apply`` with ``other_bases``) as one METH_FASTCALL call: a twin's step().
+
+    With ``expected`` (the values the twin wrote last), nothing is written and None is returned
+    when a group's value has been changed since by something else.
+    """
 
 class ScheduleApplier:
     """apply_schedules with the schedules and the key bound once (what a twin scheduler holds)."""
@@ -115,6 +124,8 @@ class ScheduleApplier:
     def __init__(self, schedules: Sequence[Schedule], key: str = "lr") -> None: ...
     def apply(self, step: int, base_lrs: Sequence[float], param_groups: list[dict]) -> list[float]:
         """Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])``; return the values."""
+    def __eq__(self, other: object) -> bool:
+        """Same schedules and key."""
 
 class SgdGroup:
     """A param group's tensors held in C++ between steps (fusedlr.SGD's eager fast path)."""

@@ -740,11 +740,12 @@ class CosineAnnealingLR(ClosedFormLR, _torch_lr.CosineAnnealingLR):
 
 
 class CosineAnnealingWarmRestarts(ClosedFormLR, _torch_lr.CosineAnnealingWarmRestarts):
-    r"""SGDR (``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``) for whole steps.
+    r"""SGDR (``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``), in closed form.
 
     .. math:: \eta_t = \eta_{min} + \frac{\eta_0 - \eta_{min}}{2}\left(1 + \cos\frac{\pi T_{cur}}{T_i}\right)
 
-    Deviation: ``step(epoch)`` takes whole steps only; torch also accepts fractional epochs.
+    As torch's, ``step(epoch)`` also takes a fractional epoch (``epoch + i / iters`` per batch):
+    the lr is then the same formula at that real step, and later ``step()`` calls keep the fraction.
 
     Args:
         optimizer: the optimizer.
@@ -769,6 +770,7 @@ class CosineAnnealingWarmRestarts(ClosedFormLR, _torch_lr.CosineAnnealingWarmRes
         self.T_0 = T_0
         self.T_mult = T_mult
         self.eta_min = eta_min
+        self._fraction = 0.0  # of a fractional epoch given to step(epoch): the lr is at last_epoch + it
         super().__init__(optimizer, last_epoch)
 
     _absolute = True
@@ -776,37 +778,62 @@ class CosineAnnealingWarmRestarts(ClosedFormLR, _torch_lr.CosineAnnealingWarmRes
     def _build(self) -> list[Schedule]:
         return [Schedule.cosine_restarts(self.T_0, float(self.T_mult), self.eta_min, False)] * len(self.base_lrs)
 
+    def _position(self) -> float:
+        return max(self.last_epoch, 0) + self._fraction
+
+    def _lrs(self, t: int) -> list[float]:
+        if not self._fraction:
+            return super()._lrs(t)
+        return [self._schedules[0].restart_value(max(t, 0) + self._fraction, b) for b in self.base_lrs]
+
+    def _apply(self) -> None:
+        if self._fraction:
+            self._apply_python()
+        else:
+            ClosedFormLR._apply(self)
+
     @property
     def T_i(self) -> int:
-        """The length of the current cycle (torch's ``T_i``), derived from ``last_epoch``."""
-        return int(self._schedules[0].restart_cycle(max(self.last_epoch, 0))[1])
+        """The length of the current cycle (torch's ``T_i``), derived from the step."""
+        return int(self._schedules[0].restart_cycle(self._position())[1])
 
     @property
-    def T_cur(self) -> int:
-        """Steps since the last restart (torch's ``T_cur``), derived from ``last_epoch``.
+    def T_cur(self) -> float:
+        """Steps since the last restart (torch's ``T_cur``), derived from the step.
 
-        Setting it moves ``last_epoch`` within the current cycle (the closed form has no other state).
+        Setting it moves the step within the current cycle (the closed form has no other state).
         """
-        return max(self.last_epoch, 0) - int(self._schedules[0].restart_cycle(max(self.last_epoch, 0))[0])
+        x = self._position()
+        cur = x - self._schedules[0].restart_cycle(x)[0]
+        return int(cur) if cur == int(cur) else cur
 
     @T_cur.setter
-    def T_cur(self, value: int) -> None:
-        self.last_epoch += int(value) - self.T_cur
+    def T_cur(self, value: float) -> None:
+        self._go_to(self._position() + float(value) - self.T_cur)
 
-    def step(self, epoch: int | None = None) -> None:
-        """Advance one step, or go to step ``epoch`` (whole steps; no deprecation warning, as torch)."""
+    def _go_to(self, x: float) -> None:
+        self.last_epoch = math.floor(x)
+        self._fraction = x - self.last_epoch
+
+    def step(self, epoch: float | None = None) -> None:
+        """Advance one step, or go to (a possibly fractional) ``epoch`` (no deprecation warning, as torch)."""
+        self._step_count += 1
         if epoch is None:
-            self._step_count += 1
             self.last_epoch += 1
         else:
-            if int(epoch) != epoch:
-                raise ValueError(f"epoch must be a whole number of steps, got {epoch!r} (fractional epochs "
-                                 "are not supported by the closed form)")
-            if epoch < 0:
+            if not epoch >= 0:
                 raise ValueError(f"Expected non-negative epoch, but got {epoch}")
-            self._step_count += 1
-            self.last_epoch = int(epoch)
+            self._go_to(float(epoch))
         self._apply()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state (a torch state's fractional ``T_cur`` included), then re-apply the step."""
+        state = dict(state_dict)
+        if "_fraction" not in state and isinstance(state.get("T_cur"), float):
+            state["_fraction"] = state["T_cur"] - math.floor(state["T_cur"])  # saved by torch
+        for key in ("T_cur", "T_i"):  # derived from the step here
+            state.pop(key, None)
+        super().load_state_dict(state)
 
 
 class CyclicLR(ClosedFormLR, _torch_lr.CyclicLR):

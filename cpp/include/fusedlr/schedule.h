@@ -118,6 +118,31 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double restart_boundary(const double* p, int6
 }
 
 /**
+ * restart_cycle for T_mult > 1 at a step t held in a double (whole, or fractional for torch's
+ * CosineAnnealingWarmRestarts.step(epoch) with a fractional epoch).
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void restart_cycle_growing(const double* p, double t, double& start, double& len,
+                                                              double& next) {
+  const double T0 = p[0], m = p[1];
+  // p[3] = log(T_mult), computed once when the schedule is built. For a huge T_mult the argument
+  // of the logarithm overflows: log(t/T0 (m-1) + 1) is then log(t/T0) + log(m-1) to the last bit.
+  const double arg = t / T0 * (m - 1.0) + 1.0;
+  const double lg = arg < INFINITY ? log(arg) : log(t / T0) + log(m - 1.0);
+  double estimate = floor(lg / p[3]);
+  // (NaN or huge only for absurd T_mult / steps; keep the cast defined.)
+  int64_t i = estimate >= 0 ? static_cast<int64_t>(fmin(estimate, 4.0e18)) : 0;
+  // The logarithm can be off by one near a boundary: settle the cycle exactly.
+  start = restart_boundary(p, i);
+  if (start > t) start = restart_boundary(p, --i);
+  next = restart_boundary(p, i + 1);
+  if (next <= t) {
+    start = next;
+    next = restart_boundary(p, ++i + 1);
+  }
+  len = next - start;
+}
+
+/**
  * The cosine_restarts cycle that holds `step`: its first step, its length and the next cycle's
  * first step. Cycle i is T_0 * T_mult^i steps long and starts at boundary i (i * T_0 when
  * T_mult == 1); torch's CosineAnnealingWarmRestarts for integer T_mult. Every step of a cycle gets
@@ -136,23 +161,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void restart_cycle(const double* p, int64_t s
     next = static_cast<double>(first + T);
     return;
   }
-  const double t = static_cast<double>(step);
-  // p[3] = log(T_mult), computed once when the schedule is built. For a huge T_mult the argument
-  // of the logarithm overflows: log(t/T0 (m-1) + 1) is then log(t/T0) + log(m-1) to the last bit.
-  const double arg = t / T0 * (m - 1.0) + 1.0;
-  const double lg = arg < INFINITY ? log(arg) : log(t / T0) + log(m - 1.0);
-  double estimate = floor(lg / p[3]);
-  // (NaN or huge only for absurd T_mult / steps; keep the cast defined.)
-  int64_t i = estimate >= 0 ? static_cast<int64_t>(fmin(estimate, 4.0e18)) : 0;
-  // The logarithm can be off by one near a boundary: settle the cycle exactly.
-  start = restart_boundary(p, i);
-  if (start > t) start = restart_boundary(p, --i);
-  next = restart_boundary(p, i + 1);
-  if (next <= t) {
-    start = next;
-    next = restart_boundary(p, ++i + 1);
-  }
-  len = next - start;
+  restart_cycle_growing(p, static_cast<double>(step), start, len, next);
 }
 
 /** cosine_restarts at step t of the cycle [start, start + len). */
