@@ -714,8 +714,9 @@ class CosineAnnealingLR(ClosedFormLR, _torch_lr.CosineAnnealingLR):
 
     .. math:: \eta_t = \eta_{min} + \frac{\eta_0 - \eta_{min}}{2}\left(1 + \cos\frac{\pi t}{T_{max}}\right)
 
-    Past ``T_max`` the cosine continues (period ``2 T_max``), as torch's does. torch computes the
-    recursive form, which follows any outside change of ``group["lr"]``; this twin does not drift.
+    Past ``T_max`` the cosine continues (period ``2 T_max``), as torch's does. Driving its optimizer
+    alone it is this closed form (no drift); after an outside change of ``group["lr"]`` it follows
+    torch's recursion relative to ``eta_min``.
 
     Args:
         optimizer: the optimizer.

@@ -103,6 +103,13 @@ class SGD(Optimizer):
         foreach: ignored (the step is always one fused call).
         differentiable: step through torch's reference implementation with autograd on (default: False).
         fused: ignored (always fused).
+        schedule: a :class:`fusedlr.schedules.Schedule` evaluated inside the step from a counter
+            kept in ``group["schedule_state"]`` (no ``scheduler.step()``, no host sync). The
+            group's lr is then ``schedule(t, group["base_lr"])``; ``group["lr"]`` shows the lr of
+            the next step (on the CPU after every step, on CUDA after :meth:`get_last_lr`), and
+            setting it sets the next lr and scales the rest of the schedule. An LR scheduler on
+            such a group raises ``ValueError`` (two schedules would multiply); see
+            :class:`fusedlr.lr_scheduler.InKernelLR` for frameworks that need a scheduler object.
 
     Example:
         >>> import torch, fusedlr
