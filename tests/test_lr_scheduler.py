@@ -848,6 +848,12 @@ def test_warm_restarts_take_fractional_epochs_as_torch(T_mult):
         if module is TS:
             torch_state = s.state_dict()
     np.testing.assert_allclose(rows[1], rows[0], rtol=1e-12, atol=1e-15)
+    back = TS.CosineAnnealingWarmRestarts(make_optimizer(), T_0=4, T_mult=T_mult, eta_min=0.001)
+    back.load_state_dict(s.state_dict())  # and torch's class takes ours: both step on alike
+    for scheduler in (back, s):
+        scheduler.optimizer.step()
+        scheduler.step()
+    assert back.get_last_lr() == pytest.approx(s.get_last_lr(), rel=1e-12) and back.T_cur == s.T_cur
     resumed = F.CosineAnnealingWarmRestarts(make_optimizer(), T_0=4, T_mult=T_mult, eta_min=0.001)
     resumed.load_state_dict(torch_state)  # a torch state with a fractional T_cur
     assert resumed.T_cur == pytest.approx(torch_state["T_cur"], abs=1e-12) and resumed.T_i == torch_state["T_i"]
@@ -864,3 +870,65 @@ def test_restart_value_refuses_what_it_cannot_evaluate():
             r.restart_value(bad)
     with pytest.raises(ValueError, match="Expected non-negative epoch"):
         F.CosineAnnealingWarmRestarts(make_optimizer(), 4).step(-0.5)
+
+
+@pytest.mark.parametrize("kind", ["chain", "sequential"])
+def test_a_composite_that_follows_resumes_as_torch(kind):
+    def build(m, o):
+        if kind == "chain":
+            return m.ChainedScheduler([m.CosineAnnealingLR(o, 20, 0.01), m.StepLR(o, 3, 0.5)])
+        return m.SequentialLR(o, [m.LinearLR(o, 0.1, 1.0, 3), m.ExponentialLR(o, 0.9)], [3])
+
+    for module in (TS, F):
+        opt = make_optimizer()
+        s = build(module, opt)
+        for i in range(10):
+            opt.step()
+            s.step()
+            if i == 5:
+                opt.param_groups[0]["lr"] *= 0.5  # an outside change: group 0 follows
+        opt_state, state = opt.state_dict(), s.state_dict()
+        expected = []
+        for _ in range(3):
+            opt.step()
+            s.step()
+            expected.append([g["lr"] for g in opt.param_groups])
+        opt2 = make_optimizer()
+        s2 = build(module, opt2)
+        opt2.load_state_dict(opt_state)
+        s2.load_state_dict(state)
+        got = []
+        for _ in range(3):
+            opt2.step()
+            s2.step()
+            got.append([g["lr"] for g in opt2.param_groups])
+        np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=module.__name__)
+
+
+def test_a_chain_with_a_cosine_passes_its_bottom_as_torch():
+    # At t - 1 = T_max torch's cosine adds a term of its base: no product of closed forms follows it.
+    got = []
+    for module in (TS, F):
+        opt = make_optimizer()
+        c = module.ChainedScheduler([module.StepLR(opt, 3, 0.5), module.CosineAnnealingLR(opt, 5)])
+        rows = []
+        for _ in range(14):
+            opt.step()
+            c.step()
+            rows.append([g["lr"] for g in opt.param_groups])
+        got.append(np.array(rows))
+    np.testing.assert_allclose(got[1], got[0], rtol=1e-12, atol=1e-15)
+
+
+def test_plateau_over_a_following_twin_reduces_the_lr_where_it_is():
+    opt = make_optimizer()
+    s = F.StepLR(opt, step_size=2, gamma=0.5)
+    plateau = F.ReduceLROnPlateau(opt, factor=0.1, patience=0, scheduler=s)
+    opt.param_groups[0]["lr"] = 0.8  # group 0 follows from now on
+    lrs = []
+    for _ in range(4):
+        opt.step()
+        s.step()
+        plateau.step(1.0)  # no improvement after the first evaluation
+        lrs.append(opt.param_groups[0]["lr"])
+    np.testing.assert_allclose(lrs, [0.8, 0.04, 0.004, 0.0002], rtol=1e-12)

@@ -313,12 +313,94 @@ def test_a_second_schedule_on_a_scheduled_group_is_refused_not_stacked(make):
     assert len(opt.param_groups) == 1
     # Made on a wrapper of the optimizer (accelerate's, under transformers' Trainer), the hook on
     # optimizer.step cannot see it: the record it leaves in the group is refused at the next step.
+    # (A twin refuses at once: it reads the groups through the wrapper.)
     params = _params()
     opt = fusedlr.SGD(params, lr=0.1, schedule=S.cosine(50))
-    make(_Wrapper(opt))
-    _grads(params, 0)
     with pytest.raises(ValueError, match="would apply a second schedule"):
+        make(_Wrapper(opt))
+        _grads(params, 0)
         opt.step()
+
+
+@pytest.mark.parametrize("make", [lambda o: torch.optim.lr_scheduler.StepLR(o, 2), lambda o: fl.StepLR(o, 2),
+                                  lambda o: fl.OneCycleLR(o, 0.5, total_steps=10)], ids=["torch", "twin", "twin 1cycle"])
+def test_a_refused_scheduler_leaves_the_optimizer_as_it_was(make):
+    params = _params()
+    opt = fusedlr.SGD(params, lr=0.1, momentum=0.9, schedule=S.cosine(50))
+    before = {k: v for k, v in opt.param_groups[0].items() if k not in ("params", "schedule_state")}
+    with pytest.raises(ValueError, match="second schedule"):
+        make(opt)
+    assert {k: v for k, v in opt.param_groups[0].items() if k not in ("params", "schedule_state")} == before
+    _grads(params, 0)
+    opt.step()  # steps on
+
+
+def test_a_refused_state_dict_leaves_the_optimizer_as_it_was():
+    scheduled = fusedlr.SGD(_params(), lr=0.1, schedule=S.cosine(10)).state_dict()
+    opt = fusedlr.SGD(_params(), lr=0.5)
+    fl.StepLR(opt, 2)
+    before = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+    with pytest.raises(ValueError, match="second schedule"):
+        opt.load_state_dict(scheduled)
+    assert {k: v for k, v in opt.param_groups[0].items() if k != "params"} == before
+
+
+def test_a_change_of_group_lr_not_yet_stepped_is_saved_with_the_state():
+    """The usual order: an epoch ends, ReduceLROnPlateau lowers the lr, a checkpoint is written."""
+    def make():
+        params = _params()
+        opt = fusedlr.SGD(params, lr=0.1, schedule=S.cosine(100))
+        return params, opt, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=0)
+
+    params, opt, plateau = make()
+    for t in range(3):
+        _grads(params, t)
+        opt.step()
+    plateau.step(1.0)
+    plateau.step(1.0)
+    state = _roundtrip(opt.state_dict())
+    params2, opt2, _ = make()
+    opt2.load_state_dict(state)
+    _grads(params, 3)
+    _grads(params2, 3)
+    opt.step()
+    opt2.step()
+    assert opt2.get_last_lr() == opt.get_last_lr() == pytest.approx([S.cosine(100)(3, 0.01)], rel=1e-14)
+
+
+def test_a_group_with_a_schedule_gets_its_own_lr_tensor():
+    a, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    lr = torch.tensor(0.1)  # torch hands one lr tensor to every group
+    opt = fusedlr.SGD([{"params": [a]}, {"params": [b], "schedule": None}], lr=lr,
+                      schedule=S.warmup(S.constant(), 10))
+    a.grad, b.grad = torch.ones(1), torch.ones(1)
+    opt.step()
+    assert lr.item() == pytest.approx(0.1) and b.item() == pytest.approx(-0.1) and opt.param_groups[0]["lr"] is not lr
+
+
+def test_an_lr_set_to_zero_and_back_resumes_the_schedule():
+    p = torch.zeros(1, requires_grad=True)
+    opt = fusedlr.SGD([p], lr=0.1, schedule=S.cosine(100))
+    group = opt.param_groups[0]
+    for lr in (None, 0.0, 0.0, 0.05, None):
+        if lr is not None:
+            group["lr"] = lr  # pause, then resume at 0.05
+        p.grad = torch.ones(1)
+        opt.step()
+    assert opt.get_last_lr()[0] == pytest.approx(S.cosine(100)(4, 0.1) * 0.05 / S.cosine(100)(3, 0.1), rel=1e-14)
+
+
+def test_in_kernel_lr_follows_the_kernels_counter_however_often_it_is_stepped():
+    params = _params()
+    opt = fusedlr.SGD(params, lr=0.1, schedule=S.cosine(10))
+    sched = fl.InKernelLR(opt)
+    for t in range(3):
+        _grads(params, t)
+        opt.step()
+        assert sched.get_last_lr() == opt.get_last_lr()  # as Trainer reads it, between the two steps
+        sched.step()
+        sched.step()  # accelerate steps the scheduler once per process
+    assert sched.get_last_lr() == [opt.param_groups[0]["lr"]] == [S.cosine(10)(3, 0.1)]
 
 
 class _Wrapper(torch.optim.Optimizer):

@@ -21,7 +21,7 @@ The rule, when something else also sets the learning rate:
   ``CosineAnnealingWarmRestarts`` and ``LambdaLR`` set the lr from their base in torch too; they
   never follow.
 * ``ChainedScheduler`` of multiplicative schedulers is the product of their closed forms (its
-  ``.schedule``); a chain holding a cosine with ``eta_min``, a cyclic, one-cycle, warm-restart or
+  ``.schedule``); a chain holding a cosine annealing, a cyclic, one-cycle, warm-restart or
   sequential scheduler applies each rule in turn, as torch does, and has no closed form.
 
 Deliberate differences from torch (each listed in the README):
@@ -29,7 +29,6 @@ Deliberate differences from torch (each listed in the README):
 * ``OneCycleLR`` holds its final learning rate from step ``total_steps - 1`` on (torch computes a
   value just past the end of the cosine at step ``total_steps`` and raises after it).
 * ``SequentialLR`` accepts nested ``SequentialLR``/``ChainedScheduler`` and milestone 0.
-* ``CosineAnnealingWarmRestarts.step(epoch)`` takes whole steps only.
 * Invalid arguments raise ``ValueError`` naming the argument (where torch raises, with torch's
   message).
 
@@ -90,7 +89,7 @@ __all__ = [
 # weights_only mode accepts only plain containers and numbers).
 _NOT_STATE = frozenset({"optimizer", "_schedules", "_shared", "_momentum_schedules", "_schedulers", "lr_lambdas",
                         "_lr_applier", "_momentum_applier",
-                        "_scale_fn_custom", "_zeros", "scheduler"})
+                        "_scale_fn_custom", "_zeros", "scheduler", "_chain", "_children_stale"})
 
 
 def _format_param(name: str, optimizer: Optimizer, param: Any) -> list:
@@ -182,6 +181,14 @@ def _warn_step_order(optimizer: Optimizer) -> None:
                       stacklevel=3)
 
 
+def _refuse_in_kernel(optimizer: Optimizer) -> None:
+    """ValueError, before anything is written, for a fusedlr.SGD group that computes its lr in the step."""
+    if any(g.get("schedule") is not None for g in optimizer.param_groups):
+        from .optim import _refuse_second_schedule
+
+        _refuse_second_schedule(optimizer.param_groups)
+
+
 def _follow(lr: float, before: float, now: float, floor: float) -> float:
     """torch's chainable rule: the lr ``lr`` (set by something else) moved as this scheduler's own
     value moves from ``before`` to ``now``, relative to ``floor`` (``eta_min``; 0 for the
@@ -214,6 +221,7 @@ class ClosedFormLR(LRScheduler):
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:  # noqa: D107
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        _refuse_in_kernel(optimizer)
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
@@ -362,6 +370,9 @@ class ClosedFormLR(LRScheduler):
 
     def get_last_lr(self) -> list[float]:
         """The learning rates of the current step, one per param group."""
+        chain = self.__dict__.get("_chain")
+        if chain is not None:
+            chain._refresh_children()
         return list(self._last_lr)
 
     def get_lr(self) -> list[float]:
@@ -739,6 +750,12 @@ class CosineAnnealingLR(ClosedFormLR, _torch_lr.CosineAnnealingLR):
     def _floors(self) -> list[float]:
         return [float(self.eta_min)] * len(self.base_lrs)
 
+    @property
+    def _multiplicative(self) -> bool:
+        # Past T_max, at the bottom of each period, torch's rule adds (base - eta_min)(1 - cos(pi/T))/2
+        # (a term of the base, not of the running lr): no product of closed forms is torch's there.
+        return False
+
 
 class CosineAnnealingWarmRestarts(ClosedFormLR, _torch_lr.CosineAnnealingWarmRestarts):
     r"""SGDR (``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``), in closed form.
@@ -827,6 +844,12 @@ class CosineAnnealingWarmRestarts(ClosedFormLR, _torch_lr.CosineAnnealingWarmRes
             self._go_to(float(epoch))
         self._apply()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The state, with torch's ``T_cur`` and ``T_i`` (derived here), so torch's class loads it too."""
+        state = super().state_dict()
+        state["T_cur"], state["T_i"] = self.T_cur, self.T_i
+        return state
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load the state (a torch state's fractional ``T_cur`` included), then re-apply the step."""
         state = dict(state_dict)
@@ -868,6 +891,7 @@ class CyclicLR(ClosedFormLR, _torch_lr.CyclicLR):
                  max_momentum: float | list[float] = 0.9, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        _refuse_in_kernel(optimizer)
         base_lrs = [float(b) for b in _format_param("base_lr", optimizer, base_lr)]
         if last_epoch == -1:
             for lr, group in zip(base_lrs, optimizer.param_groups):
@@ -992,6 +1016,7 @@ class OneCycleLR(ClosedFormLR, _torch_lr.OneCycleLR):
                  last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        _refuse_in_kernel(optimizer)
         if total_steps is not None:
             if total_steps <= 0 or not isinstance(total_steps, int):
                 raise ValueError(f"Expected positive integer total_steps, but got {total_steps}")
@@ -1160,13 +1185,28 @@ class ReduceLROnPlateau(ClosedFormLR, _torch_lr.ReduceLROnPlateau):
                 if old_lr - new_lr > self.eps:
                     _set(group, "lr", new_lr)
             if self.scheduler is not None:
-                # Reduce the wrapped scheduler's bases instead; its lr replaces the one set above.
-                bases = self.scheduler.base_lrs
-                for i, old in enumerate(bases):
+                # Reduce the wrapped scheduler's bases instead, and re-apply its current step. A
+                # group it no longer computes from its base (it follows an outside change) is
+                # reduced where it is, as without a wrapped scheduler.
+                wrapped = self.scheduler
+                following = getattr(wrapped, "_following", None) or [False] * len(wrapped.base_lrs)
+                for i, old in enumerate(wrapped.base_lrs):
                     new = max(old * self.factor, self.min_lrs[i])
                     if old - new > self.eps:
-                        bases[i] = new
-                self.scheduler._apply()
+                        wrapped.base_lrs[i] = new
+                    if following[i]:
+                        group = self.optimizer.param_groups[i]
+                        old_lr = float(group["lr"])
+                        new_lr = max(old_lr * self.factor, self.min_lrs[i])
+                        if old_lr - new_lr > self.eps:
+                            _set(group, "lr", new_lr)
+                        wrapped._last_lr[i] = float(group["lr"])
+                if False in following:
+                    closed = wrapped._lrs(wrapped.last_epoch)
+                    for i, group in enumerate(self.optimizer.param_groups):
+                        if not following[i]:
+                            _set(group, "lr", closed[i])
+                            wrapped._last_lr[i] = float(group["lr"])
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
@@ -1217,8 +1257,14 @@ class _Composite(ClosedFormLR):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load the wrapped schedulers' states, then this one's; re-apply the restored step's lr."""
+        groups = self.optimizer.param_groups
+        lrs = [g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"] for g in groups]
         for s, saved in zip(self._schedulers, state_dict.get("_schedulers", [])):
             s.load_state_dict(saved)
+        # A wrapped scheduler writes its own step on load; the lr is this one's to set (or, for a
+        # group that follows, the optimizer's own state, as it was).
+        for group, lr in zip(groups, lrs):
+            _set(group, "lr", float(lr))
         super().load_state_dict(state_dict)
 
 
@@ -1266,7 +1312,7 @@ class ChainedScheduler(_Composite, _torch_lr.ChainedScheduler):
     .. math:: \eta_t = s_n(t, \ldots s_1(t, \eta_0))
 
     When every scheduler of the chain is multiplicative (each moves the lr by its own ratio: all
-    but cosine with ``eta_min != 0``, cyclic, one-cycle, warm restarts and sequential ones), torch's
+    but cosine annealing, cyclic, one-cycle, warm restarts and sequential ones), torch's
     recursion is the product of their closed forms, which this twin computes (``.schedule``).
     Otherwise its groups follow from the start: each step applies every scheduler's rule to the
     running lr in turn, as torch does, and the chain has no closed-form ``.schedule``. Each
@@ -1279,6 +1325,8 @@ class ChainedScheduler(_Composite, _torch_lr.ChainedScheduler):
         optimizer = optimizer or schedulers[0].optimizer
         _closed_form_children(type(self).__name__, schedulers, optimizer)
         self._schedulers = list(schedulers)
+        for s in self._schedulers:
+            s._chain = self
         self.optimizer = optimizer
         self.base_lrs = [float(g["initial_lr"]) for g in optimizer.param_groups]
         self.last_epoch = schedulers[0].last_epoch
@@ -1326,15 +1374,26 @@ class ChainedScheduler(_Composite, _torch_lr.ChainedScheduler):
         for s in self._schedulers:
             s.last_epoch = self.last_epoch
             s._step_count += 1
-        if True not in self._following:
-            # What torch's step leaves after each scheduler's rule: the schedulers before it at
-            # this step, those after it still at the previous one.
-            t = self.last_epoch
-            running = self._lrs(t - 1) if t > 0 else list(self.base_lrs)
-            for s in self._schedulers:
-                running = s._followed(running, t)
-                s._last_lr = running
-            self._schedulers[-1]._last_lr = list(self._last_lr)
+        # Each scheduler's get_last_lr, made when asked (the product path costs no Python loop).
+        self._children_stale = True not in self._following
+
+    def _refresh_children(self) -> None:
+        """Each scheduler's last lr as torch's step leaves it: the schedulers before it at this
+        step, those after it still at the previous one."""
+        if not self.__dict__.get("_children_stale"):
+            return
+        self._children_stale = False
+        t = self.last_epoch
+        running = self._lrs(t - 1) if t > 0 else list(self.base_lrs)
+        for s in self._schedulers:
+            running = s._followed(running, t)
+            s._last_lr = running
+        self._schedulers[-1]._last_lr = list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Own state plus each chained scheduler's, under ``_schedulers``."""
+        self._refresh_children()
+        return super().state_dict()
 
 
 class WarmupLR(_Composite):
@@ -1448,25 +1507,34 @@ class InKernelLR(LRScheduler):
                              "for other optimizers use a scheduler of fusedlr.lr_scheduler")
         self.optimizer = optimizer
         self.base_lrs = [float(g.get("base_lr", g["lr"])) for g in groups]
-        # The steps the schedules have taken (one counter per group, the same unless groups were added).
-        self.last_epoch = max(int(g["schedule_state"][0]) for g in groups if g.get("schedule") is not None)
+        self._seen = self._counter()  # the kernel's step counter at this scheduler's last step
+        self.last_epoch = self._seen
         self._step_count = 1
 
+    def _counter(self) -> int:
+        """The in-kernel schedule's step counter (a read of a device tensor on CUDA)."""
+        return max(int(g["schedule_state"][0]) for g in self.optimizer.param_groups if g.get("schedule") is not None)
+
     def step(self, epoch: int | None = None) -> None:
-        """Count the step (the optimizer's step has already used the lr of its schedule)."""
+        """Take note of the optimizer's steps (its schedule has already advanced in each of them)."""
         self._step_count += 1
-        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
+        self._seen = self._counter()
+        self.last_epoch = self._seen if epoch is None else epoch
 
     def get_last_lr(self) -> list[float]:
-        """Each group's lr at step ``last_epoch``: between ``optimizer.step()`` and ``step()`` the lr
-        the optimizer step used, after ``step()`` the next one, as for a torch scheduler."""
+        """Each group's lr as a torch scheduler reports it: between ``optimizer.step()`` and
+        ``step()`` the lr the optimizer step used, after ``step()`` the lr of the next step. It
+        follows the schedule's own counter, so it stays right when a framework calls ``step()``
+        more or less often than the optimizer steps (accelerate, skipped AMP steps)."""
+        counter = self._counter()
+        t = counter - 1 if counter > self._seen else counter
         lrs = []
         for g in self.optimizer.param_groups:
             if g.get("schedule") is None:
                 lrs.append(float(g["lr"]))
             else:
-                factor = float(g["schedule_state"][2])  # (a device read on CUDA)
-                lrs.append(g["schedule"](self.last_epoch, float(g["base_lr"])) * factor)
+                factor = float(g["schedule_state"][2])
+                lrs.append(g["schedule"](max(t, 0), float(g["base_lr"])) * factor)
         return lrs
 
     def get_lr(self) -> list[float]:
@@ -1477,6 +1545,7 @@ class InKernelLR(LRScheduler):
         return {"last_epoch": self.last_epoch, "_step_count": self._step_count}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load the step count."""
+        """Load the step count (the lr follows the optimizer's own counter, loaded with its state)."""
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
+        self._seen = self._counter()

@@ -210,6 +210,9 @@ class SGD(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """As :meth:`torch.optim.Optimizer.state_dict`; a buffer that has not taken a step yet
         (its first step was skipped by a GradScaler) is left out, as torch would not have one."""
+        for index, group in enumerate(self.param_groups):
+            if group["schedule"] is not None:
+                self._scheduled_base(index, group)  # a change of group["lr"] not yet stepped is saved too
         sd = super().state_dict()
         states = {}
         for key, param_state in sd["state"].items():
@@ -236,7 +239,10 @@ class SGD(Optimizer):
         through the same validator as ``Schedule.__setstate__``, the schedule's counter), and a bad
         one raises ``ValueError``/``TypeError`` naming it, leaving the optimizer as it was."""
         state_dict = _with_schedules_restored(state_dict)  # raises before anything changes
+        if getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False):
+            _refuse_second_schedule([g for g in state_dict.get("param_groups", []) if isinstance(g, dict)])
         before = {"state": self.state, "param_groups": self.param_groups}  # load_state_dict rebinds both
+        shown_before = dict(self.__dict__.get("_shown_lrs", {}))
         super().load_state_dict(state_dict)
         try:
             for p, param_state in self.state.items():
@@ -269,11 +275,12 @@ class SGD(Optimizer):
                     raise type(error)(f"{where}: {error}") from None
                 if group.get("schedule_state") is not None:
                     group["schedule_state"] = _loaded_schedule_state(group["schedule_state"], group, where)
+            for index, group in enumerate(self.param_groups):
+                self._prepare_schedule(index, group)
         except BaseException:
             self.__setstate__(before)  # a refused state_dict leaves the optimizer as it was
+            self.__dict__["_shown_lrs"] = shown_before
             raise
-        for index, group in enumerate(self.param_groups):
-            self._prepare_schedule(index, group)
 
     # -- the step -------------------------------------------------------------------------------
 
@@ -464,7 +471,18 @@ class SGD(Optimizer):
     def __setattr__(self, name: str, value: Any) -> None:
         # torch's LRScheduler (and fusedlr's twins) wrap optimizer.step when they are made.
         if name == "step" and getattr(value, "_wrapped_by_lr_sched", False):
-            _refuse_second_schedule(self.param_groups)
+            try:
+                _refuse_second_schedule(self.param_groups)
+            except ValueError:
+                # The refused scheduler has already recorded initial_lr (and set the lr of its step
+                # 0): undo both, so that the optimizer steps on as before.
+                shown = self.__dict__.get("_shown_lrs", {})
+                for index, group in enumerate(self.param_groups):
+                    if group.get("schedule") is not None:
+                        group.pop("initial_lr", None)
+                        if shown.get(index) is not None and not isinstance(group["lr"], Tensor):
+                            group["lr"] = shown[index]
+                raise
         super().__setattr__(name, value)
 
     def _prepare_schedule(self, index: int, group: dict[str, Any]) -> None:
@@ -475,6 +493,10 @@ class SGD(Optimizer):
                 _refuse_second_schedule([group], index)
             # ("initial_lr" is what an LR scheduler records: in a state saved with one, it goes.)
             group.pop("initial_lr", None)
+            if isinstance(group["lr"], Tensor):
+                # Its own tensor: the one given may be shared (torch hands one lr tensor to every
+                # group and to defaults), and the step writes the shown lr into it.
+                group["lr"] = group["lr"].clone()
             if "base_lr" not in group:
                 lr = group["lr"]
                 group["base_lr"] = lr.clone() if isinstance(lr, Tensor) else lr
@@ -517,13 +539,21 @@ class SGD(Optimizer):
         shown = self.__dict__.setdefault("_shown_lrs", {})
         now, was = _host_value(group["lr"]), shown.get(index)
         if now is not None and was is not None and now != was:
-            if was == 0 or not math.isfinite(now / was) or now < 0:
-                raise ValueError(
-                    f"fusedlr.SGD: param group {index}: group['lr'] was changed from {was} to {now}, which cannot "
-                    "scale its in-kernel schedule (the ratio new / old must be a finite number >= 0); set "
-                    "group['base_lr'], the base the schedule multiplies, instead"
-                )
-            self._schedule_state(group)[2].mul_(now / was)
+            state = self._schedule_state(group)
+            if was != 0 and math.isfinite(now / was) and now >= 0:
+                state[2].mul_(now / was)
+            else:
+                # From 0 (a warmup's first step, or a group set to 0) there is no ratio: the factor
+                # is set so that the next step uses `now` (a read of the counter: a sync on CUDA).
+                step = int(state[0])
+                nominal = group["schedule"](step, float(group.get("base_lr", 0.0)))
+                if not (nominal > 0 and math.isfinite(now) and now >= 0):
+                    raise ValueError(
+                        f"fusedlr.SGD: param group {index}: group['lr'] was changed from {was} to {now}, but its "
+                        f"in-kernel schedule is at {nominal} there, which no factor scales to {now}; set "
+                        "group['base_lr'], the base the schedule multiplies, instead"
+                    )
+                state[2].fill_(now / nominal)
             shown[index] = now
         elif was is None:
             shown[index] = now
@@ -533,16 +563,22 @@ class SGD(Optimizer):
 
     def _show_lr(self, index: int, group: dict[str, Any]) -> None:
         """On the CPU: group["lr"] = the lr the next step will use (the kernel's own formula)."""
-        state = self._schedule_state(group)
-        if state.device.type != "cpu":
-            return
+        state = group["schedule_state"]
         views = self.__dict__.setdefault("_state_views", {})
         view = views.get(index)
         if view is None or view[0] is not state:
-            view = views[index] = (state, state.numpy())  # a plain read per step, no tensor op
-        step, _, factor = view[1]
-        _set_lr(group, group["schedule"](int(step), float(group["base_lr"])) * float(factor))
-        self.__dict__.setdefault("_shown_lrs", {})[index] = _host_value(group["lr"])
+            # A plain read per step, no tensor op (None: on a device, where reading would sync).
+            view = views[index] = (state, state.numpy() if state.device.type == "cpu" else None)
+        if view[1] is None:
+            return
+        step, _, factor = view[1].tolist()
+        lr = group["schedule"](int(step), float(group["base_lr"])) * factor
+        if type(group["lr"]) is float:
+            group["lr"] = lr
+        else:
+            _set_lr(group, lr)
+            lr = _host_value(group["lr"])
+        self.__dict__.setdefault("_shown_lrs", {})[index] = lr
 
     def get_last_lr(self) -> list[float]:
         """The learning rate each group used on its last step (before the first: the one it will use).
