@@ -433,7 +433,7 @@ def test_composites_reject_python_schedulers():
 # --- the C++ writer behind every twin's step() ----------------------------------------------------
 
 def test_schedule_applier_writes_floats_tensors_and_betas():
-    from fusedlr._C import ScheduleApplier, apply_schedules, step_schedules
+    from fusedlr._C import ScheduleApplier, step_schedules
     cos, step = S.cosine(10), S.step(2, 0.5)
     groups = [{"lr": 0.0}, {"lr": torch.tensor(0.0)}]
     lr_tensor = groups[1]["lr"]
@@ -442,7 +442,8 @@ def test_schedule_applier_writes_floats_tensors_and_betas():
     # A tensor is filled in place; the value returned is the one it holds (float32: rounded).
     assert groups[1]["lr"] is lr_tensor and lr_tensor.item() == out[1] == pytest.approx(step(3, 0.2))
     betas = [{"betas": (0.9, 0.999)}]
-    assert apply_schedules([S.constant(0.5)], 0, (1.7,), betas, "betas") == [0.85] and betas[0]["betas"] == (0.85, 0.999)
+    assert ScheduleApplier([S.constant(0.5)], "betas").apply(0, (1.7,), betas) == [0.85]
+    assert betas[0]["betas"] == (0.85, 0.999)
     # One schedule for every group; base_lrs and param_groups may be any sequence.
     many = [{"lr": 1.0} for _ in range(3)]
     assert ScheduleApplier([step], "lr").apply(4, np.array([1.0, 2.0, 4.0]), tuple(many)) == [0.25, 0.5, 1.0]

@@ -356,16 +356,16 @@ class ScheduleApplier {
   struct Groups {
     py::object seq;
     explicit Groups(py::handle h) {
-      PyObject* fast = PySequence_Fast(h.ptr(), "apply_schedules: param_groups must be a sequence of dicts");
+      PyObject* fast = PySequence_Fast(h.ptr(), "ScheduleApplier: param_groups must be a sequence of dicts");
       if (fast == nullptr) throw py::error_already_set();
       seq = py::reinterpret_steal<py::object>(fast);
     }
     size_t size() const { return static_cast<size_t>(PySequence_Fast_GET_SIZE(seq.ptr())); }
     /** Group g, re-read now (the sequence may have changed while Python code ran), as a new reference. */
     py::dict at(size_t g) const {
-      if (g >= size()) throw py::value_error("apply_schedules: param_groups changed size during the call");
+      if (g >= size()) throw py::value_error("ScheduleApplier: param_groups changed size during the call");
       PyObject* group = PySequence_Fast_ITEMS(seq.ptr())[g];
-      if (!PyDict_Check(group)) throw py::type_error("apply_schedules: param_groups must hold dicts");
+      if (!PyDict_Check(group)) throw py::type_error("ScheduleApplier: param_groups must hold dicts");
       return py::reinterpret_borrow<py::dict>(group);
     }
   };
@@ -387,7 +387,7 @@ class ScheduleApplier {
 
   /** Whether every group's value equals expected[g] (both NaN counts as equal). Reads only. */
   bool unchanged(const Groups& groups, py::handle expected) const {
-    PyObject* fast = PySequence_Fast(expected.ptr(), "apply_schedules: expected must be a sequence of numbers or None");
+    PyObject* fast = PySequence_Fast(expected.ptr(), "ScheduleApplier: expected must be a sequence of numbers or None");
     if (fast == nullptr) throw py::error_already_set();
     const py::object seq = py::reinterpret_steal<py::object>(fast);
     const size_t n = groups.size();
@@ -403,7 +403,7 @@ class ScheduleApplier {
       const double now = PyFloat_CheckExact(found) ? PyFloat_AS_DOUBLE(found) : PyFloat_AsDouble(found);
       if (now == -1.0 && PyErr_Occurred()) throw py::error_already_set();
       if (g >= static_cast<size_t>(PySequence_Fast_GET_SIZE(fast)))
-        throw py::value_error("apply_schedules: expected changed size during the call");
+        throw py::value_error("ScheduleApplier: expected changed size during the call");
       const py::object item = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(fast)[g]);
       const double was = PyFloat_AsDouble(item.ptr());
       if (was == -1.0 && PyErr_Occurred()) throw py::error_already_set();
@@ -416,17 +416,17 @@ class ScheduleApplier {
   void values(int64_t step, py::handle bases_arg, const char* what, Values& out) const {
     const size_t n = out.size;
     if (schedules_.size() != n && schedules_.size() != 1)
-      invalid("apply_schedules", "schedules", "one per param group (" + std::to_string(n) + ") or one for all",
+      invalid("ScheduleApplier", "schedules", "one per param group (" + std::to_string(n) + ") or one for all",
               std::to_string(schedules_.size()));
-    PyObject* fast = PySequence_Fast(bases_arg.ptr(), "apply_schedules: the bases must be a sequence of numbers");
+    PyObject* fast = PySequence_Fast(bases_arg.ptr(), "ScheduleApplier: the bases must be a sequence of numbers");
     if (fast == nullptr) throw py::error_already_set();
     const py::object seq = py::reinterpret_steal<py::object>(fast);
     const size_t count = static_cast<size_t>(PySequence_Fast_GET_SIZE(fast));
-    if (count != n) invalid("apply_schedules", what, "one per param group (" + std::to_string(n) + ")", std::to_string(count));
+    if (count != n) invalid("ScheduleApplier", what, "one per param group (" + std::to_string(n) + ")", std::to_string(count));
     for (size_t g = 0; g < n; ++g) {
       // Re-read: a number's __float__ is Python code that could change the sequence.
       if (g >= static_cast<size_t>(PySequence_Fast_GET_SIZE(fast)))
-        throw py::value_error(std::string("apply_schedules: ") + what + " changed size during the call");
+        throw py::value_error(std::string("ScheduleApplier: ") + what + " changed size during the call");
       const py::object item = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(fast)[g]);
       const double base = PyFloat_AsDouble(item.ptr());
       if (base == -1.0 && PyErr_Occurred()) throw py::error_already_set();
@@ -443,12 +443,12 @@ class ScheduleApplier {
       if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
       const py::object current = py::reinterpret_borrow<py::object>(found);  // held while Python code runs
       if (betas_) {
-        if (!current) throw py::key_error("apply_schedules: param group has no \"betas\"");
-        PyObject* old = PySequence_Fast(current.ptr(), "apply_schedules: param group \"betas\" must be a sequence");
+        if (!current) throw py::key_error("ScheduleApplier: param group has no \"betas\"");
+        PyObject* old = PySequence_Fast(current.ptr(), "ScheduleApplier: param group \"betas\" must be a sequence");
         if (old == nullptr) throw py::error_already_set();
         const py::object held = py::reinterpret_steal<py::object>(old);
         const Py_ssize_t k = PySequence_Fast_GET_SIZE(old);
-        if (k < 1) throw py::value_error("apply_schedules: param group \"betas\" is empty");
+        if (k < 1) throw py::value_error("ScheduleApplier: param group \"betas\" is empty");
         py::tuple pair(k);
         pair[0] = value;
         for (Py_ssize_t i = 1; i < k; ++i) pair[i] = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(old)[i]);
@@ -502,11 +502,6 @@ void restart_cycle_at(const ScheduleData& d, double x, const char* ctx, double& 
   }
 }
 
-py::list apply_schedules(const std::vector<const Schedule*>& schedules, int64_t step, py::handle base_lrs,
-                         py::handle param_groups, const std::string& key) {
-  return ScheduleApplier(schedules, key).apply(step, base_lrs, param_groups);
-}
-
 /**
  * step_schedules(applier, step, base_lrs, param_groups, expected[, other, other_bases]):
  * applier.apply_if(...) (then other's, e.g. momentum, unchecked) as a METH_FASTCALL builtin. A twin
@@ -554,14 +549,10 @@ void bind_schedules(py::module_& m) {
                                      PyCFunction_NewEx(&step_schedules_def, nullptr, m.attr("__name__").ptr())));
   m.def("_cos_pi", &smath::cos_pi, py::arg("x"),
         R"pbdoc(cos(pi * x) as the schedules compute it (fusedlr/schedule_math.h); for tests.)pbdoc");
-  m.def("apply_schedules", &apply_schedules, py::arg("schedules"), py::arg("step"), py::arg("base_lrs"),
-        py::arg("param_groups"), py::arg("key") = "lr",
-        R"pbdoc(Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])`` for every group; return the values.
+  py::class_<ScheduleApplier>(m, "ScheduleApplier", R"pbdoc(Writes ``schedules[g](step, base_lrs[g])`` into each param group's ``key`` (a twin's step).
 
 One schedule serves all groups when ``schedules`` has one entry. Tensor values are filled in place;
-``key="betas"`` replaces beta1 of the pair.)pbdoc");
-
-  py::class_<ScheduleApplier>(m, "ScheduleApplier", R"pbdoc(apply_schedules with the schedules and key bound once.)pbdoc")
+``key="betas"`` replaces beta1 of the pair.)pbdoc")
       .def(py::init<const std::vector<const Schedule*>&, const std::string&>(), py::arg("schedules"),
            py::arg("key") = "lr")
       .def("apply", &ScheduleApplier::apply, py::arg("step"), py::arg("base_lrs"), py::arg("param_groups"),

@@ -5,7 +5,7 @@
 // quarter of a microsecond per tensor, i.e. ~2 ms per step for 2000 parameters with momentum).
 // fusedlr.SGD instead hands the lists over once; each step then passes only scalars, and the
 // group reads each parameter's .grad here, then runs fusedlr::sgd_ through the dispatcher (so
-// the CPU and CUDA kernels are the same ones the op uses). Bound with pybind11 (bindings.cpp):
+// the CPU and CUDA kernels are the same ones the op uses). Bound with pybind11 (sgd_group_bindings.cpp):
 // a call costs well under a microsecond, a TorchScript custom-class call about ten.
 
 #include <ATen/core/Tensor.h>

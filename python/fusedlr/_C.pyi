@@ -101,14 +101,6 @@ class Schedule:
     @staticmethod
     def chained(schedules: Sequence[Schedule]) -> Schedule: ...
 
-def apply_schedules(schedules: Sequence[Schedule], step: int, base_lrs: Sequence[float], param_groups: list[dict],
-                    key: str = "lr") -> list[float]:
-    """Set ``param_groups[g][key] = schedules[g](step, base_lrs[g])`` for every group and return the values.
-
-    One schedule serves all groups when ``schedules`` has one entry. Tensor values are filled in
-    place; ``key="betas"`` replaces beta1 of the pair. The body of a scheduler's ``step()``.
-    """
-
 def step_schedules(applier: ScheduleApplier, step: int, base_lrs: Sequence[float], param_groups: Sequence[dict],
                    expected: Sequence[float] | None, other: ScheduleApplier = ...,
                    other_bases: Sequence[float] = ..., /) -> list[float] | None:
@@ -119,7 +111,11 @@ def step_schedules(applier: ScheduleApplier, step: int, base_lrs: Sequence[float
     """
 
 class ScheduleApplier:
-    """apply_schedules with the schedules and the key bound once (what a twin scheduler holds)."""
+    """Writes ``schedules[g](step, base_lrs[g])`` into each param group's ``key``: what a twin holds.
+
+    One schedule serves all groups when ``schedules`` has one entry. Tensor values are filled in
+    place; ``key="betas"`` replaces beta1 of the pair.
+    """
 
     def __init__(self, schedules: Sequence[Schedule], key: str = "lr") -> None: ...
     def apply(self, step: int, base_lrs: Sequence[float], param_groups: list[dict]) -> list[float]:

@@ -6,7 +6,7 @@ which registers the ``torch.ops.fusedlr.*`` operators.
 
 import torch  # noqa: F401  (the native module links against torch's libraries: load them first)
 
-from . import _C, lr_scheduler, ops, schedules
+from . import _C, functional, lr_scheduler, ops, schedules
 from ._C import Schedule
 from .lr_find import LRFinderResult, lr_find
 from .optim import SGD
@@ -14,5 +14,5 @@ from .plot import plot_schedule  # matplotlib itself is imported only when a plo
 
 __version__ = _C.__version__
 
-__all__ = ["SGD", "LRFinderResult", "Schedule", "lr_find", "lr_scheduler", "ops", "plot_schedule", "schedules",
-           "__version__"]
+__all__ = ["SGD", "LRFinderResult", "Schedule", "functional", "lr_find", "lr_scheduler", "ops", "plot_schedule",
+           "schedules", "__version__"]

@@ -16,7 +16,8 @@ from torch.optim.optimizer import Optimizer, ParamsT, _global_optimizer_post_hoo
 
 from torch.optim.sgd import sgd as _torch_sgd
 
-from . import _C, ops
+from . import _C, functional, ops
+from .functional import _split_by_device
 from ._C import Schedule
 
 __all__ = ["SGD"]
@@ -383,22 +384,12 @@ class SGD(Optimizer):
             if params or tensors["schedule"] is not None:
                 if params and _is_dtensor(params[0]):
                     params, grads, momentum_buffers = _local_shards(group, index, params, grads, momentum_buffers)
-                splits = _split_by_device(params) if params else [None]
-                if len(splits) > 1 and group["schedule"] is not None:
-                    raise RuntimeError(
-                        "fusedlr.SGD: an in-kernel schedule needs every parameter of its group on one device, "
-                        f"got {sorted({str(p.device) for p in params})}"
-                    )
                 try:
-                    for idx in splits:
-                        ops.sgd_(
-                            [params[i] for i in idx] if idx is not None else params,
-                            [grads[i] for i in idx] if idx is not None else grads,
-                            [momentum_buffers[i] for i in idx] if idx is not None and steps else momentum_buffers,
-                            [steps[i] for i in idx] if idx is not None and steps else steps,
-                            **tensors,
-                            **hyper,
-                        )
+                    h, t = hyper, tensors
+                    functional._step(params, grads, momentum_buffers, steps, lr=lr, momentum=h["momentum"],
+                                     dampening=h["dampening"], weight_decay=h["weight_decay"], nesterov=h["nesterov"],
+                                     maximize=h["maximize"], grad_scale=grad_scale, found_inf=found_inf,
+                                     schedule=t["schedule"], schedule_state=t["schedule_state"])
                 except RuntimeError as error:
                     # Only on failure: find the parameter at fault and say which one it is.
                     _explain_bad_group(group, index, self.state, error, grad_scale is not None)
@@ -757,17 +748,6 @@ class _State(_Reporting, defaultdict):
 
 def _plain_state(items: dict) -> defaultdict:
     return defaultdict(dict, {k: dict(v) if isinstance(v, dict) else v for k, v in items.items()})
-
-
-def _split_by_device(params: list[Tensor]) -> list[list[int] | None]:
-    """Index lists of ``params`` per device; ``[None]`` (take everything) when there is one device."""
-    first = params[0].device
-    if all(p.device == first for p in params):
-        return [None]
-    by_device: dict[torch.device, list[int]] = {}
-    for i, p in enumerate(params):
-        by_device.setdefault(p.device, []).append(i)
-    return list(by_device.values())
 
 
 # -- checks and DTensor support ----------------------------------------------------------------
