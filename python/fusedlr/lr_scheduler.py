@@ -184,9 +184,9 @@ def _warn_step_order(optimizer: Optimizer) -> None:
 def _refuse_in_kernel(optimizer: Optimizer) -> None:
     """ValueError, before anything is written, for a fusedlr.SGD group that computes its lr in the step."""
     if any(g.get("schedule") is not None for g in optimizer.param_groups):
-        from .optim import _refuse_second_schedule
+        from ._in_kernel import refuse_second_schedule
 
-        _refuse_second_schedule(optimizer.param_groups)
+        refuse_second_schedule(optimizer.param_groups)
 
 
 def _follow(lr: float, before: float, now: float, floor: float) -> float:

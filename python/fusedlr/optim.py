@@ -16,7 +16,7 @@ from torch.optim.optimizer import Optimizer, ParamsT, _global_optimizer_post_hoo
 
 from torch.optim.sgd import sgd as _torch_sgd
 
-from . import _C, functional, ops
+from . import _C, _in_kernel, functional, ops
 from .functional import _split_by_device
 from ._C import Schedule
 
@@ -197,7 +197,7 @@ class SGD(Optimizer):
                     f"got {type(g['schedule']).__name__}"
                 )
             if g["schedule"] is not None and getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False):
-                _refuse_second_schedule([g], len(self.param_groups) - 1)
+                _in_kernel.refuse_second_schedule([g], len(self.param_groups) - 1)
             if g["differentiable"] and g["schedule"] is not None:
                 raise RuntimeError("fusedlr.SGD: an in-kernel schedule cannot be combined with differentiable=True "
                                    "(that group is stepped by torch's reference implementation)")
@@ -213,7 +213,7 @@ class SGD(Optimizer):
         (its first step was skipped by a GradScaler) is left out, as torch would not have one."""
         for index, group in enumerate(self.param_groups):
             if group["schedule"] is not None:
-                self._scheduled_base(index, group)  # a change of group["lr"] not yet stepped is saved too
+                self._schedules.base(index, group)  # a change of group["lr"] not yet stepped is saved too
         sd = super().state_dict()
         states = {}
         for key, param_state in sd["state"].items():
@@ -239,11 +239,11 @@ class SGD(Optimizer):
         step is checked (hyper-parameters, momentum buffers and their counters, a saved schedule
         through the same validator as ``Schedule.__setstate__``, the schedule's counter), and a bad
         one raises ``ValueError``/``TypeError`` naming it, leaving the optimizer as it was."""
-        state_dict = _with_schedules_restored(state_dict)  # raises before anything changes
+        state_dict = _in_kernel.with_schedules_restored(state_dict)  # raises before anything changes
         if getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False):
-            _refuse_second_schedule([g for g in state_dict.get("param_groups", []) if isinstance(g, dict)])
+            _in_kernel.refuse_second_schedule([g for g in state_dict.get("param_groups", []) if isinstance(g, dict)])
         before = {"state": self.state, "param_groups": self.param_groups}  # load_state_dict rebinds both
-        shown_before = dict(self.__dict__.get("_shown_lrs", {}))
+        runtime_before = self._schedules.copy()
         super().load_state_dict(state_dict)
         try:
             for p, param_state in self.state.items():
@@ -275,12 +275,12 @@ class SGD(Optimizer):
                 except (ValueError, TypeError) as error:
                     raise type(error)(f"{where}: {error}") from None
                 if group.get("schedule_state") is not None:
-                    group["schedule_state"] = _loaded_schedule_state(group["schedule_state"], group, where)
+                    group["schedule_state"] = _in_kernel.loaded_schedule_state(group["schedule_state"], group, where)
             for index, group in enumerate(self.param_groups):
                 self._prepare_schedule(index, group)
         except BaseException:
             self.__setstate__(before)  # a refused state_dict leaves the optimizer as it was
-            self.__dict__["_shown_lrs"] = shown_before
+            self.__dict__["_in_kernel"] = runtime_before
             raise
 
     # -- the step -------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ class SGD(Optimizer):
                 continue
             scheduled = group["schedule"] is not None
             # With an in-kernel schedule, the schedule multiplies the base; group["lr"] shows the lr.
-            lr = self._scheduled_base(index, group) if scheduled else group["lr"]
+            lr = self._schedules.base(index, group) if scheduled else group["lr"]
             lr_tensor = lr if isinstance(lr, Tensor) else None
             weight_decay = group["weight_decay"]
             if isinstance(weight_decay, Tensor):
@@ -363,12 +363,12 @@ class SGD(Optimizer):
             tensors = dict(lr_tensor=lr_tensor, grad_scale=grad_scale, found_inf=found_inf,
                            schedule=None, schedule_state=None)
             if group["schedule"] is not None:
-                tensors["schedule"] = self._schedule_bytes(index, group["schedule"])
-                tensors["schedule_state"] = self._schedule_state(group)
+                tensors["schedule"] = self._schedules.schedule_bytes(index, group["schedule"])
+                tensors["schedule_state"] = _in_kernel.schedule_state(group)
             try:
                 if not compiling and self._step_cached_group(index, group, hyper, tensors):
                     if scheduled:
-                        self._show_lr(index, group)
+                        self._schedules.show(index, group)
                     continue
             except RuntimeError as error:
                 _explain_bad_group(group, index, self.state, error, grad_scale is not None)
@@ -399,7 +399,7 @@ class SGD(Optimizer):
             if not compiling:
                 self._cache_group(index, group)
                 if scheduled:
-                    self._show_lr(index, group)
+                    self._schedules.show(index, group)
         return loss
 
     # -- the eager fast path: each group's tensors held in C++ between steps ---------------------
@@ -450,145 +450,36 @@ class SGD(Optimizer):
                                  t["schedule"], t["schedule_state"])
         return stepped >= 0
 
-    # -- the in-kernel schedule ----------------------------------------------------------------
-    # A group with a schedule: group["base_lr"] is the base the schedule multiplies (set from
-    # group["lr"] when the group is added) and group["lr"] shows the lr the next step will use, as
-    # a torch scheduler leaves it, so loggers that read it (Lightning's LearningRateMonitor) see
-    # the lr of each step. On the CPU it is refreshed after every step; on CUDA only by
-    # get_last_lr() (a read of a device tensor, which synchronises). A change of group["lr"] made
-    # between steps (ReduceLROnPlateau, by hand) is the lr of the next step, and the rest of the
-    # schedule is scaled with it (by new / old: the factor schedule_state[2], written on the device).
+    # -- the in-kernel schedule (its runtime: _in_kernel.py) ----------------------------------
 
     def __setattr__(self, name: str, value: Any) -> None:
         # torch's LRScheduler (and fusedlr's twins) wrap optimizer.step when they are made.
         if name == "step" and getattr(value, "_wrapped_by_lr_sched", False):
-            try:
-                _refuse_second_schedule(self.param_groups)
-            except ValueError:
-                # The refused scheduler has already recorded initial_lr (and set the lr of its step
-                # 0): undo both, so that the optimizer steps on as before.
-                shown = self.__dict__.get("_shown_lrs", {})
-                for index, group in enumerate(self.param_groups):
-                    if group.get("schedule") is not None:
-                        group.pop("initial_lr", None)
-                        if shown.get(index) is not None and not isinstance(group["lr"], Tensor):
-                            group["lr"] = shown[index]
-                raise
+            self._schedules.refuse_scheduler(self.param_groups)
         super().__setattr__(name, value)
+
+    @property
+    def _schedules(self) -> _in_kernel.Runtime:
+        """The in-kernel schedules' host-side caches (made again after a pickle or deepcopy)."""
+        runtime = self.__dict__.get("_in_kernel")
+        if runtime is None:
+            runtime = self.__dict__["_in_kernel"] = _in_kernel.Runtime()
+        return runtime
 
     def _prepare_schedule(self, index: int, group: dict[str, Any]) -> None:
         """Make group ``index``'s schedule bytes and counter now (a group is added, a state loaded),
         so that the first step finds them: it can then be traced by torch.compile as one graph."""
         if isinstance(group.get("schedule"), Schedule):
-            if getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False):
-                _refuse_second_schedule([group], index)
-            # ("initial_lr" is what an LR scheduler records: in a state saved with one, it goes.)
-            group.pop("initial_lr", None)
-            if isinstance(group["lr"], Tensor):
-                # Its own tensor: the one given may be shared (torch hands one lr tensor to every
-                # group and to defaults), and the step writes the shown lr into it.
-                group["lr"] = group["lr"].clone()
-            if "base_lr" not in group:
-                lr = group["lr"]
-                group["base_lr"] = lr.clone() if isinstance(lr, Tensor) else lr
-            self._schedule_bytes(index, group["schedule"])
-            state = self._schedule_state(group)
-            if state.device.type == "cpu":
-                self._show_lr(index, group)
-            else:
-                self.__dict__.setdefault("_shown_lrs", {})[index] = _host_value(group["lr"])
-
-    def _schedule_bytes(self, index: int, schedule: Schedule) -> Tensor:
-        """The schedule's ScheduleData as a CPU uint8 tensor, made once per schedule object and kept
-        per param group (assigning a new schedule every step replaces the entry: no growth)."""
-        cache = self.__dict__.setdefault("_schedule_bytes_cache", {})
-        hit = cache.get(index)
-        if hit is None or hit[0] is not schedule:
-            hit = (schedule, torch.frombuffer(bytearray(schedule.to_bytes()), dtype=torch.uint8))
-            cache[index] = hit
-        return hit[1]
-
-    def _schedule_state(self, group: dict[str, Any]) -> Tensor:
-        """group["schedule_state"]: float64 [step, lr, factor] on the group's device, made on first use
-        ([0, the lr of step 0, 1])."""
-        state = group.get("schedule_state")
-        if state is None:
-            device = group["params"][0].device if group["params"] else torch.device("cpu")
-            base = float(group.get("base_lr", group["lr"]))
-            state = torch.tensor([0.0, group["schedule"](0, base), 1.0], dtype=torch.float64, device=device)
-            group["schedule_state"] = state
-        return state
-
-    def _scheduled_base(self, index: int, group: dict[str, Any]) -> Any:
-        """The base of group ``index``'s schedule, after following a change of group["lr"] made
-        since the optimizer last wrote it (the rest of the schedule is scaled by new / old)."""
-        if "initial_lr" in group:
-            # Every LR scheduler records group["initial_lr"] when it is made (torch's, the twins,
-            # timm's), also through a wrapper of this optimizer (accelerate's, under transformers'
-            # Trainer), where the hook on optimizer.step cannot see it.
-            _refuse_second_schedule([group], index)
-        shown = self.__dict__.setdefault("_shown_lrs", {})
-        now, was = _host_value(group["lr"]), shown.get(index)
-        if now is not None and was is not None and now != was:
-            state = self._schedule_state(group)
-            if was != 0 and math.isfinite(now / was) and now >= 0:
-                state[2].mul_(now / was)
-            else:
-                # From 0 (a warmup's first step, or a group set to 0) there is no ratio: the factor
-                # is set so that the next step uses `now` (a read of the counter: a sync on CUDA).
-                step = int(state[0])
-                nominal = group["schedule"](step, float(group.get("base_lr", 0.0)))
-                if not (nominal > 0 and math.isfinite(now) and now >= 0):
-                    raise ValueError(
-                        f"fusedlr.SGD: param group {index}: group['lr'] was changed from {was} to {now}, but its "
-                        f"in-kernel schedule is at {nominal} there, which no factor scales to {now}; set "
-                        "group['base_lr'], the base the schedule multiplies, instead"
-                    )
-                state[2].fill_(now / nominal)
-            shown[index] = now
-        elif was is None:
-            shown[index] = now
-        if "base_lr" not in group:  # (a group given a schedule by assignment)
-            group["base_lr"] = was if was is not None else now
-        return group["base_lr"]
-
-    def _show_lr(self, index: int, group: dict[str, Any]) -> None:
-        """On the CPU: group["lr"] = the lr the next step will use (the kernel's own formula)."""
-        state = group["schedule_state"]
-        views = self.__dict__.setdefault("_state_views", {})
-        view = views.get(index)
-        if view is None or view[0] is not state:
-            # A plain read per step, no tensor op (None: on a device, where reading would sync).
-            view = views[index] = (state, state.numpy() if state.device.type == "cpu" else None)
-        if view[1] is None:
-            return
-        step, _, factor = view[1].tolist()
-        lr = group["schedule"](int(step), float(group["base_lr"])) * factor
-        if type(group["lr"]) is float:
-            group["lr"] = lr
-        else:
-            _set_lr(group, lr)
-            lr = _host_value(group["lr"])
-        self.__dict__.setdefault("_shown_lrs", {})[index] = lr
+            wrapped = getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False)
+            self._schedules.prepare(index, group, scheduler_attached=wrapped)
 
     def get_last_lr(self) -> list[float]:
         """The learning rate each group used on its last step (before the first: the one it will use).
         With an in-kernel schedule this reads a device tensor (a synchronisation on CUDA) and also
         refreshes ``group["lr"]`` (the lr of the next step) there."""
-        lrs = []
-        for index, group in enumerate(self.param_groups):
-            if group["schedule"] is None:
-                lrs.append(float(group["lr"]))
-                continue
-            self._scheduled_base(index, group)  # a pending change of group["lr"] first
-            step, lr, factor = self._schedule_state(group).tolist()
-            base = float(group["base_lr"])
-            if step == 0:
-                lr = group["schedule"](0, base) * factor
-            _set_lr(group, group["schedule"](int(step), base) * factor)
-            self.__dict__.setdefault("_shown_lrs", {})[index] = _host_value(group["lr"])
-            lrs.append(lr)
-        return lrs
+        runtime = self._schedules
+        return [float(group["lr"]) if group["schedule"] is None else runtime.last_lr(index, group)
+                for index, group in enumerate(self.param_groups)]
 
     def _step_reference(
         self, group: dict[str, Any], params: list[Tensor], grad_scale: Tensor | None, found_inf: Tensor | None,
@@ -615,35 +506,6 @@ class SGD(Optimizer):
 
 
 _FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-
-
-def _host_value(lr: Any) -> float | None:
-    """A group's lr as a float, when reading it costs no synchronisation (None for a CUDA tensor)."""
-    if isinstance(lr, Tensor):
-        return float(lr) if lr.device.type == "cpu" else None
-    return float(lr)
-
-
-def _set_lr(group: dict[str, Any], value: float) -> None:
-    lr = group["lr"]
-    if isinstance(lr, Tensor):
-        lr.fill_(value)
-    else:
-        group["lr"] = value
-
-
-def _refuse_second_schedule(groups: list[dict[str, Any]], first_index: int = 0) -> None:
-    """ValueError when a learning-rate scheduler meets a group whose lr is computed in the step."""
-    for index, group in enumerate(groups, first_index):
-        if group.get("schedule") is not None:
-            raise ValueError(
-                f"fusedlr.SGD: param group {index} computes its learning rate in the step (schedule=...), so a "
-                "learning-rate scheduler on this optimizer would apply a second schedule on top of it. Use one: "
-                "drop schedule= and keep the scheduler (a fusedlr twin's .schedule is the same curve), or keep "
-                "schedule= without a scheduler. Where a framework needs a scheduler object (transformers' "
-                "Trainer makes a linear one when given None), pass fusedlr.lr_scheduler.InKernelLR(optimizer). "
-                "ReduceLROnPlateau composes with it (it scales the rest of the schedule)."
-            )
 
 # Keys a param group may lack (older or torch's state dicts) and what they mean then.
 _OPTIONAL_GROUP_KEYS = {"nesterov": False, "maximize": False, "foreach": None, "differentiable": False,
@@ -813,32 +675,6 @@ def _explain_bad_group(
             ) from error
 
 
-def _with_schedules_restored(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """A shallow copy of ``state_dict`` whose saved schedules (``{"fusedlr.Schedule": state}``) are
-    Schedule objects again, each through the one validator (``Schedule.__setstate__``)."""
-    groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
-    if not isinstance(groups, (list, tuple)):
-        return state_dict  # torch's load_state_dict reports what is wrong with it
-    restored = []
-    for index, group in enumerate(groups):
-        saved = group.get("schedule") if isinstance(group, dict) else None
-        if saved is None or isinstance(saved, Schedule):
-            restored.append(group)
-            continue
-        where = f"fusedlr.SGD: loaded param group {index}: schedule"
-        if not (isinstance(saved, dict) and set(saved) == {"fusedlr.Schedule"}):
-            raise TypeError(f"{where} must be a saved fusedlr Schedule ({{'fusedlr.Schedule': state}}) or None, "
-                            f"got {type(saved).__name__}")
-        state = saved["fusedlr.Schedule"]
-        schedule = Schedule.__new__(Schedule)
-        try:
-            schedule.__setstate__(tuple(state) if isinstance(state, (list, tuple)) else state)
-        except (ValueError, TypeError) as error:
-            raise type(error)(f"{where}: {error}") from None
-        restored.append({**group, "schedule": schedule})
-    return {**state_dict, "param_groups": restored}
-
-
 def _loaded_counter(value: Any, where: str) -> float:
     """A loaded momentum step counter: a finite number >= 0 (a number or a one-element tensor)."""
     try:
@@ -848,24 +684,6 @@ def _loaded_counter(value: Any, where: str) -> float:
     if not (math.isfinite(count) and count >= 0):
         raise ValueError(f"{where} must be a finite count >= 0, got {count}")
     return count
-
-
-def _loaded_schedule_state(state: Any, group: dict[str, Any], where: str) -> Tensor:
-    """A loaded in-kernel schedule counter [step, lr, factor], checked and put on the group's device
-    as float64: a whole step in [0, 2**62], a finite lr, a finite factor >= 0."""
-    if not isinstance(state, Tensor) or state.numel() != 3 or state.is_complex():
-        got = f"a tensor of {state.numel()} elements" if isinstance(state, Tensor) else type(state).__name__
-        raise TypeError(f"{where}: schedule_state must be a tensor of 3 real numbers [step, lr, factor], got {got}")
-    try:
-        step, lr, factor = state.detach().to(device="cpu", dtype=torch.float64).reshape(3).tolist()
-    except (RuntimeError, NotImplementedError) as error:  # e.g. a meta tensor, which holds no numbers
-        raise TypeError(f"{where}: schedule_state cannot be read ({' '.join(str(error).split())[:200]})") from None
-    if not (math.isfinite(step) and 0 <= step <= Schedule.max_step and step == int(step)):
-        raise ValueError(f"{where}: schedule_state step must be a whole number in [0, 2**62], got {step}")
-    if not (math.isfinite(lr) and math.isfinite(factor) and factor >= 0):
-        raise ValueError(f"{where}: schedule_state lr and factor must be finite (factor >= 0), got {lr}, {factor}")
-    device = group["params"][0].device if group["params"] else state.device
-    return torch.tensor([step, lr, factor], dtype=torch.float64, device=device)
 
 
 def _where(param_groups: list[dict[str, Any]], p: Tensor) -> str:
