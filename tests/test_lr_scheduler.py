@@ -933,3 +933,16 @@ def test_plateau_over_a_following_twin_reduces_the_lr_where_it_is():
         plateau.step(1.0)  # no improvement after the first evaluation
         lrs.append(opt.param_groups[0]["lr"])
     np.testing.assert_allclose(lrs, [0.8, 0.04, 0.004, 0.0002], rtol=1e-12)
+
+
+def test_reduce_is_the_interface_a_wrapper_scales_a_twin_through():
+    opt = make_optimizer()
+    s = F.CosineAnnealingLR(opt, 50)
+    for _ in range(10):
+        opt.step()
+        s.step()
+    s.reduce_(0.5, [0.0, 0.02])  # group 1 stops at its min_lr
+    assert s.base_lrs == [0.05, 0.02] and s.get_last_lr() == [S.cosine(50)(10, 0.05), S.cosine(50)(10, 0.02)]
+    opt.step()
+    s.step()  # the rest of the schedule is scaled: still the closed form, of the new bases
+    assert [g["lr"] for g in opt.param_groups] == [S.cosine(50)(11, 0.05), S.cosine(50)(11, 0.02)]

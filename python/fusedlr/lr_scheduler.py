@@ -368,6 +368,32 @@ class ClosedFormLR(LRScheduler):
             self._last_lr = None
         self._apply()
 
+    def reduce_(self, factor: float, min_lrs: Sequence[float], eps: float = 1e-8) -> None:
+        """Multiply each group's lr by ``factor`` from now on, not below ``min_lrs[g]`` (a change
+        below ``eps`` is skipped): how :class:`ReduceLROnPlateau` (``scheduler=``) lowers a schedule.
+
+        A group this twin computes from its base gets a reduced base (its current step is
+        re-applied, so the rest of the schedule is scaled); a group that follows an outside
+        change is reduced where it is, as ReduceLROnPlateau reduces any lr.
+        """
+        groups = self.optimizer.param_groups
+        for g, old in enumerate(self.base_lrs):
+            new = max(old * factor, min_lrs[g])
+            if old - new > eps:
+                self.base_lrs[g] = new
+        closed = self._lrs(self.last_epoch)
+        last = list(self._last_lr) if self._last_lr is not None else [float(g["lr"]) for g in groups]
+        for g, group in enumerate(groups):
+            if self._following[g]:
+                old_lr = float(group["lr"])
+                new_lr = max(old_lr * factor, min_lrs[g])
+                if old_lr - new_lr > eps:
+                    _set(group, "lr", new_lr)
+            else:
+                _set(group, "lr", closed[g])
+            last[g] = float(group["lr"])
+        self._last_lr = last
+
     def get_last_lr(self) -> list[float]:
         """The learning rates of the current step, one per param group."""
         chain = self.__dict__.get("_chain")
@@ -1093,10 +1119,10 @@ class ReduceLROnPlateau(ClosedFormLR, _torch_lr.ReduceLROnPlateau):
     and results as torch's. ``step(metrics)`` multiplies each group's current lr by ``factor``
     (not below ``min_lr``) after more than ``patience`` steps without improvement.
 
-    Extension: with ``scheduler`` (a closed-form twin, e.g. a :class:`WarmupLR`), a reduction
-    multiplies that scheduler's ``base_lrs`` instead (not below ``min_lr``) and re-applies its
-    current step, so the plateau decay composes with its schedule: warmup, then plateau-driven
-    decay, each stepped at its own pace (``scheduler.step()`` per iteration, ``step(metric)`` per
+    Extension: with ``scheduler`` (a closed-form twin, e.g. a :class:`WarmupLR`), a reduction is
+    that scheduler's :meth:`ClosedFormLR.reduce_`: its ``base_lrs`` are multiplied (not below
+    ``min_lr``) and its current step re-applied, so the plateau decay composes with its schedule:
+    warmup, then plateau-driven decay, each stepped at its own pace (``scheduler.step()`` per iteration, ``step(metric)`` per
     evaluation). The reduced bases are part of ``scheduler.state_dict()``.
     """
 
@@ -1175,38 +1201,16 @@ class ReduceLROnPlateau(ClosedFormLR, _torch_lr.ReduceLROnPlateau):
                     raise RuntimeError("The number of param groups in the `optimizer` differs from when "
                                        "`ReduceLROnPlateau` was initialized")
                 self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)
-            for i, group in enumerate(self.optimizer.param_groups):
+            if self.scheduler is not None:
+                self.scheduler.reduce_(self.factor, self.min_lrs, self.eps)
+            else:
                 # (A fusedlr.SGD group with an in-kernel schedule takes the change as a scale of the
                 # rest of its schedule, written on the device without a synchronisation.)
-                if self.scheduler is not None:
-                    continue  # the wrapped scheduler's bases are reduced below
-                old_lr = float(group["lr"])
-                new_lr = max(old_lr * self.factor, self.min_lrs[i])
-                if old_lr - new_lr > self.eps:
-                    _set(group, "lr", new_lr)
-            if self.scheduler is not None:
-                # Reduce the wrapped scheduler's bases instead, and re-apply its current step. A
-                # group it no longer computes from its base (it follows an outside change) is
-                # reduced where it is, as without a wrapped scheduler.
-                wrapped = self.scheduler
-                following = getattr(wrapped, "_following", None) or [False] * len(wrapped.base_lrs)
-                for i, old in enumerate(wrapped.base_lrs):
-                    new = max(old * self.factor, self.min_lrs[i])
-                    if old - new > self.eps:
-                        wrapped.base_lrs[i] = new
-                    if following[i]:
-                        group = self.optimizer.param_groups[i]
-                        old_lr = float(group["lr"])
-                        new_lr = max(old_lr * self.factor, self.min_lrs[i])
-                        if old_lr - new_lr > self.eps:
-                            _set(group, "lr", new_lr)
-                        wrapped._last_lr[i] = float(group["lr"])
-                if False in following:
-                    closed = wrapped._lrs(wrapped.last_epoch)
-                    for i, group in enumerate(self.optimizer.param_groups):
-                        if not following[i]:
-                            _set(group, "lr", closed[i])
-                            wrapped._last_lr[i] = float(group["lr"])
+                for i, group in enumerate(self.optimizer.param_groups):
+                    old_lr = float(group["lr"])
+                    new_lr = max(old_lr * self.factor, self.min_lrs[i])
+                    if old_lr - new_lr > self.eps:
+                        _set(group, "lr", new_lr)
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
