@@ -51,6 +51,16 @@ def record(opt, sched, n, keys=("lr",)):
     return np.array(out)
 
 
+def lrs_after_steps(opt, sched, n):
+    """Per step: the optimizer steps, the scheduler steps, then each group's lr is recorded."""
+    out = []
+    for _ in range(n):
+        opt.step()
+        sched.step()
+        out.append([g["lr"] for g in opt.param_groups])
+    return out
+
+
 def rel_err(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
 
@@ -276,13 +286,9 @@ def test_an_outside_change_of_the_lr_is_followed_as_torch_follows_it(cls, kwargs
     for module in (TS, F):
         opt = make_optimizer()
         sched = getattr(module, cls.__name__)(opt, **kwargs)
-        lrs = []
-        for it in range(40):
-            if it == 10:
-                opt.param_groups[0]["lr"] *= 0.3  # a manual change: the schedule continues from it
-            opt.step()
-            sched.step()
-            lrs.append([g["lr"] for g in opt.param_groups])
+        lrs = lrs_after_steps(opt, sched, 10)
+        opt.param_groups[0]["lr"] *= 0.3  # a manual change: the schedule continues from it
+        lrs += lrs_after_steps(opt, sched, 30)
         runs.append(np.array(lrs))
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-12)
     # Group 1 was never touched: it is still the exact closed form.
@@ -299,11 +305,7 @@ def test_an_untouched_twin_stays_exact_and_a_following_one_resumes_from_the_opti
     opt.step()
     sched.step()
     state, opt_state = sched.state_dict(), opt.state_dict()
-    expected = []
-    for _ in range(5):
-        opt.step()
-        sched.step()
-        expected.append([g["lr"] for g in opt.param_groups])
+    expected = lrs_after_steps(opt, sched, 5)
     assert expected[-1][1] == S.cosine(100, 0.001, periodic=True)(sched.last_epoch, 0.03)
     # Either load order gives the same lrs: the closed form for group 1, the optimizer's lr for group 0.
     for order in ("scheduler first", "optimizer first"):
@@ -315,12 +317,7 @@ def test_an_untouched_twin_stays_exact_and_a_following_one_resumes_from_the_opti
         else:
             sched2.load_state_dict(state)
             opt2.load_state_dict(opt_state)
-        got = []
-        for _ in range(5):
-            opt2.step()
-            sched2.step()
-            got.append([g["lr"] for g in opt2.param_groups])
-        assert got == expected, order
+        assert lrs_after_steps(opt2, sched2, 5) == expected, order
 
 
 def test_one_cycle_holds_the_final_lr_past_total_steps():
@@ -889,21 +886,12 @@ def test_a_composite_that_follows_resumes_as_torch(kind):
             if i == 5:
                 opt.param_groups[0]["lr"] *= 0.5  # an outside change: group 0 follows
         opt_state, state = opt.state_dict(), s.state_dict()
-        expected = []
-        for _ in range(3):
-            opt.step()
-            s.step()
-            expected.append([g["lr"] for g in opt.param_groups])
+        expected = lrs_after_steps(opt, s, 3)
         opt2 = make_optimizer()
         s2 = build(module, opt2)
         opt2.load_state_dict(opt_state)
         s2.load_state_dict(state)
-        got = []
-        for _ in range(3):
-            opt2.step()
-            s2.step()
-            got.append([g["lr"] for g in opt2.param_groups])
-        np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=module.__name__)
+        np.testing.assert_allclose(lrs_after_steps(opt2, s2, 3), expected, rtol=1e-12, err_msg=module.__name__)
 
 
 def test_a_chain_with_a_cosine_passes_its_bottom_as_torch():
@@ -912,12 +900,7 @@ def test_a_chain_with_a_cosine_passes_its_bottom_as_torch():
     for module in (TS, F):
         opt = make_optimizer()
         c = module.ChainedScheduler([module.StepLR(opt, 3, 0.5), module.CosineAnnealingLR(opt, 5)])
-        rows = []
-        for _ in range(14):
-            opt.step()
-            c.step()
-            rows.append([g["lr"] for g in opt.param_groups])
-        got.append(np.array(rows))
+        got.append(np.array(lrs_after_steps(opt, c, 14)))
     np.testing.assert_allclose(got[1], got[0], rtol=1e-12, atol=1e-15)
 
 

@@ -41,10 +41,9 @@ class Runtime:
     def __reduce__(self):
         return (Runtime, ())
 
-    def prepare(self, index: int, group: dict[str, Any], scheduler_attached: bool) -> None:
-        """A group with a schedule is added or loaded: its base, bytes and counter, and group["lr"]."""
-        if scheduler_attached:
-            refuse_second_schedule([group], index)
+    def prepare(self, index: int, group: dict[str, Any]) -> None:
+        """A group with a schedule is added or loaded: its base, bytes and counter, and group["lr"]
+        (the optimizer has refused an attached LR scheduler before)."""
         # ("initial_lr" is what an LR scheduler records: in a state saved with one, it goes.)
         group.pop("initial_lr", None)
         if isinstance(group["lr"], Tensor):
@@ -84,8 +83,7 @@ class Runtime:
             else:
                 # From 0 (a warmup's first step, or a group set to 0) there is no ratio: the factor
                 # is set so that the next step uses `now` (a read of the counter: a sync on CUDA).
-                step = int(state[0])
-                nominal = group["schedule"](step, float(group.get("base_lr", 0.0)))
+                nominal = lr_at(group, int(state[0]))
                 if not (nominal > 0 and math.isfinite(now) and now >= 0):
                     raise ValueError(
                         f"fusedlr.SGD: param group {index}: group['lr'] was changed from {was} to {now}, but its "
@@ -110,7 +108,9 @@ class Runtime:
         if view[1] is None:
             return
         step, _, factor = view[1].tolist()
-        lr = group["schedule"](int(step), float(group["base_lr"])) * factor
+        self._show(index, group, lr_at(group, int(step), factor))
+
+    def _show(self, index: int, group: dict[str, Any], lr: float) -> None:
         if type(group["lr"]) is float:
             group["lr"] = lr
         else:
@@ -123,11 +123,9 @@ class Runtime:
         group["lr"] (a read of the counter: a sync on CUDA)."""
         self.base(index, group)  # a pending change of group["lr"] first
         step, lr, factor = schedule_state(group).tolist()
-        base = float(group["base_lr"])
         if step == 0:
-            lr = group["schedule"](0, base) * factor
-        set_lr(group, group["schedule"](int(step), base) * factor)
-        self.shown[index] = host_value(group["lr"])
+            lr = lr_at(group, 0, factor)
+        self._show(index, group, lr_at(group, int(step), factor))
         return lr
 
     def refuse_scheduler(self, groups: list[dict[str, Any]]) -> None:
@@ -145,14 +143,19 @@ class Runtime:
             raise
 
 
+def lr_at(group: dict[str, Any], step: int, factor: float = 1.0) -> float:
+    """The lr of a scheduled group at counter value ``step``, as the kernel computes it:
+    ``schedule(step, base_lr) * factor``."""
+    return group["schedule"](step, float(group.get("base_lr", group["lr"]))) * factor
+
+
 def schedule_state(group: dict[str, Any]) -> Tensor:
     """group["schedule_state"]: float64 [step, lr, factor] on the group's device, made on first use
     ([0, the lr of step 0, 1])."""
     state = group.get("schedule_state")
     if state is None:
         device = group["params"][0].device if group["params"] else torch.device("cpu")
-        base = float(group.get("base_lr", group["lr"]))
-        state = torch.tensor([0.0, group["schedule"](0, base), 1.0], dtype=torch.float64, device=device)
+        state = torch.tensor([0.0, lr_at(group, 0), 1.0], dtype=torch.float64, device=device)
         group["schedule_state"] = state
     return state
 

@@ -76,10 +76,10 @@ def sgd(
         for i, p in enumerate(params):
             buf = momentum_buffer_list[i]
             if buf is None:
-                # Content is irrelevant: the kernel overwrites it on the buffer's first step.
-                buf = momentum_buffer_list[i] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                buf, counter = new_momentum_buffer(p)
+                momentum_buffer_list[i] = buf
                 if steps is None:
-                    counters.append(torch.zeros((), dtype=torch.float32, device=p.device))
+                    counters.append(counter)
             elif steps is None:
                 counters.append(torch.ones((), dtype=torch.float32, device=p.device))
             buffers.append(buf)
@@ -90,6 +90,13 @@ def sgd(
     _step(params, grads, buffers, counters, lr=lr, momentum=momentum, dampening=dampening,
           weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, grad_scale=grad_scale,
           found_inf=found_inf, schedule=schedule, schedule_state=schedule_state)
+
+
+def new_momentum_buffer(p: Tensor) -> tuple[Tensor, Tensor]:
+    """A momentum buffer for ``p`` and its float32 step counter at 0. The content is irrelevant:
+    the kernel overwrites the buffer on its first step (the one that sees the counter at 0)."""
+    return torch.zeros_like(p, memory_format=torch.preserve_format), torch.zeros((), dtype=torch.float32,
+                                                                                device=p.device)
 
 
 def _step(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor], counters: list[Tensor], *,

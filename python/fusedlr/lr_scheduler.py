@@ -58,6 +58,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ._C import Schedule
 from ._C import ScheduleApplier as _ScheduleApplier
+from ._in_kernel import lr_at, refuse_second_schedule
 from ._C import step_schedules as _step_schedules
 
 __all__ = [
@@ -181,11 +182,17 @@ def _warn_step_order(optimizer: Optimizer) -> None:
                       stacklevel=3)
 
 
+def _reduce_lr(group: dict, factor: float, min_lr: float, eps: float) -> None:
+    """ReduceLROnPlateau's rule on one group: lr * factor, not below min_lr, unless the change is below eps."""
+    old = float(group["lr"])
+    new = max(old * factor, min_lr)
+    if old - new > eps:
+        _set(group, "lr", new)
+
+
 def _refuse_in_kernel(optimizer: Optimizer) -> None:
     """ValueError, before anything is written, for a fusedlr.SGD group that computes its lr in the step."""
     if any(g.get("schedule") is not None for g in optimizer.param_groups):
-        from ._in_kernel import refuse_second_schedule
-
         refuse_second_schedule(optimizer.param_groups)
 
 
@@ -385,10 +392,7 @@ class ClosedFormLR(LRScheduler):
         last = list(self._last_lr) if self._last_lr is not None else [float(g["lr"]) for g in groups]
         for g, group in enumerate(groups):
             if self._following[g]:
-                old_lr = float(group["lr"])
-                new_lr = max(old_lr * factor, min_lrs[g])
-                if old_lr - new_lr > eps:
-                    _set(group, "lr", new_lr)
+                _reduce_lr(group, factor, min_lrs[g], eps)
             else:
                 _set(group, "lr", closed[g])
             last[g] = float(group["lr"])
@@ -1207,10 +1211,7 @@ class ReduceLROnPlateau(ClosedFormLR, _torch_lr.ReduceLROnPlateau):
                 # (A fusedlr.SGD group with an in-kernel schedule takes the change as a scale of the
                 # rest of its schedule, written on the device without a synchronisation.)
                 for i, group in enumerate(self.optimizer.param_groups):
-                    old_lr = float(group["lr"])
-                    new_lr = max(old_lr * self.factor, self.min_lrs[i])
-                    if old_lr - new_lr > self.eps:
-                        _set(group, "lr", new_lr)
+                    _reduce_lr(group, self.factor, self.min_lrs[i], self.eps)
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
@@ -1537,8 +1538,7 @@ class InKernelLR(LRScheduler):
             if g.get("schedule") is None:
                 lrs.append(float(g["lr"]))
             else:
-                factor = float(g["schedule_state"][2])
-                lrs.append(g["schedule"](max(t, 0), float(g["base_lr"])) * factor)
+                lrs.append(lr_at(g, max(t, 0), float(g["schedule_state"][2])))
         return lrs
 
     def get_lr(self) -> list[float]:

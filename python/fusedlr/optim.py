@@ -196,7 +196,7 @@ class SGD(Optimizer):
                     f"schedule must be a fusedlr Schedule (fusedlr.schedules.*, or a twin scheduler's .schedule), "
                     f"got {type(g['schedule']).__name__}"
                 )
-            if g["schedule"] is not None and getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False):
+            if g["schedule"] is not None and self._scheduler_attached():
                 _in_kernel.refuse_second_schedule([g], len(self.param_groups) - 1)
             if g["differentiable"] and g["schedule"] is not None:
                 raise RuntimeError("fusedlr.SGD: an in-kernel schedule cannot be combined with differentiable=True "
@@ -240,7 +240,7 @@ class SGD(Optimizer):
         through the same validator as ``Schedule.__setstate__``, the schedule's counter), and a bad
         one raises ``ValueError``/``TypeError`` naming it, leaving the optimizer as it was."""
         state_dict = _in_kernel.with_schedules_restored(state_dict)  # raises before anything changes
-        if getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False):
+        if self._scheduler_attached():
             _in_kernel.refuse_second_schedule([g for g in state_dict.get("param_groups", []) if isinstance(g, dict)])
         before = {"state": self.state, "param_groups": self.param_groups}  # load_state_dict rebinds both
         runtime_before = self._schedules.copy()
@@ -310,10 +310,8 @@ class SGD(Optimizer):
                 param_state = state[p]
                 buf = param_state.get("momentum_buffer")
                 if buf is None:
-                    # Content is irrelevant: the kernel overwrites it on the step where step == 0.
-                    buf = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    buf, param_state["step"] = functional.new_momentum_buffer(p)
                     param_state["momentum_buffer"] = buf
-                    param_state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                 step = param_state["step"]
                 if is_complex:
                     buf = torch.view_as_real(buf)
@@ -470,8 +468,11 @@ class SGD(Optimizer):
         """Make group ``index``'s schedule bytes and counter now (a group is added, a state loaded),
         so that the first step finds them: it can then be traced by torch.compile as one graph."""
         if isinstance(group.get("schedule"), Schedule):
-            wrapped = getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False)
-            self._schedules.prepare(index, group, scheduler_attached=wrapped)
+            self._schedules.prepare(index, group)
+
+    def _scheduler_attached(self) -> bool:
+        """Whether an LR scheduler has wrapped this optimizer's step (torch's and the twins' mark)."""
+        return getattr(self.__dict__.get("step"), "_wrapped_by_lr_sched", False)
 
     def get_last_lr(self) -> list[float]:
         """The learning rate each group used on its last step (before the first: the one it will use).
