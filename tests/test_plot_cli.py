@@ -256,7 +256,7 @@ BAD_ARGUMENTS = [
     # specs
     (["cosine(", "--steps", "10"], "error: schedule spec: invalid syntax at column 7", None),
     (["(" * 300 + "cosine(10)" + ")" * 300, "--steps", "10"], "too many nested parentheses", None),
-    (["cosine('a')", "--steps", "10"], "cosine('a') at column 1: cosine(): incompatible function arguments", None),
+    (["cosine('a')", "--steps", "10"], "cosine('a') at column 1: cosine: T_max must be a number, got str", None),
     (["cosine()", "--steps", "10"], "missing 1 required positional argument: 'T_max'", None),
     (["no_such_schedule(3)", "--steps", "10"], "no_such_schedule at column 1: unknown schedule function", None),
     (["cosine(0)", "--steps", "10"], "error: schedule spec: cosine(0) at column 1: cosine: T_max must be", None),

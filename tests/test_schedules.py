@@ -383,11 +383,59 @@ def test_schedule_data_is_a_small_fixed_size_struct():
     assert len(S.cosine(10).to_bytes()) == S.Schedule.nbytes
 
 
+def _format1(s: S.Schedule) -> tuple:
+    """The state format 1 (fusedlr 0.1: the nodes' slots as numbers) of ``s``, read from its bytes
+    (the same slots for every kind but cyclic and wsd, whose format-1 layout differed)."""
+    raw = s.to_bytes()
+    n_nodes, n_values, n_links = struct.unpack_from("<3i", raw, 1112)
+    nodes = tuple(struct.unpack_from("<iihhhh", raw, 64 * i) + (struct.unpack_from("<6d", raw, 64 * i + 16),)
+                  for i in range(n_nodes))
+    return 1, nodes, struct.unpack_from(f"<{n_values}d", raw, 768), struct.unpack_from(f"<{n_links}h", raw, 1088)
+
+
 def test_setstate_rejects_corrupt_state():
-    state = S.sequential([S.constant(), S.constant()], [3]).__getstate__()
+    state = _format1(S.sequential([S.constant(), S.constant()], [3]))
     bad_links = (state[0], state[1], state[2], (0, 0))  # a child pointing at the root: a cycle
     with pytest.raises(ValueError, match="child index"):
         S.Schedule.__new__(S.Schedule).__setstate__(bad_links)
+    with pytest.raises(ValueError, match="unknown state format"):
+        S.Schedule.__new__(S.Schedule).__setstate__((3, "cosine", {}))
+    with pytest.raises(ValueError, match="unknown schedule kind 'spline'"):
+        S.Schedule.__new__(S.Schedule).__setstate__((2, "spline", {}))
+    with pytest.raises(TypeError, match="cosine\\(\\) got an unexpected keyword argument 'T'"):
+        S.Schedule.__new__(S.Schedule).__setstate__((2, "cosine", {"T": 3}))
+    with pytest.raises(TypeError, match="malformed state"):
+        S.Schedule.__new__(S.Schedule).__setstate__((2, "warmup", {"schedule": 3, "steps": 2}))
+    deep = (2, "constant", {"factor": 1.0})
+    for _ in range(100_000):  # nested far past what a schedule holds: refused, not a stack overflow
+        deep = (2, "warmup", {"schedule": deep, "steps": 1})
+    with pytest.raises(ValueError, match="at most 12 nodes"):
+        S.Schedule.__new__(S.Schedule).__setstate__(deep)
+
+
+def test_state_is_the_factory_arguments_and_format1_still_loads():
+    """Format 2 stores what the factory was given (so a change of a node's slots keeps checkpoints);
+    a format-1 state saved by fusedlr 0.1 loads to the same schedule, cyclic and wsd included."""
+    s = S.warmup(S.sequential([S.multistep([3, 1], 0.5), S.exponential(rate=0.1)], [5]), 2, 0.1, "exponential")
+    state = s.__getstate__()
+    assert state[:2] == (2, "warmup") and state[2]["steps"] == 2 and state[2]["mode"] == "exponential"
+    assert state[2]["schedule"][2]["schedules"][1] == (2, "exponential", {"gamma": None, "rate": 0.1})
+    assert s.arguments["schedule"].arguments["boundaries"] == [5]
+    # States written by fusedlr 0.1 (before the kinds' rows), with the curves it computed.
+    saved = {
+        (1, ((9, 2, 0, 0, 0, 0, (0.01, 0.1, 8.0, 0.375, 0.9, -0.10536051565782628)),), (), ()):
+            S.cyclic(0.01, 0.1, step_size_up=3, step_size_down=5, mode="exp_range", gamma=0.9),
+        (1, ((12, 2, 0, 0, 0, 0, (10.0, 80.0, 20.0, 0.1, 0.0, 0.0)),), (), ()):
+            S.wsd(100, warmup_steps=10, decay_steps=20, decay="sqrt", min_factor=0.1),
+        (1, ((15, 1, 0, 0, 0, 1, (2.0, 0.1, -2.3025850929940455, 0.0, 0.0, 0.0)),
+             (16, 0, 0, 1, 1, 2, (0.0,) * 6), (2, 0, 1, 2, 3, 0, (0.5, 0.0, 0.0, 0.0, 0.0, 0.0)),
+             (4, 1, 3, 0, 3, 0, (0.9048374180359595, 0.1, 0.0, 0.0, 0.0, 0.0))), (5.0, 1.0, 3.0), (1, 2, 3)): s,
+    }
+    for old, schedule in saved.items():
+        assert _restored(old) == schedule
+    assert _restored(next(iter(saved))).curve(12, base_lr=0.5).tolist()[:4] == [
+        0.01, 0.037000000000000005, 0.058600000000000006, 0.07561000000000001]
+    assert _restored(list(saved)[1]).curve(12, base_lr=0.5).tolist()[-2:] == [0.5, 0.5]
 
 
 # --- validation ----------------------------------------------------------------------------------------
@@ -583,13 +631,12 @@ def test_tampered_state_dict_through_torch_load_weights_only(tmp_path):
     p.grad = torch.ones(3)
     opt.step()
     sd = opt.state_dict()
-    state = sd["param_groups"][0]["schedule"]["fusedlr.Schedule"]
-    node = list(state[1][0])
-    node[1] = 7  # flags
-    sd["param_groups"][0]["schedule"] = {"fusedlr.Schedule": (state[0], (tuple(node),), state[2], state[3])}
+    version, kind, arguments = sd["param_groups"][0]["schedule"]["fusedlr.Schedule"]
+    sd["param_groups"][0]["schedule"] = {"fusedlr.Schedule": (version, kind, {**arguments, "decay": "spline"})}
     torch.save(sd, tmp_path / "ckpt.pt")
     loaded = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    with pytest.raises(ValueError, match="loaded param group 0: schedule: Schedule.__setstate__: wsd: invalid flags"):
+    with pytest.raises(ValueError, match="loaded param group 0: schedule: Schedule.__setstate__: wsd: decay must be "
+                                         "one of 'linear', 'cosine', 'sqrt', got 'spline'"):
         opt.load_state_dict(loaded)
     assert "wsd(" in repr(opt)  # still the optimizer it was
     for bad, message in ((torch.tensor([float("nan"), 0.1, 1.0], dtype=torch.float64), "step must be a whole"),
@@ -626,7 +673,7 @@ def _may_overflow(s: S.Schedule) -> bool:
     """Schedules whose lr can overflow: a factor that grows with the step (gamma > 1, a negative
     rate) or numbers beyond 1e100. Their lr reaches inf, and 0 * inf or inf - inf is NaN, as in
     torch; the no-NaN promise covers every other valid schedule."""
-    version, nodes, values, links = s.__getstate__()
+    version, nodes, values, links = _format1(s)
     for kind, flags, _, _, _, _, p in nodes:
         if (kind in (1, 2) and p[1 if kind == 1 else 0] > 1) or (kind == 4 and p[1] < 0) or (
                 kind == 9 and (flags & 3) == 2 and p[4] > 1):
@@ -722,7 +769,7 @@ def test_random_nested_schedules_never_give_nan_around_their_boundaries(schedule
     """Composites of decaying leaves, boundaries anywhere up to 2**62: never NaN, at a boundary, one
     step before or after it (was NaN past 2**53: a boundary compared as a double), and the curve
     equals the calls bit for bit."""
-    version, nodes, values, links = schedule.__getstate__()
+    version, nodes, values, links = _format1(schedule)
     boundaries = [int(v) for v in values] + [int(p[0]) for kind, *_, p in nodes if kind == 15]  # 15: warmup
     steps = sorted({max(0, b + d) for b in boundaries for d in (-1, 0, 1)} | {0, 1, 2**53, 2**62})
     steps = [t for t in steps if t <= 2**62]

@@ -3,7 +3,7 @@
 // before Python sees it; schedule_lr() behind this boundary assumes valid data.
 
 #include "schedule_bindings.h"
-#include "fusedlr/schedule_check.h"
+#include "fusedlr/schedule_build.h"
 #include "fusedlr/schedule_curve.h"
 
 #include <ATen/Parallel.h>
@@ -23,291 +23,243 @@ namespace py = pybind11;
 namespace fusedlr {
 namespace {
 
-using Kind = ScheduleKind;
-
 // Below this many steps a curve is computed on one thread: forking the pool costs more.
 constexpr int64_t kCurveGrain = 32768;
-
-// --- validation: argument-level checks only; values are checked by schedule_error() ----------
 
 [[noreturn]] void invalid(const char* fn, const char* arg, const std::string& must, const std::string& got) {
   throw py::value_error(std::string(fn) + ": " + arg + " must be " + must + ", got " + got);
 }
 
-void fits(const char* fn, int nodes, int values) {
-  if (nodes > kMaxScheduleNodes)
-    throw py::value_error(std::string(fn) + ": the schedule would have " + std::to_string(nodes) +
-                          " nodes, more than kMaxScheduleNodes = " + std::to_string(kMaxScheduleNodes));
-  if (values > kMaxScheduleValues)
-    throw py::value_error(std::string(fn) + ": the schedule would hold " + std::to_string(values) +
-                          " milestones/breakpoints, more than kMaxScheduleValues = " +
-                          std::to_string(kMaxScheduleValues));
+// --- Python values <-> the arguments of a kind's row (fusedlr/schedule_build.h) ---------------
+
+/** Python's name for the type of `o` ("str", "list"). */
+std::string type_name(py::handle o) { return Py_TYPE(o.ptr())->tp_name; }
+
+double as_number(py::handle o, const std::string& what) {
+  const double x = PyFloat_AsDouble(o.ptr());
+  if (x == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::type_error(what + " must be a number, got " + type_name(o));
+  }
+  return x;
 }
 
-/** `d` as a Schedule once the one validator (fusedlr/schedule_check.h) passes it; ValueError otherwise. */
-Schedule validated(const ScheduleData& d, const char* context = nullptr) {
-  const std::string error = schedule_error(d);
-  if (!error.empty()) throw py::value_error(context ? std::string(context) + ": " + error : error);
+/** One factory argument from Python, as field `f` takes it; None is "not given". */
+ScheduleArg from_python(const char* fn, const Field& f, py::handle o) {
+  const std::string what = std::string(fn) + ": " + f.name;
+  ScheduleArg a;
+  a.given = !o.is_none();
+  if (!a.given) return a;
+  switch (f.kind) {
+    case FieldKind::kNumber:
+      a.number = as_number(o, what);
+      break;
+    case FieldKind::kBool: {
+      const int truth = PyObject_IsTrue(o.ptr());
+      if (truth < 0) throw py::error_already_set();
+      a.number = truth;
+      break;
+    }
+    case FieldKind::kChoice:
+      if (!py::isinstance<py::str>(o)) throw py::type_error(what + " must be a string, got " + type_name(o));
+      a.text = o.cast<std::string>();
+      break;
+    case FieldKind::kSteps:
+    case FieldKind::kFactors:
+      if (!py::isinstance<py::sequence>(o) || py::isinstance<py::str>(o))
+        throw py::type_error(what + " must be a sequence of numbers, got " + type_name(o));
+      for (py::handle x : py::reinterpret_borrow<py::sequence>(o)) a.list.push_back(as_number(x, what + " items"));
+      break;
+    case FieldKind::kChild:
+      if (!py::isinstance<Schedule>(o)) throw py::type_error(what + " must be a Schedule, got " + type_name(o));
+      a.children.push_back(o.cast<const Schedule&>().data());
+      break;
+    case FieldKind::kChildren:
+      if (!py::isinstance<py::sequence>(o) || py::isinstance<py::str>(o))
+        throw py::type_error(what + " must be a sequence of Schedules, got " + type_name(o));
+      for (py::handle x : py::reinterpret_borrow<py::sequence>(o)) {
+        if (!py::isinstance<Schedule>(x)) throw py::type_error(what + " must hold Schedules, got " + type_name(x));
+        a.children.push_back(x.cast<const Schedule&>().data());
+      }
+      break;
+  }
+  return a;
+}
+
+/** The schedule of kind `kind` from keyword arguments named as its row's fields (absent: None). */
+Schedule make(const std::string& kind, const py::dict& kwargs) {
+  const KindSpec* k = kind_spec(kind);
+  if (k == nullptr) {
+    std::string names;
+    for (const KindSpec& row : kinds::kKinds) names += (names.empty() ? "'" : ", '") + std::string(row.name) + "'";
+    invalid("Schedule.make", "kind", "one of " + names, "'" + kind + "'");
+  }
+  const int nf = field_count(*k);
+  for (auto item : kwargs) {
+    const std::string name = py::str(item.first);
+    bool known = false;
+    for (int i = 0; i < nf; ++i) known = known || name == k->fields[i].name;
+    if (!known) throw py::type_error(std::string(k->name) + "() got an unexpected keyword argument '" + name + "'");
+  }
+  std::vector<ScheduleArg> args;
+  for (int i = 0; i < nf; ++i) {
+    const char* name = k->fields[i].name;
+    const py::object value = kwargs.contains(name) ? py::object(kwargs[name]) : py::object(py::none());
+    args.push_back(from_python(k->name, k->fields[i], value));
+  }
+  ScheduleData d;
+  const std::string problem = build_schedule(kind, args, d);
+  if (!problem.empty()) throw py::value_error(problem);
   return Schedule(d);
 }
 
-// --- building ---------------------------------------------------------------------------------
-
-ScheduleData empty() {
-  ScheduleData d;
-  std::memset(&d, 0, sizeof d);  // also zeroes padding: equal schedules are equal bytes
-  return d;
-}
-
-Schedule leaf(const char* fn, Kind kind, std::initializer_list<double> params, int32_t flags = 0,
-              const std::vector<double>& values = {}) {
-  fits(fn, 1, static_cast<int>(values.size()));
-  ScheduleData d = empty();
-  ScheduleNode& n = d.nodes[0];
-  n.kind = kind;
-  n.flags = flags;
-  int i = 0;
-  for (double p : params) n.p[i++] = p;
-  derive_params(n);
-  n.vfirst = 0;
-  n.vcount = static_cast<int16_t>(values.size());
-  std::copy(values.begin(), values.end(), d.values);
-  d.n_nodes = 1;
-  d.n_values = static_cast<int32_t>(values.size());
-  return validated(d);
-}
-
-/** A composite node as the root, the children's nodes appended after it (their indices relocated). */
-Schedule composite(const char* fn, Kind kind, const std::vector<const Schedule*>& children,
-                   const std::vector<double>& values, std::initializer_list<double> params = {}, int32_t flags = 0) {
-  int nodes = 1, nvalues = static_cast<int>(values.size());
-  for (const Schedule* c : children) {
-    nodes += c->data().n_nodes;
-    nvalues += c->data().n_values;
-  }
-  fits(fn, nodes, nvalues);
-  ScheduleData d = empty();
-  ScheduleNode& root = d.nodes[0];
-  root.kind = kind;
-  root.flags = flags;
-  int i = 0;
-  for (double p : params) root.p[i++] = p;
-  derive_params(root);
-  root.vfirst = 0;
-  root.vcount = static_cast<int16_t>(values.size());
-  std::copy(values.begin(), values.end(), d.values);
-  d.n_values = static_cast<int32_t>(values.size());
-  root.cfirst = 0;
-  root.ccount = static_cast<int16_t>(children.size());
-  d.n_links = static_cast<int32_t>(children.size());
-  d.n_nodes = 1;
-  for (size_t c = 0; c < children.size(); ++c) {
-    const ScheduleData& s = children[c]->data();
-    const int node0 = d.n_nodes, value0 = d.n_values, link0 = d.n_links;
-    d.links[c] = static_cast<int16_t>(node0);
-    for (int k = 0; k < s.n_nodes; ++k) {
-      ScheduleNode n = s.nodes[k];
-      n.vfirst = static_cast<int16_t>(n.vfirst + value0);
-      n.cfirst = static_cast<int16_t>(n.cfirst + link0);
-      d.nodes[node0 + k] = n;
+/** Field `f`'s argument as Python shows it; children through `child` (a Schedule, or its state). */
+template <typename ChildFn>
+py::object to_python(const Field& f, const ScheduleArg& a, ChildFn child) {
+  auto numbers = [](const std::vector<double>& v, bool as_int) {
+    py::list out;
+    for (double x : v) {
+      if (as_int) out.append(py::int_(static_cast<long long>(x)));
+      else out.append(x);
     }
-    for (int k = 0; k < s.n_values; ++k) d.values[value0 + k] = s.values[k];
-    for (int k = 0; k < s.n_links; ++k) d.links[link0 + k] = static_cast<int16_t>(s.links[k] + node0);
-    d.n_nodes += s.n_nodes;
-    d.n_values += s.n_values;
-    d.n_links += s.n_links;
-  }
-  return validated(d);
-}
-
-int32_t choose(const char* fn, const char* arg, const std::string& value, std::initializer_list<const char*> options) {
-  int32_t i = 0;
-  std::string list;
-  for (const char* o : options) {
-    if (value == o) return i;
-    list += (i ? ", '" : "'") + std::string(o) + "'";
-    ++i;
-  }
-  invalid(fn, arg, "one of " + list, "'" + value + "'");
-}
-
-// --- repr ---------------------------------------------------------------------------------------
-
-std::string num(double x) { return format_number(x); }
-/** A length or a step: printed as an integer when it is a whole number (lengths may be fractional). */
-std::string count(double x) { return format_number(x, true); }
-
-std::string node_repr(const ScheduleData& d, int i) {
-  const ScheduleNode& n = d.nodes[i];
-  const double* p = n.p;
-  auto vals = [&](int first, int count, bool as_int) {
-    std::string out = "[";
-    for (int k = 0; k < count; ++k) {
-      const double v = d.values[n.vfirst + first + k];
-      out += (k ? ", " : "") + format_number(v, as_int);
-    }
-    return out + "]";
+    return out;
   };
-  auto kids = [&]() {
-    std::string out = "[";
-    for (int k = 0; k < n.ccount; ++k) out += (k ? ", " : "") + node_repr(d, d.links[n.cfirst + k]);
-    return out + "]";
-  };
-  switch (n.kind) {
-    case Kind::kConstant:
-      return "constant(factor=" + num(p[0]) + (p[1] < 0 ? std::string() : ", total_steps=" + count(p[1])) + ")";
-    case Kind::kStep:
-      return "step(step_size=" + count(p[0]) + ", gamma=" + num(p[1]) + ")";
-    case Kind::kMultiStep:
-      return "multistep(milestones=" + vals(0, n.vcount, true) + ", gamma=" + num(p[0]) + ")";
-    case Kind::kLinear:
-      return "linear(start_factor=" + num(p[0]) + ", end_factor=" + num(p[1]) + ", total_steps=" + count(p[2]) + ")";
-    case Kind::kExponential:
-      return (n.flags & 1) ? "exponential(rate=" + num(p[1]) + ")" : "exponential(gamma=" + num(p[0]) + ")";
-    case Kind::kInverseTime:
-      return "inverse_time(rate=" + num(p[0]) + ", decay_steps=" + count(p[1]) +
-             ", staircase=" + ((n.flags & 1) ? "True" : "False") + ")";
-    case Kind::kPolynomial:
-      return "polynomial(total_steps=" + count(p[0]) + ", power=" + num(p[1]) + ", end_factor=" + num(p[2]) + ")";
-    case Kind::kCosine:
-      return "cosine(T_max=" + count(p[0]) + ", eta_min=" + num(p[1]) +
-             ", periodic=" + ((n.flags & 1) ? "True" : "False") + ")";
-    case Kind::kCosineRestarts:
-      return "cosine_restarts(T_0=" + count(p[0]) + ", T_mult=" + num(p[1]) + ", eta_min=" + num(p[2]) +
-             ", reach_min=" + ((n.flags & 1) ? "True" : "False") + ")";
-    case Kind::kCyclic: {
-      static const char* modes[] = {"'triangular'", "'triangular2'", "'exp_range'"};
-      // p2 = up + down, p3 = up / p2: recover up, snapping the product's rounding error to a whole step.
-      double up = p[2] * p[3];
-      if (std::fabs(up - std::round(up)) <= 1e-9 * std::fmax(1.0, up)) up = std::round(up);
-      return "cyclic(base_lr=" + num(p[0]) + ", max_lr=" + num(p[1]) + ", step_size_up=" + count(up) +
-             ", step_size_down=" + count(p[2] - up) + ", mode=" + modes[n.flags & 3] + ", gamma=" + num(p[4]) +
-             ((n.flags & 4) ? ", inverted=True" : "") + ")";
+  switch (f.kind) {
+    case FieldKind::kNumber:
+      if (!a.given) return py::none();
+      if (counts_steps(f) && a.number == std::floor(a.number)) return py::int_(static_cast<long long>(a.number));
+      return py::float_(a.number);
+    case FieldKind::kBool: return py::bool_(a.number != 0.0);
+    case FieldKind::kChoice: return py::str(a.text);
+    case FieldKind::kSteps: return numbers(a.list, true);
+    case FieldKind::kFactors: return numbers(a.list, false);
+    case FieldKind::kChild: return child(a.children.at(0));
+    case FieldKind::kChildren: {
+      py::list out;
+      for (const ScheduleData& c : a.children) out.append(child(c));
+      return out;
     }
-    case Kind::kOneCycle:
-      return "one_cycle(total_steps=" + count(p[4]) + ", initial=" + num(p[0]) + ", peak=" + num(p[1]) +
-             ", final=" + num(p[2]) + ", pct_start=" + num(p[3]) + ", anneal_strategy=" +
-             ((n.flags & 1) ? "'linear'" : "'cos'") + ", three_phase=" + ((n.flags & 2) ? "True" : "False") + ")";
-    case Kind::kInverseSqrt:
-      return "inverse_sqrt(timescale=" + num(p[0]) + ")";
-    case Kind::kWsd: {
-      static const char* shapes[] = {"'linear'", "'cosine'", "'sqrt'"};
-      return "wsd(total_steps=" + count(p[1] + p[2]) + ", warmup_steps=" + count(p[0]) + ", decay_steps=" +
-             count(p[2]) + ", decay=" + shapes[n.flags] + ", min_factor=" + num(p[3]) +
-             ", warmup_start_factor=" + num(p[4]) + ")";
-    }
-    case Kind::kPiecewiseConstant: {
-      const int k = n.vcount / 2;
-      return "piecewise_constant(boundaries=" + vals(0, k, true) + ", factors=" + vals(k, k + 1, false) + ")";
-    }
-    case Kind::kPiecewiseLinear: {
-      const int k = n.vcount / 2;
-      return "piecewise_linear(steps=" + vals(0, k, true) + ", factors=" + vals(k, k, false) + ")";
-    }
-    case Kind::kWarmup:
-      return "warmup(" + node_repr(d, d.links[n.cfirst]) + ", steps=" + count(p[0]) + ", start_factor=" + num(p[1]) +
-             ", mode=" + ((n.flags & 1) ? "'exponential'" : "'linear'") + ")";
-    case Kind::kSequential:
-      return "sequential(" + kids() + ", boundaries=" + vals(0, n.vcount, true) + ")";
-    case Kind::kChained:
-      return "chained(" + kids() + ")";
-    default:
-      return "<invalid schedule node>";
   }
+  return py::none();
 }
 
-bool same(const ScheduleData& a, const ScheduleData& b) {
-  if (a.n_nodes != b.n_nodes || a.n_values != b.n_values || a.n_links != b.n_links) return false;
-  for (int i = 0; i < a.n_nodes; ++i) {
-    const ScheduleNode &x = a.nodes[i], &y = b.nodes[i];
-    if (x.kind != y.kind || x.flags != y.flags || x.vfirst != y.vfirst || x.vcount != y.vcount ||
-        x.cfirst != y.cfirst || x.ccount != y.ccount)
-      return false;
-    for (int k = 0; k < kScheduleParams; ++k)
-      if (x.p[k] != y.p[k]) return false;
-  }
-  for (int i = 0; i < a.n_values; ++i)
-    if (a.values[i] != b.values[i]) return false;
-  for (int i = 0; i < a.n_links; ++i)
-    if (a.links[i] != b.links[i]) return false;
-  return true;
+/** The root's arguments by field name; children through `child`. */
+template <typename ChildFn>
+py::dict arguments(const ScheduleData& d, ChildFn child) {
+  const KindSpec* k = kind_spec(d.nodes[0].kind);
+  const std::vector<ScheduleArg> args = schedule_arguments(d, 0);
+  py::dict out;
+  for (size_t i = 0; i < args.size(); ++i) out[k->fields[i].name] = to_python(k->fields[i], args[i], child);
+  return out;
 }
 
-// --- pickling: a tuple of plain numbers, checked on the way back in ----------------------------
+// --- pickling: the factory arguments (format 2), checked on the way back in ----------------------
 
-py::tuple get_state(const Schedule& s) {
-  const ScheduleData& d = s.data();
-  py::list nodes, values, links;
+py::tuple get_state(const ScheduleData& d) {
+  return py::make_tuple(2, schedule_kind_name(d.nodes[0].kind),
+                        arguments(d, [](const ScheduleData& c) -> py::object { return get_state(c); }));
+}
+
+Schedule set_state(const py::tuple& state, int depth = 0);
+
+/** Format 1 (fusedlr 0.1): node slots as numbers, derived slots recomputed, cyclic/wsd moved. */
+Schedule set_state_format1(const py::tuple& state, const char* ctx) {
+  auto bad = [ctx](const std::string& why) { throw py::value_error(std::string(ctx) + ": " + why); };
+  ScheduleData d = empty_schedule();
+  const auto nodes = state[1].cast<py::sequence>();
+  const auto values = state[2].cast<std::vector<double>>();
+  const auto links = state[3].cast<std::vector<int64_t>>();
+  if (nodes.size() < 1 || nodes.size() > static_cast<size_t>(kMaxScheduleNodes))
+    bad("a schedule has 1 to " + std::to_string(kMaxScheduleNodes) + " nodes, got " + std::to_string(nodes.size()));
+  if (values.size() > static_cast<size_t>(kMaxScheduleValues))
+    bad("a schedule holds at most " + std::to_string(kMaxScheduleValues) + " values, got " +
+        std::to_string(values.size()));
+  if (links.size() > static_cast<size_t>(kMaxScheduleNodes))
+    bad("a schedule has at most " + std::to_string(kMaxScheduleNodes) + " child links, got " +
+        std::to_string(links.size()));
+  d.n_nodes = static_cast<int32_t>(nodes.size());
+  d.n_values = static_cast<int32_t>(values.size());
+  d.n_links = static_cast<int32_t>(links.size());
+  std::copy(values.begin(), values.end(), d.values);
+  for (size_t i = 0; i < links.size(); ++i) {
+    if (links[i] <= 0 || links[i] >= d.n_nodes) bad("child index out of range: " + std::to_string(links[i]));
+    d.links[i] = static_cast<int16_t>(links[i]);
+  }
   for (int i = 0; i < d.n_nodes; ++i) {
-    const ScheduleNode& n = d.nodes[i];
-    py::list params;
-    for (double p : n.p) params.append(p);
-    nodes.append(py::make_tuple(static_cast<int32_t>(n.kind), n.flags, n.vfirst, n.vcount, n.cfirst, n.ccount,
-                                py::tuple(params)));
+    const auto t = nodes[static_cast<size_t>(i)].cast<py::sequence>();
+    if (t.size() != 7) bad("node " + std::to_string(i) + " must be (kind, flags, vfirst, vcount, cfirst, ccount, params)");
+    ScheduleNode& n = d.nodes[i];
+    const int64_t kind = t[0].cast<int64_t>();
+    if (kind < 0 || kind >= static_cast<int64_t>(ScheduleKind::kCount)) bad("unknown node kind " + std::to_string(kind));
+    n.kind = static_cast<ScheduleKind>(kind);
+    n.flags = t[1].cast<int32_t>();
+    n.vfirst = t[2].cast<int16_t>();
+    n.vcount = t[3].cast<int16_t>();
+    n.cfirst = t[4].cast<int16_t>();
+    n.ccount = t[5].cast<int16_t>();
+    const auto params = t[6].cast<std::vector<double>>();
+    if (params.size() != kScheduleParams) bad("node " + std::to_string(i) + " must have 6 parameters");
+    std::copy(params.begin(), params.end(), n.p);
+    upgrade_format1_params(n);
+    derive_params(n);  // never trusted from outside
   }
-  for (int i = 0; i < d.n_values; ++i) values.append(d.values[i]);
-  for (int i = 0; i < d.n_links; ++i) links.append(d.links[i]);
-  return py::make_tuple(1, py::tuple(nodes), py::tuple(values), py::tuple(links));
+  const std::string error = schedule_error(d);
+  if (!error.empty()) bad(error);
+  return Schedule(d);
 }
 
 /**
  * The inverse of get_state, for a state from anywhere (a pickle, a loaded state_dict: a file
- * someone sent): only the shape of the tuple is parsed here; the derived slots are recomputed and
- * every value then goes through the one validator. Any bad state raises TypeError/ValueError.
+ * someone sent): parsed, never evaluated, and built by the same factory path (format 2) or put
+ * through the one validator (format 1). Any bad state raises TypeError/ValueError.
  */
-Schedule set_state(const py::tuple& state) {
+Schedule set_state(const py::tuple& state, int depth) {
   static const char* ctx = "Schedule.__setstate__";
-  auto bad = [](const std::string& why) { throw py::value_error(std::string(ctx) + ": " + why); };
-  ScheduleData d = empty();
+  // A schedule nests at most kMaxScheduleNodes deep: deeper states are refused before they recurse.
+  if (depth >= kMaxScheduleNodes)
+    throw py::value_error(std::string(ctx) + ": a schedule has at most " + std::to_string(kMaxScheduleNodes) + " nodes");
   try {
-    if (state.size() != 4 || state[0].cast<int64_t>() != 1)
-      bad("unknown state format (expected (1, nodes, values, links))");
-    const auto nodes = state[1].cast<py::sequence>();
-    const auto values = state[2].cast<std::vector<double>>();
-    const auto links = state[3].cast<std::vector<int64_t>>();
-    if (nodes.size() < 1 || nodes.size() > static_cast<size_t>(kMaxScheduleNodes))
-      bad("a schedule has 1 to " + std::to_string(kMaxScheduleNodes) + " nodes, got " + std::to_string(nodes.size()));
-    if (values.size() > static_cast<size_t>(kMaxScheduleValues))
-      bad("a schedule holds at most " + std::to_string(kMaxScheduleValues) + " values, got " +
-          std::to_string(values.size()));
-    if (links.size() > static_cast<size_t>(kMaxScheduleNodes))
-      bad("a schedule has at most " + std::to_string(kMaxScheduleNodes) + " child links, got " +
-          std::to_string(links.size()));
-    d.n_nodes = static_cast<int32_t>(nodes.size());
-    d.n_values = static_cast<int32_t>(values.size());
-    d.n_links = static_cast<int32_t>(links.size());
-    std::copy(values.begin(), values.end(), d.values);
-    for (size_t i = 0; i < links.size(); ++i) {
-      if (links[i] <= 0 || links[i] >= d.n_nodes) bad("child index out of range: " + std::to_string(links[i]));
-      d.links[i] = static_cast<int16_t>(links[i]);
+    const int64_t format = state.size() > 0 ? state[0].cast<int64_t>() : 0;
+    if (format == 1 && state.size() == 4) return set_state_format1(state, ctx);
+    if (format != 2 || state.size() != 3)
+      throw py::value_error(std::string(ctx) + ": unknown state format (expected (2, kind, arguments))");
+    const std::string kind = state[1].cast<std::string>();
+    const py::dict given = state[2].cast<py::dict>();
+    const KindSpec* k = kind_spec(kind);
+    if (k == nullptr) throw py::value_error(std::string(ctx) + ": unknown schedule kind '" + kind + "'");
+    py::dict kwargs;
+    for (auto item : given) {
+      const std::string name = py::str(item.first);
+      py::object value = py::reinterpret_borrow<py::object>(item.second);
+      for (int i = 0; i < field_count(*k); ++i) {
+        const Field& f = k->fields[i];
+        if (name != f.name) continue;
+        auto child = [&](py::handle c) {
+          if (!py::isinstance<py::tuple>(c))
+            throw py::type_error(std::string(ctx) + ": malformed state (" + f.name + " must hold child states, got " +
+                                 type_name(c) + ")");
+          return py::cast(set_state(py::reinterpret_borrow<py::tuple>(c), depth + 1));
+        };
+        if (f.kind == FieldKind::kChild) value = child(value);
+        if (f.kind == FieldKind::kChildren) {
+          if (!py::isinstance<py::sequence>(value))
+            throw py::type_error(std::string(ctx) + ": malformed state (" + f.name + " must be a list, got " +
+                                 type_name(value) + ")");
+          py::list children;
+          for (py::handle c : py::reinterpret_borrow<py::sequence>(value)) children.append(child(c));
+          value = children;
+        }
+      }
+      kwargs[py::str(name)] = value;
     }
-    for (int i = 0; i < d.n_nodes; ++i) {
-      const auto t = nodes[static_cast<size_t>(i)].cast<py::sequence>();
-      if (t.size() != 7) bad("node " + std::to_string(i) + " must be (kind, flags, vfirst, vcount, cfirst, ccount, params)");
-      ScheduleNode& n = d.nodes[i];
-      const int64_t kind = t[0].cast<int64_t>();
-      if (kind < 0 || kind >= static_cast<int64_t>(Kind::kCount)) bad("unknown node kind " + std::to_string(kind));
-      n.kind = static_cast<Kind>(kind);
-      n.flags = t[1].cast<int32_t>();
-      n.vfirst = t[2].cast<int16_t>();
-      n.vcount = t[3].cast<int16_t>();
-      n.cfirst = t[4].cast<int16_t>();
-      n.ccount = t[5].cast<int16_t>();
-      const auto params = t[6].cast<std::vector<double>>();
-      if (params.size() != kScheduleParams) bad("node " + std::to_string(i) + " must have 6 parameters");
-      std::copy(params.begin(), params.end(), n.p);
-      derive_params(n);  // never trusted from outside
+    try {
+      return make(kind, kwargs);
+    } catch (py::value_error& e) {
+      throw py::value_error(std::string(ctx) + ": " + e.what());
     }
   } catch (const py::cast_error& e) {
     throw py::type_error(std::string(ctx) + ": malformed state (" + e.what() + ")");
   }
-  return validated(d, ctx);
-}
-
-std::vector<const Schedule*> pointers(const std::vector<Schedule>& v) {
-  std::vector<const Schedule*> out;
-  for (const Schedule& s : v) out.push_back(&s);
-  return out;
 }
 
 /**
@@ -478,7 +430,7 @@ class ScheduleApplier {
   bool operator==(const ScheduleApplier& o) const {
     if (schedules_.size() != o.schedules_.size() || !key_.equal(o.key_)) return false;
     for (size_t i = 0; i < schedules_.size(); ++i)
-      if (!same(schedules_[i].data(), o.schedules_[i].data())) return false;
+      if (!same_schedule(schedules_[i].data(), o.schedules_[i].data())) return false;
     return true;
   }
 };
@@ -488,7 +440,7 @@ class ScheduleApplier {
  * as the schedule computes them (in int64), fractional ones (torch's fractional epochs) in doubles.
  */
 void restart_cycle_at(const ScheduleData& d, double x, const char* ctx, double& start, double& len) {
-  if (d.nodes[0].kind != ScheduleKind::kCosineRestarts) invalid(ctx, "schedule", "a cosine_restarts schedule", node_repr(d, 0));
+  if (d.nodes[0].kind != ScheduleKind::kCosineRestarts) invalid(ctx, "schedule", "a cosine_restarts schedule", schedule_repr(d));
   if (!(x >= 0.0 && x <= static_cast<double>(kMaxScheduleStep))) invalid(ctx, "step", "a step in [0, 2**62]", format_number(x));
   const double* p = d.nodes[0].p;
   double next;
@@ -644,202 +596,29 @@ fractional (torch's ``step(epoch)`` takes fractional epochs).)pbdoc")
       .def_property_readonly_static(
           "nbytes", [](py::object) { return sizeof(ScheduleData); },
           R"pbdoc(sizeof(ScheduleData): what a kernel launch copies.)pbdoc")
-      .def("__repr__", [](const Schedule& s) { return node_repr(s.data(), 0); })
-      .def("__eq__", [](const Schedule& a, const Schedule& b) { return same(a.data(), b.data()); }, py::is_operator())
-      .def("__hash__", [](const Schedule& s) { return py::hash(get_state(s)); })
-      .def(py::pickle(&get_state, &set_state))
+      .def_property_readonly(
+          "arguments",
+          [](const Schedule& s) { return arguments(s.data(), [](const ScheduleData& c) { return py::cast(Schedule(c)); }); },
+          R"pbdoc(The arguments of the outermost schedule's factory, by name (children as Schedules): what ``repr`` shows.)pbdoc")
+      .def("__repr__", [](const Schedule& s) { return schedule_repr(s.data()); })
+      .def("__eq__", [](const Schedule& a, const Schedule& b) { return same_schedule(a.data(), b.data()); },
+           py::is_operator())
+      .def("__hash__", [](const Schedule& s) {
+        const ScheduleData canonical = subtree(s.data(), 0);  // equal schedules, equal hashes
+        return py::hash(py::bytes(reinterpret_cast<const char*>(&canonical), sizeof(ScheduleData)));
+      })
+      .def(py::pickle([](const Schedule& s) { return get_state(s.data()); }, [](const py::tuple& t) { return set_state(t); }))
       .def("__copy__", [](const Schedule& s) { return s; })
       .def("__deepcopy__", [](const Schedule& s, py::dict) { return s; }, py::arg("memo"));
 
-  // --- factories (names and arguments as in fusedlr.schedules) --------------------------------
-  // Each factory only translates its arguments into a node (choices spelled as strings, which of
-  // two arguments is given, sorting); the ranges of the values are checked once, by
-  // schedule_error(), on the node it builds.
-
+  // --- the one factory: a kind's row (fusedlr/schedule_kinds.h) says what it takes --------------
   cls.def_static(
-      "constant",
-      [](double factor, std::optional<int64_t> total_steps) {
-        return leaf("constant", Kind::kConstant, {factor, total_steps ? static_cast<double>(*total_steps) : -1.0});
-      },
-      py::arg("factor") = 1.0, py::arg("total_steps") = py::none(),
-      R"pbdoc(base_lr * factor, for the first total_steps steps (all steps when None), then base_lr.)pbdoc");
+      "make",
+      [](const std::string& kind, const py::kwargs& arguments) { return make(kind, arguments); }, py::arg("kind"),
+      R"pbdoc(The schedule of kind ``kind`` ("cosine", "warmup", ...) from its arguments by name.
 
-  cls.def_static(
-      "step",
-      [](int64_t step_size, double gamma) {
-        return leaf("step", Kind::kStep, {static_cast<double>(step_size), gamma});
-      },
-      py::arg("step_size"), py::arg("gamma") = 0.1, R"pbdoc(base_lr * gamma ** (step // step_size).)pbdoc");
-
-  cls.def_static(
-      "multistep",
-      [](std::vector<int64_t> milestones, double gamma) {
-        std::sort(milestones.begin(), milestones.end());
-        return leaf("multistep", Kind::kMultiStep, {gamma}, 0,
-                    std::vector<double>(milestones.begin(), milestones.end()));
-      },
-      py::arg("milestones"), py::arg("gamma") = 0.1,
-      R"pbdoc(base_lr * gamma ** (number of milestones <= step); a repeated milestone counts twice.)pbdoc");
-
-  cls.def_static(
-      "linear",
-      [](double start_factor, double end_factor, double total_steps) {
-        return leaf("linear", Kind::kLinear, {start_factor, end_factor, total_steps});
-      },
-      py::arg("start_factor") = 1.0 / 3, py::arg("end_factor") = 1.0, py::arg("total_steps") = 5.0,
-      R"pbdoc(base_lr * (start + (end - start) * min(step, total_steps) / total_steps); total_steps > 0 may be fractional.)pbdoc");
-
-  cls.def_static(
-      "exponential",
-      [](std::optional<double> gamma, std::optional<double> rate) {
-        if (gamma.has_value() == rate.has_value())
-          throw py::value_error("exponential: give exactly one of gamma and rate");
-        if (gamma) return leaf("exponential", Kind::kExponential, {*gamma, 0.0}, 0);
-        return leaf("exponential", Kind::kExponential, {0.0, *rate}, 1);
-      },
-      py::arg("gamma") = py::none(), py::arg("rate") = py::none(),
-      R"pbdoc(base_lr * gamma ** step, or base_lr * exp(-rate * step).)pbdoc");
-
-  cls.def_static(
-      "inverse_time",
-      [](double rate, double decay_steps, bool staircase) {
-        return leaf("inverse_time", Kind::kInverseTime, {rate, decay_steps}, staircase ? 1 : 0);
-      },
-      py::arg("rate"), py::arg("decay_steps") = 1.0, py::arg("staircase") = false,
-      R"pbdoc(base_lr / (1 + rate * step / decay_steps) (floor of the quotient when staircase).)pbdoc");
-
-  cls.def_static(
-      "polynomial",
-      [](double total_steps, double power, double end_factor) {
-        return leaf("polynomial", Kind::kPolynomial, {total_steps, power, end_factor});
-      },
-      py::arg("total_steps") = 5.0, py::arg("power") = 1.0, py::arg("end_factor") = 0.0,
-      R"pbdoc((base_lr - e) * (1 - min(step, total_steps) / total_steps) ** power + e, e = base_lr * end_factor.)pbdoc");
-
-  cls.def_static(
-      "cosine",
-      [](double T_max, double eta_min, bool periodic) {
-        return leaf("cosine", Kind::kCosine, {T_max, eta_min}, periodic ? 1 : 0);
-      },
-      py::arg("T_max"), py::arg("eta_min") = 0.0, py::arg("periodic") = false,
-      R"pbdoc(eta_min + (base_lr - eta_min) * (1 + cos(pi * step / T_max)) / 2; held at eta_min after T_max unless periodic.)pbdoc");
-
-  cls.def_static(
-      "cosine_restarts",
-      [](int64_t T_0, double T_mult, double eta_min, bool reach_min) {
-        return leaf("cosine_restarts", Kind::kCosineRestarts, {static_cast<double>(T_0), T_mult, eta_min},
-                    reach_min ? 1 : 0);
-      },
-      py::arg("T_0"), py::arg("T_mult") = 1.0, py::arg("eta_min") = 0.0, py::arg("reach_min") = false,
-      R"pbdoc(Cosine annealing restarted every cycle; cycle i lasts T_0 * T_mult ** i steps.)pbdoc");
-
-  cls.def_static(
-      "cyclic",
-      [](double base_lr, double max_lr, double step_size_up, std::optional<double> step_size_down,
-         const std::string& mode, double gamma, bool inverted) {
-        const int32_t m = choose("cyclic", "mode", mode, {"triangular", "triangular2", "exp_range"});
-        if (!(step_size_up > 0)) invalid("cyclic", "step_size_up", "> 0", num(step_size_up));
-        const double down = step_size_down.value_or(step_size_up);
-        if (!(down >= 0)) invalid("cyclic", "step_size_down", ">= 0", num(down));
-        // torch.optim.lr_scheduler.CyclicLR: total_size = up + down, step_ratio = up / total_size
-        const double total = step_size_up + down;
-        return leaf("cyclic", Kind::kCyclic, {base_lr, max_lr, total, step_size_up / total, gamma},
-                    m | (inverted ? 4 : 0));
-      },
-      py::arg("base_lr"), py::arg("max_lr"), py::arg("step_size_up") = 2000.0, py::arg("step_size_down") = py::none(),
-      py::arg("mode") = "triangular", py::arg("gamma") = 1.0, py::arg("inverted") = false,
-      R"pbdoc(torch's CyclicLR policy between base_lr and max_lr (absolute: base_lr of the call is ignored).
-
-inverted=True runs from max_lr down to base_lr and back, as torch cycles momentum.)pbdoc");
-
-  cls.def_static(
-      "one_cycle",
-      [](int64_t total_steps, double initial, double peak, double final_, double pct_start,
-         const std::string& anneal_strategy, bool three_phase) {
-        const int32_t anneal = choose("one_cycle", "anneal_strategy", anneal_strategy, {"cos", "linear"});
-        return leaf("one_cycle", Kind::kOneCycle, {initial, peak, final_, pct_start, static_cast<double>(total_steps)},
-                    anneal | (three_phase ? 2 : 0));
-      },
-      py::arg("total_steps"), py::arg("initial"), py::arg("peak"), py::arg("final"), py::arg("pct_start") = 0.3,
-      py::arg("anneal_strategy") = "cos", py::arg("three_phase") = false,
-      R"pbdoc(torch's OneCycleLR shape through absolute values initial -> peak (-> initial) -> final; held after.)pbdoc");
-
-  cls.def_static(
-      "inverse_sqrt", [](double timescale) { return leaf("inverse_sqrt", Kind::kInverseSqrt, {timescale}); },
-      py::arg("timescale") = 1.0, R"pbdoc(base_lr / sqrt(1 + step / timescale).)pbdoc");
-
-  cls.def_static(
-      "wsd",
-      [](int64_t total_steps, int64_t warmup_steps, int64_t decay_steps, const std::string& decay, double min_factor,
-         double warmup_start_factor) {
-        const int32_t shape = choose("wsd", "decay", decay, {"linear", "cosine", "sqrt"});
-        if (total_steps < 1) invalid("wsd", "total_steps", ">= 1", std::to_string(total_steps));
-        return leaf("wsd", Kind::kWsd,
-                    {static_cast<double>(warmup_steps), static_cast<double>(total_steps) - static_cast<double>(decay_steps),
-                     static_cast<double>(decay_steps), min_factor, warmup_start_factor},
-                    shape);
-      },
-      py::arg("total_steps"), py::arg("warmup_steps"), py::arg("decay_steps"), py::arg("decay") = "linear",
-      py::arg("min_factor") = 0.0, py::arg("warmup_start_factor") = 0.0,
-      R"pbdoc(Warmup-stable-decay: linear warmup, base_lr, then a linear/cosine/1-sqrt decay over the last decay_steps.)pbdoc");
-
-  cls.def_static(
-      "piecewise_constant",
-      [](const std::vector<int64_t>& boundaries, const std::vector<double>& factors) {
-        if (factors.size() != boundaries.size() + 1)
-          invalid("piecewise_constant", "factors", "one longer than boundaries (" + std::to_string(boundaries.size() + 1) +
-                  " values)", std::to_string(factors.size()) + " values");
-        std::vector<double> v(boundaries.begin(), boundaries.end());
-        v.insert(v.end(), factors.begin(), factors.end());
-        return leaf("piecewise_constant", Kind::kPiecewiseConstant, {}, 0, v);
-      },
-      py::arg("boundaries"), py::arg("factors"),
-      R"pbdoc(base_lr * factors[i] where i = number of boundaries <= step.)pbdoc");
-
-  cls.def_static(
-      "piecewise_linear",
-      [](const std::vector<int64_t>& steps, const std::vector<double>& factors) {
-        if (steps.empty()) invalid("piecewise_linear", "steps", "non-empty", "[]");
-        if (factors.size() != steps.size())
-          invalid("piecewise_linear", "factors", "as long as steps (" + std::to_string(steps.size()) + " values)",
-                  std::to_string(factors.size()) + " values");
-        std::vector<double> v(steps.begin(), steps.end());
-        v.insert(v.end(), factors.begin(), factors.end());
-        return leaf("piecewise_linear", Kind::kPiecewiseLinear, {}, 0, v);
-      },
-      py::arg("steps"), py::arg("factors"),
-      R"pbdoc(base_lr * the linear interpolation of (steps, factors); held outside [steps[0], steps[-1]].)pbdoc");
-
-  cls.def_static(
-      "warmup",
-      [](const Schedule& schedule, int64_t steps, double start_factor, const std::string& mode) {
-        const int32_t m = choose("warmup", "mode", mode, {"linear", "exponential"});
-        return composite("warmup", Kind::kWarmup, {&schedule}, {}, {static_cast<double>(steps), start_factor}, m);
-      },
-      py::arg("schedule"), py::arg("steps"), py::arg("start_factor") = 0.0, py::arg("mode") = "linear",
-      R"pbdoc(Ramp from start_factor * schedule(0) to schedule(0) over `steps` steps, then schedule(step - steps).)pbdoc");
-
-  cls.def_static(
-      "sequential",
-      [](const std::vector<Schedule>& schedules, const std::vector<int64_t>& boundaries) {
-        if (schedules.empty()) invalid("sequential", "schedules", "a non-empty list", "[]");
-        if (boundaries.size() + 1 != schedules.size())
-          invalid("sequential", "boundaries", "one shorter than schedules (" + std::to_string(schedules.size() - 1) +
-                  " boundaries)", std::to_string(boundaries.size()) + " boundaries");
-        return composite("sequential", Kind::kSequential, pointers(schedules),
-                         std::vector<double>(boundaries.begin(), boundaries.end()));
-      },
-      py::arg("schedules"), py::arg("boundaries"),
-      R"pbdoc(schedules[i] from boundaries[i-1] on, seeing step - boundaries[i-1]; boundary 0 skips a schedule.)pbdoc");
-
-  cls.def_static(
-      "chained",
-      [](const std::vector<Schedule>& schedules) {
-        if (schedules.empty()) invalid("chained", "schedules", "a non-empty list", "[]");
-        return composite("chained", Kind::kChained, pointers(schedules), {});
-      },
-      py::arg("schedules"),
-      R"pbdoc(Each schedule's value is the next one's base_lr: the product of multiplicative schedules.)pbdoc");
+The functions of :mod:`fusedlr.schedules` call this with every argument of theirs; an argument left
+out counts as None. Every schedule is checked here: ``ValueError`` names the argument at fault.)pbdoc");
 }
 
 }  // namespace fusedlr

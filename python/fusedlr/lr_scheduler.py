@@ -56,6 +56,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING
 from torch.optim.lr_scheduler import LRScheduler
 
+from . import schedules as S
 from ._C import Schedule
 from ._C import ScheduleApplier as _ScheduleApplier
 from ._in_kernel import lr_at, refuse_second_schedule
@@ -589,7 +590,7 @@ class StepLR(ClosedFormLR, _torch_lr.StepLR):
             size = abs(size)
             whole = _whole(size)
             size = min(whole, _MAX_STEP) if whole is not None else fractions.Fraction(size).numerator
-        return [Schedule.step(size, self.gamma)] * len(self.base_lrs)
+        return [S.step(size, self.gamma)] * len(self.base_lrs)
 
 
 class MultiStepLR(ClosedFormLR, _torch_lr.MultiStepLR):
@@ -618,7 +619,7 @@ class MultiStepLR(ClosedFormLR, _torch_lr.MultiStepLR):
     def _build(self) -> list[Schedule]:
         # torch decays when last_epoch (a whole step >= 0) is a milestone: only those count.
         reached = [w for w in map(_whole, self.milestones) if w is not None and 0 <= w <= _MAX_STEP]
-        return [Schedule.multistep(reached, self.gamma)] * len(self.base_lrs)
+        return [S.multistep(reached, self.gamma)] * len(self.base_lrs)
 
 
 class ConstantLR(ClosedFormLR, _torch_lr.ConstantLR):
@@ -650,7 +651,7 @@ class ConstantLR(ClosedFormLR, _torch_lr.ConstantLR):
         # other total_iters (0, negative, 4.5) keeps the factor for ever.
         total = _whole(self.total_iters)
         lifted = total is not None and 0 < total <= _MAX_STEP
-        return [Schedule.constant(self.factor, total if lifted else None)] * len(self.base_lrs)
+        return [S.constant(self.factor, total if lifted else None)] * len(self.base_lrs)
 
 
 class LinearLR(ClosedFormLR, _torch_lr.LinearLR):
@@ -687,10 +688,10 @@ class LinearLR(ClosedFormLR, _torch_lr.LinearLR):
         s, e, T = self.start_factor, self.end_factor, float(self.total_iters)
         k = math.floor(T) if math.isfinite(T) else None
         if k is None or k < 1:
-            return [Schedule.constant(s)] * len(self.base_lrs)
+            return [S.constant(s)] * len(self.base_lrs)
         k = min(k, _MAX_STEP)
         end = e if k == T else s + (e - s) * k / T
-        return [Schedule.linear(s, end, k)] * len(self.base_lrs)
+        return [S.linear(s, end, k)] * len(self.base_lrs)
 
 
 class ExponentialLR(ClosedFormLR, _torch_lr.ExponentialLR):
@@ -712,7 +713,7 @@ class ExponentialLR(ClosedFormLR, _torch_lr.ExponentialLR):
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.exponential(self.gamma)] * len(self.base_lrs)
+        return [S.exponential(self.gamma)] * len(self.base_lrs)
 
 
 class PolynomialLR(ClosedFormLR, _torch_lr.PolynomialLR):
@@ -741,13 +742,13 @@ class PolynomialLR(ClosedFormLR, _torch_lr.PolynomialLR):
         # the value of k = floor(T) is held from k + 1 on; T < 1 (or <= 0) never decays.
         T = float(self.total_iters)
         if not (math.isfinite(T) and T >= 1):
-            return [Schedule.constant()] * len(self.base_lrs)
-        decay = Schedule.polynomial(T, self.power, 0.0)
+            return [S.constant()] * len(self.base_lrs)
+        decay = S.polynomial(T, self.power, 0.0)
         k = math.floor(T)
         if k == T or k >= _MAX_STEP:
             return [decay] * len(self.base_lrs)
-        held = Schedule.constant((1.0 - k / T) ** self.power)
-        return [Schedule.sequential([decay, held], [k + 1])] * len(self.base_lrs)
+        held = S.constant((1.0 - k / T) ** self.power)
+        return [S.sequential([decay, held], [k + 1])] * len(self.base_lrs)
 
 
 class CosineAnnealingLR(ClosedFormLR, _torch_lr.CosineAnnealingLR):
@@ -775,7 +776,7 @@ class CosineAnnealingLR(ClosedFormLR, _torch_lr.CosineAnnealingLR):
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.cosine(self.T_max, self.eta_min, True)] * len(self.base_lrs)
+        return [S.cosine(self.T_max, self.eta_min, True)] * len(self.base_lrs)
 
     def _floors(self) -> list[float]:
         return [float(self.eta_min)] * len(self.base_lrs)
@@ -824,7 +825,7 @@ class CosineAnnealingWarmRestarts(ClosedFormLR, _torch_lr.CosineAnnealingWarmRes
     _absolute = True
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.cosine_restarts(self.T_0, float(self.T_mult), self.eta_min, False)] * len(self.base_lrs)
+        return [S.cosine_restarts(self.T_0, float(self.T_mult), self.eta_min, False)] * len(self.base_lrs)
 
     def _position(self) -> float:
         return max(self.last_epoch, 0) + self._fraction
@@ -934,7 +935,7 @@ class CyclicLR(ClosedFormLR, _torch_lr.CyclicLR):
         self.step_size_up = float(step_size_up)
         self.step_size_down = float(step_size_down) if step_size_down is not None else self.step_size_up
         self.total_size = self.step_size_up + self.step_size_down
-        # (A length the schedule cannot take is refused by Schedule.cyclic, with its name.)
+        # (A length the schedule cannot take is refused by schedules.cyclic, with its name.)
         self.step_ratio = self.step_size_up / self.total_size if self.total_size else math.nan
         self.mode = mode
         self.gamma = gamma
@@ -950,7 +951,7 @@ class CyclicLR(ClosedFormLR, _torch_lr.CyclicLR):
 
     def _cyclic(self, lo: float, hi: float, inverted: bool) -> Schedule:
         mode = self.mode if self._scale_fn_custom is None else "triangular"
-        return Schedule.cyclic(lo, hi, self.step_size_up, self.step_size_down, mode, self.gamma, inverted)
+        return S.cyclic(lo, hi, self.step_size_up, self.step_size_down, mode, self.gamma, inverted)
 
     def _build(self) -> list[Schedule]:
         return [self._cyclic(lo, hi, False) for lo, hi in zip(self.base_lrs, self.max_lrs)]
@@ -1089,8 +1090,9 @@ class OneCycleLR(ClosedFormLR, _torch_lr.OneCycleLR):
         return self._anneal_func_type
 
     def _one_cycle(self, start: float, peak: float, end: float) -> Schedule:
-        return Schedule.one_cycle(self.total_steps, start, peak, end, self.pct_start, self._anneal_func_type,
-                                  self.three_phase)
+        return Schedule.make("one_cycle", total_steps=self.total_steps, initial=start, peak=peak, final=end,
+                             pct_start=self.pct_start, anneal_strategy=self._anneal_func_type,
+                             three_phase=self.three_phase)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load the state (also torch's legacy form, with the anneal function itself) and re-apply the step."""
@@ -1294,7 +1296,7 @@ class SequentialLR(_Composite, _torch_lr.SequentialLR):
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.sequential([s._schedules[g] for s in self._schedulers], self._milestones)
+        return [S.sequential([s._schedules[g] for s in self._schedulers], self._milestones)
                 for g in range(len(self.base_lrs))]
 
     @property
@@ -1346,7 +1348,7 @@ class ChainedScheduler(_Composite, _torch_lr.ChainedScheduler):
         self._last_lr = [float(g["lr"]) for g in optimizer.param_groups]
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.chained([s._schedules[g] for s in self._schedulers]) for g in range(len(self.base_lrs))]
+        return [S.chained([s._schedules[g] for s in self._schedulers]) for g in range(len(self.base_lrs))]
 
     @property
     def _multiplicative(self) -> bool:
@@ -1432,8 +1434,8 @@ class WarmupLR(_Composite):
 
     def _build(self) -> list[Schedule]:
         after = [s._schedules[g] for g in range(len(self.base_lrs)) for s in self._schedulers] or \
-            [Schedule.constant()] * len(self.base_lrs)
-        return [Schedule.warmup(s, self.warmup_steps, self.start_factor, self.mode) for s in after]
+            [S.constant()] * len(self.base_lrs)
+        return [S.warmup(s, self.warmup_steps, self.start_factor, self.mode) for s in after]
 
 
 class WSDLR(ClosedFormLR):
@@ -1444,15 +1446,17 @@ class WSDLR(ClosedFormLR):
                  last_epoch: int = -1) -> None:
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
-        self.decay_steps = decay_steps if decay_steps is not None else max(1, round(0.1 * total_steps))
+        self.decay_steps = decay_steps  # None: the schedule's default, read back in _build
         self.decay = decay
         self.min_factor = min_factor
         self.warmup_start_factor = warmup_start_factor
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.wsd(self.total_steps, self.warmup_steps, self.decay_steps, self.decay, self.min_factor,
-                             self.warmup_start_factor)] * len(self.base_lrs)
+        schedule = S.wsd(self.total_steps, self.warmup_steps, self.decay_steps, self.decay, self.min_factor,
+                         self.warmup_start_factor)
+        self.decay_steps = schedule.arguments["decay_steps"]
+        return [schedule] * len(self.base_lrs)
 
 
 class InverseSqrtLR(ClosedFormLR):
@@ -1471,8 +1475,8 @@ class InverseSqrtLR(ClosedFormLR):
 
     def _build(self) -> list[Schedule]:
         w = self.warmup_steps
-        s = Schedule.inverse_sqrt(float(max(w, 1)))
-        return [Schedule.warmup(s, w, 0.0, "linear") if w > 0 else s] * len(self.base_lrs)
+        s = S.inverse_sqrt(float(max(w, 1)))
+        return [S.warmup(s, w, 0.0, "linear") if w > 0 else s] * len(self.base_lrs)
 
 
 class InverseTimeLR(ClosedFormLR):
@@ -1491,7 +1495,7 @@ class InverseTimeLR(ClosedFormLR):
         super().__init__(optimizer, last_epoch)
 
     def _build(self) -> list[Schedule]:
-        return [Schedule.inverse_time(self.decay_rate, self.decay_steps, self.staircase)] * len(self.base_lrs)
+        return [S.inverse_time(self.decay_rate, self.decay_steps, self.staircase)] * len(self.base_lrs)
 
 
 class InKernelLR(LRScheduler):

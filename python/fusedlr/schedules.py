@@ -69,7 +69,7 @@ def constant(factor: float = 1.0, total_steps: int | None = None) -> Schedule:
         >>> constant(0.5, total_steps=3).curve(5).tolist()
         [0.5, 0.5, 0.5, 1.0, 1.0]
     """
-    return Schedule.constant(factor, total_steps)
+    return Schedule.make("constant", factor=factor, total_steps=total_steps)
 
 
 def step(step_size: int, gamma: float = 0.1) -> Schedule:
@@ -85,7 +85,7 @@ def step(step_size: int, gamma: float = 0.1) -> Schedule:
         >>> step(2, gamma=0.5).curve(5).tolist()
         [1.0, 1.0, 0.5, 0.5, 0.25]
     """
-    return Schedule.step(step_size, gamma)
+    return Schedule.make("step", step_size=step_size, gamma=gamma)
 
 
 def multistep(milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
@@ -101,7 +101,7 @@ def multistep(milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
         >>> multistep([1, 3], gamma=0.5).curve(4).tolist()
         [1.0, 0.5, 0.5, 0.25]
     """
-    return Schedule.multistep(list(milestones), gamma)
+    return Schedule.make("multistep", milestones=list(milestones), gamma=gamma)
 
 
 def linear(start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_steps: int = 5) -> Schedule:
@@ -118,7 +118,7 @@ def linear(start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_steps: 
         >>> linear(0.0, 1.0, 4).curve(6).tolist()
         [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     """
-    return Schedule.linear(start_factor, end_factor, total_steps)
+    return Schedule.make("linear", start_factor=start_factor, end_factor=end_factor, total_steps=total_steps)
 
 
 def exponential(gamma: float | None = None, *, rate: float | None = None) -> Schedule:
@@ -134,7 +134,7 @@ def exponential(gamma: float | None = None, *, rate: float | None = None) -> Sch
         >>> exponential(0.5).curve(3).tolist()
         [1.0, 0.5, 0.25]
     """
-    return Schedule.exponential(gamma, rate)
+    return Schedule.make("exponential", gamma=gamma, rate=rate)
 
 
 def inverse_time(rate: float, decay_steps: int = 1, staircase: bool = False) -> Schedule:
@@ -152,7 +152,7 @@ def inverse_time(rate: float, decay_steps: int = 1, staircase: bool = False) -> 
         >>> inverse_time(1.0).curve(4).tolist()
         [1.0, 0.5, 0.3333333333333333, 0.25]
     """
-    return Schedule.inverse_time(rate, decay_steps, staircase)
+    return Schedule.make("inverse_time", rate=rate, decay_steps=decay_steps, staircase=staircase)
 
 
 def polynomial(total_steps: int = 5, power: float = 1.0, end_factor: float = 0.0) -> Schedule:
@@ -169,7 +169,7 @@ def polynomial(total_steps: int = 5, power: float = 1.0, end_factor: float = 0.0
         >>> polynomial(4, power=2.0).curve(5).tolist()
         [1.0, 0.5625, 0.25, 0.0625, 0.0]
     """
-    return Schedule.polynomial(total_steps, power, end_factor)
+    return Schedule.make("polynomial", total_steps=total_steps, power=power, end_factor=end_factor)
 
 
 def cosine(T_max: int, eta_min: float = 0.0, periodic: bool = False) -> Schedule:
@@ -191,7 +191,7 @@ def cosine(T_max: int, eta_min: float = 0.0, periodic: bool = False) -> Schedule
 
     Reference: Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts (2017).
     """
-    return Schedule.cosine(T_max, eta_min, periodic)
+    return Schedule.make("cosine", T_max=T_max, eta_min=eta_min, periodic=periodic)
 
 
 def cosine_restarts(T_0: int, T_mult: float = 1.0, eta_min: float = 0.0, reach_min: bool = False) -> Schedule:
@@ -215,7 +215,7 @@ def cosine_restarts(T_0: int, T_mult: float = 1.0, eta_min: float = 0.0, reach_m
         >>> cosine_restarts(2, reach_min=True).curve(4).round(12).tolist()
         [1.0, 0.0, 1.0, 0.0]
     """
-    return Schedule.cosine_restarts(T_0, T_mult, eta_min, reach_min)
+    return Schedule.make("cosine_restarts", T_0=T_0, T_mult=T_mult, eta_min=eta_min, reach_min=reach_min)
 
 
 def cyclic(
@@ -253,7 +253,8 @@ def cyclic(
 
     Reference: Smith, Cyclical Learning Rates for Training Neural Networks (2017).
     """
-    return Schedule.cyclic(base_lr, max_lr, step_size_up, step_size_down, mode, gamma, inverted)
+    return Schedule.make("cyclic", base_lr=base_lr, max_lr=max_lr, step_size_up=step_size_up,
+                         step_size_down=step_size_down, mode=mode, gamma=gamma, inverted=inverted)
 
 
 def one_cycle(
@@ -295,8 +296,9 @@ def one_cycle(
     Reference: Smith & Topin, Super-Convergence (2018).
     """
     initial = max_lr / div_factor
-    return Schedule.one_cycle(total_steps, initial, max_lr, initial / final_div_factor, pct_start, anneal_strategy,
-                              three_phase)
+    return Schedule.make("one_cycle", total_steps=total_steps, initial=initial, peak=max_lr,
+                         final=initial / final_div_factor, pct_start=pct_start, anneal_strategy=anneal_strategy,
+                         three_phase=three_phase)
 
 
 def inverse_sqrt(timescale: float = 1.0) -> Schedule:
@@ -314,7 +316,7 @@ def inverse_sqrt(timescale: float = 1.0) -> Schedule:
         >>> inverse_sqrt(1.0).curve(4).tolist()
         [1.0, 0.7071067811865475, 0.5773502691896258, 0.5]
     """
-    return Schedule.inverse_sqrt(timescale)
+    return Schedule.make("inverse_sqrt", timescale=timescale)
 
 
 def wsd(
@@ -351,9 +353,8 @@ def wsd(
 
     Reference: Hägele et al., Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations (2024).
     """
-    if decay_steps is None:
-        decay_steps = max(1, round(0.1 * total_steps))
-    return Schedule.wsd(total_steps, warmup_steps, decay_steps, decay, min_factor, warmup_start_factor)
+    return Schedule.make("wsd", total_steps=total_steps, warmup_steps=warmup_steps, decay_steps=decay_steps,
+                         decay=decay, min_factor=min_factor, warmup_start_factor=warmup_start_factor)
 
 
 def piecewise_constant(boundaries: Sequence[int], factors: Sequence[float]) -> Schedule:
@@ -369,7 +370,7 @@ def piecewise_constant(boundaries: Sequence[int], factors: Sequence[float]) -> S
         >>> piecewise_constant([2], [1.0, 0.1]).curve(4).tolist()
         [1.0, 1.0, 0.1, 0.1]
     """
-    return Schedule.piecewise_constant(list(boundaries), list(factors))
+    return Schedule.make("piecewise_constant", boundaries=list(boundaries), factors=list(factors))
 
 
 def piecewise_linear(steps: Sequence[int], factors: Sequence[float]) -> Schedule:
@@ -385,7 +386,7 @@ def piecewise_linear(steps: Sequence[int], factors: Sequence[float]) -> Schedule
         >>> piecewise_linear([0, 2, 4], [0.0, 1.0, 0.0]).curve(6).tolist()
         [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
     """
-    return Schedule.piecewise_linear(list(steps), list(factors))
+    return Schedule.make("piecewise_linear", steps=list(steps), factors=list(factors))
 
 
 def warmup(schedule: Schedule, steps: int, start_factor: float = 0.0, mode: str = "linear") -> Schedule:
@@ -404,7 +405,7 @@ def warmup(schedule: Schedule, steps: int, start_factor: float = 0.0, mode: str 
         >>> warmup(constant(), steps=4).curve(6).tolist()
         [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     """
-    return Schedule.warmup(schedule, steps, start_factor, mode)
+    return Schedule.make("warmup", schedule=schedule, steps=steps, start_factor=start_factor, mode=mode)
 
 
 def sequential(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
@@ -423,7 +424,7 @@ def sequential(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Sche
         >>> sequential([constant(0.1), constant(1.0)], [2]).curve(4).tolist()
         [0.1, 0.1, 1.0, 1.0]
     """
-    return Schedule.sequential(list(schedules), list(boundaries))
+    return Schedule.make("sequential", schedules=list(schedules), boundaries=list(boundaries))
 
 
 def chained(schedules: Sequence[Schedule]) -> Schedule:
@@ -441,7 +442,7 @@ def chained(schedules: Sequence[Schedule]) -> Schedule:
         >>> chained([constant(0.5, total_steps=2), step(1, gamma=0.5)]).curve(3).tolist()
         [0.5, 0.25, 0.25]
     """
-    return Schedule.chained(list(schedules))
+    return Schedule.make("chained", schedules=list(schedules))
 
 
 def steps_per_epoch(num_samples: int, batch_size: int, drop_last: bool = False, accumulation_steps: int = 1) -> int:

@@ -5,10 +5,14 @@
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include "fusedlr/schedule.h"
+#include "fusedlr/schedule_build.h"
 #include "fusedlr/schedule_curve.h"
+#include "fusedlr/schedule_kinds.h"
 
 using namespace fusedlr;
 
@@ -35,6 +39,48 @@ static ScheduleNode node(ScheduleKind kind, std::initializer_list<double> p, int
   for (double v : p) n.p[i++] = v;
   derive_params(n);
   return n;
+}
+
+static ScheduleArg num(double x) {
+  ScheduleArg a;
+  a.given = true;
+  a.number = x;
+  return a;
+}
+static ScheduleArg text(const char* s) {
+  ScheduleArg a;
+  a.given = true;
+  a.text = s;
+  return a;
+}
+static ScheduleArg list(std::vector<double> v) {
+  ScheduleArg a;
+  a.given = true;
+  a.list = std::move(v);
+  return a;
+}
+static ScheduleArg kids(std::vector<ScheduleData> v) {
+  ScheduleArg a;
+  a.given = true;
+  a.children = std::move(v);
+  return a;
+}
+static ScheduleData build(const char* kind, std::vector<ScheduleArg> args) {
+  ScheduleData d = empty_schedule();
+  const std::string problem = build_schedule(kind, args, d);
+  if (!problem.empty()) {
+    std::printf("FAIL build %s: %s\n", kind, problem.c_str());
+    ++failures;
+  }
+  return d;
+}
+static void expect_error(const char* kind, std::vector<ScheduleArg> args, const std::string& message) {
+  ScheduleData d = empty_schedule();
+  const std::string problem = build_schedule(kind, args, d);
+  if (problem != message) {
+    std::printf("FAIL build %s: got \"%s\", expected \"%s\"\n", kind, problem.c_str(), message.c_str());
+    ++failures;
+  }
 }
 
 int main() {
@@ -99,6 +145,63 @@ int main() {
     const double got = smath::round_even(x), expected = std::nearbyint(x);
     if (std::memcmp(&got, &expected, sizeof got) != 0) {
       std::printf("FAIL round_even(%.17g) = %.17g, nearbyint gives %.17g\n", x, got, expected);
+      ++failures;
+    }
+  }
+
+  // The kinds' rows: building by argument name gives the hand-built tree above, bit for bit.
+  {
+    const ScheduleData inner = build("sequential", {kids({build("step", {num(10), num(0.5)}),
+                                                         build("cosine", {num(100), num(0.0), num(0)})}),
+                                                   list({30})});
+    const ScheduleData built = build("chained", {kids({build("warmup", {kids({inner}), num(5), num(0.2), text("linear")}),
+                                                       build("exponential", {num(0.99), ScheduleArg()})})});
+    for (int64_t t = 0; t < 300; t += 7) CHECK_NEAR(schedule_lr(built, t, 0.1), schedule_lr(d, t, 0.1));
+    const std::string repr = schedule_repr(built);
+    const std::string expected =
+        "chained([warmup(sequential([step(step_size=10, gamma=0.5), cosine(T_max=100, eta_min=0.0, periodic=False)], "
+        "boundaries=[30]), steps=5, start_factor=0.2, mode='linear'), exponential(gamma=0.99)])";
+    if (repr != expected) {
+      std::printf("FAIL repr: %s\n", repr.c_str());
+      ++failures;
+    }
+    // The arguments of a node build it again.
+    for (int i = 0; i < built.n_nodes; ++i) {
+      const ScheduleData sub = subtree(built, i);
+      ScheduleData again = empty_schedule();
+      const std::string problem = build_schedule(schedule_kind_name(sub.nodes[0].kind), schedule_arguments(sub), again);
+      if (!problem.empty() || !same_schedule(sub, again)) {
+        std::printf("FAIL arguments of node %d do not rebuild it (%s)\n", i, problem.c_str());
+        ++failures;
+      }
+    }
+  }
+  // Every kind's defaults and checks come from its row: None where the row allows it, the ranges.
+  CHECK_NEAR(schedule_lr(build("cyclic", {num(0.0), num(1.0), num(2), ScheduleArg(), text("triangular"), num(1.0),
+                                          num(0)}), 3, 1.0), 0.5);  // step_size_down None: as step_size_up
+  CHECK_NEAR(schedule_lr(build("wsd", {num(100), num(0), ScheduleArg(), text("linear"), num(0.0), num(0.0)}), 95, 1.0),
+             0.5);  // decay_steps None: 10 of 100
+  expect_error("step", {num(0), num(0.5)}, "step: step_size must be a whole number of steps in [1, 2**62], got 0");
+  expect_error("step", {num(3), ScheduleArg()}, "step: gamma must be a number, got None");
+  expect_error("exponential", {ScheduleArg(), ScheduleArg()}, "exponential: give exactly one of gamma and rate");
+  expect_error("cosine", {num(10), num(0.0), num(0), num(1)}, "cosine: takes 3 arguments, got 4");
+  expect_error("cyclic", {num(0.0), num(1.0), num(2), num(2), text("sawtooth"), num(1.0), num(0)},
+               "cyclic: mode must be one of 'triangular', 'triangular2', 'exp_range', got 'sawtooth'");
+  expect_error("wsd", {num(10), num(5), num(6), text("linear"), num(0.0), num(0.0)},
+               "wsd: decay_steps must be <= total_steps - warmup_steps = 5, got 6");
+  expect_error("piecewise_constant", {list({1}), list({1.0, 2.0, 3.0})},
+               "piecewise_constant: factors must be one longer than boundaries (2 values), got 3 values");
+  expect_error("one_cycle", {num(10), num(0.1), num(1.0), num(0.0), num(0.1), text("cos"), num(0)},
+               "one_cycle: pct_start must be such that pct_start * total_steps != 1 (a first phase of no length), "
+               "total_steps = 10, got 0.1");
+  expect_error("spline", {}, "unknown schedule kind 'spline'");
+  // A node the validator refuses: a slot no field of the kind uses must be zero.
+  {
+    ScheduleData bad = build("step", {num(3), num(0.5)});
+    bad.nodes[0].p[4] = 1.0;
+    const std::string problem = schedule_error(bad);
+    if (problem != "step: unused parameter slot 4 is not 0") {
+      std::printf("FAIL unused slot: %s\n", problem.c_str());
       ++failures;
     }
   }

@@ -37,25 +37,29 @@ constexpr int kScheduleParams = 6;
  */
 constexpr int64_t kMaxScheduleStep = INT64_C(1) << 62;
 
+// The kinds (values are stored in saved states: append, never reorder). What each parameter slot
+// p[k] and flag bit holds is named in the kind's row of fusedlr/schedule_kinds.h (kKinds); the
+// formulas below read the slots as that row lays them out. The formulas in words: the docstrings
+// of python/fusedlr/schedules.py.
 enum class ScheduleKind : int32_t {
-  kConstant = 0,          // p0 factor, p1 until (< 0: forever)             b*factor, then b
-  kStep,                  // p0 step_size, p1 gamma                          b*gamma^floor(t/step_size)
-  kMultiStep,             // p0 gamma, values: sorted milestones             b*gamma^#{m <= t}
-  kLinear,                // p0 start, p1 end, p2 total                      b*(s + (e-s)*min(t,T)/T)
-  kExponential,           // p0 gamma, p1 rate = -log(gamma), flags 1: built from rate       b*exp(-rate*t)
-  kInverseTime,           // p0 rate, p1 decay_steps, flags 1: staircase     b/(1 + rate*t/steps)
-  kPolynomial,            // p0 total, p1 power, p2 end_factor               (b-e)*(1-min(t,T)/T)^p + e
-  kCosine,                // p0 T_max, p1 eta_min, flags 1: periodic         eta_min + (b-eta_min)(1+cos(pi t/T))/2
-  kCosineRestarts,        // p0 T_0, p1 T_mult, p2 eta_min, p3 log(T_mult), flags 1: reach eta_min at cycle end
-  kCyclic,                // p0 lo, p1 hi, p2 total_size, p3 step_ratio, p4 gamma, p5 log(gamma), flags: mode | 4 inverted
-  kOneCycle,              // p0 start, p1 peak, p2 end, p3 pct_start, p4 total, flags: 1 linear, 2 three-phase
-  kInverseSqrt,           // p0 timescale                                    b/sqrt(1 + t/timescale)
-  kWsd,                   // p0 warmup, p1 decay_start, p2 decay, p3 min_factor, p4 warmup start, flags: shape
-  kPiecewiseConstant,     // values: k boundaries, then k+1 factors
-  kPiecewiseLinear,       // values: k steps, then k factors
-  kWarmup,                // p0 steps, p1 start_factor, p2 log(start_factor), flags 1: exponential; one child
-  kSequential,            // values: n-1 boundaries; n children
-  kChained,               // n children
+  kConstant = 0,
+  kStep,
+  kMultiStep,
+  kLinear,
+  kExponential,
+  kInverseTime,
+  kPolynomial,
+  kCosine,
+  kCosineRestarts,
+  kCyclic,
+  kOneCycle,
+  kInverseSqrt,
+  kWsd,
+  kPiecewiseConstant,
+  kPiecewiseLinear,
+  kWarmup,      // composite: a ramp, then its one child
+  kSequential,  // composite: n children between n - 1 boundaries
+  kChained,     // composite: n children, each one's value the next one's base
   kCount
 };
 
@@ -174,6 +178,16 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double restart_lr(const ScheduleNode& n, doub
 }
 
 /**
+ * The ends of one_cycle's first two phases (torch's OneCycleLR): e1 = pct_start * total - 1,
+ * e2 = 2 pct_start * total - 2 (three-phase) or total - 1.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void one_cycle_phase_ends(const ScheduleNode& n, double& e1, double& e2) {
+  const double total = n.p[4];
+  e1 = n.p[3] * total - 1.0;
+  e2 = (n.flags & 2) ? 2.0 * n.p[3] * total - 2.0 : total - 1.0;
+}
+
+/**
  * The value of leaf `n`, of kind `kind` (its n.kind), at step t (t >= 0) for base lr b. Always
  * inlined, so a caller that passes a constant kind (a loop over one leaf's steps) gets the
  * switch folded away.
@@ -212,9 +226,11 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       return restart_lr(n, t, start, len, b);
     }
     case ScheduleKind::kCyclic: {  // torch CyclicLR.get_lr, same order of operations
-      const double cycle = floor(1.0 + t / p[2]);
-      const double x = 1.0 + t / p[2] - cycle;
-      const double sf = x <= p[3] ? x / p[3] : (x - 1.0) / (p[3] - 1.0);
+      const double total = p[2] + p[3];    // torch's total_size = up + down
+      const double ratio = p[2] / total;   // torch's step_ratio = up / total_size
+      const double cycle = floor(1.0 + t / total);
+      const double x = 1.0 + t / total - cycle;
+      const double sf = x <= ratio ? x / ratio : (x - 1.0) / (ratio - 1.0);
       const double height = (p[1] - p[0]) * sf;
       const int mode = n.flags & 3;
       double scale = 1.0;
@@ -227,8 +243,8 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       const double total = p[4];
       const double tt = fmin(t, total - 1.0);
       const bool three = (n.flags & 2) != 0;
-      const double e1 = p[3] * total - 1.0;
-      const double e2 = three ? 2.0 * p[3] * total - 2.0 : total - 1.0;
+      double e1, e2;
+      one_cycle_phase_ends(n, e1, e2);
       double from, to, lo, hi;
       if (tt <= e1) {
         from = p[0], to = p[1], lo = 0.0, hi = e1;
@@ -247,8 +263,8 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       return b / sqrt(1.0 + t / p[0]);
     case ScheduleKind::kWsd: {
       if (step < whole_step(p[0])) return b * (p[4] + (1.0 - p[4]) * t / p[0]);
-      if (step < whole_step(p[1])) return b;
-      const double q = fmin((t - p[1]) / p[2], 1.0);
+      if (step < whole_step(p[5])) return b;  // p5 = total - decay, where the decay starts
+      const double q = fmin((t - p[5]) / p[2], 1.0);
       double g;
       if (n.flags == kWsdCosine) g = (1.0 + smath::cos_pi(q)) / 2.0;
       else if (n.flags == kWsdSqrt) g = 1.0 - sqrt(q);
@@ -349,32 +365,6 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
       value *= parent.mul;
       --sp;
     }
-  }
-}
-
-/**
- * Fills the parameters a node derives from the others (the kinds above mark them), so that
- * schedule_lr takes each logarithm once, when the schedule is built, instead of at every step.
- * Whoever fills a ScheduleNode calls it last; loading a saved schedule calls it again, so
- * derived values are never trusted from outside. Host code.
- */
-inline void derive_params(ScheduleNode& n) {
-  switch (n.kind) {
-    case ScheduleKind::kExponential:
-      if (n.flags & 1) n.p[0] = std::exp(-n.p[1]);  // built from the rate: gamma, for repr
-      else n.p[1] = -std::log(n.p[0]);
-      break;
-    case ScheduleKind::kCosineRestarts:
-      n.p[3] = std::log(n.p[1]);
-      break;
-    case ScheduleKind::kCyclic:
-      n.p[5] = std::log(n.p[4]);
-      break;
-    case ScheduleKind::kWarmup:
-      n.p[2] = (n.flags & 1) ? std::log(n.p[1]) : 0.0;
-      break;
-    default:
-      break;
   }
 }
 

@@ -10,60 +10,13 @@
 // steps are whole numbers in [0, kMaxScheduleStep], divisors are > 0, factors finite, derived
 // slots equal to what derive_params computes, unused slots zero. Host code (std::string).
 
-#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <string>
 
-#include "fusedlr/schedule.h"
+#include "fusedlr/schedule_kinds.h"
 
 namespace fusedlr {
-
-/**
- * The shortest length (in steps) a schedule may divide by: step / length then stays finite for
- * every step up to kMaxScheduleStep (2^62 / 2^-960 = 2^1022 < DBL_MAX), so no step turns a
- * formula into inf - inf or cos(inf).
- */
-constexpr double kMinScheduleLength = 0x1p-960;
-
-/** The name of a kind as the factories spell it ("cosine", "one_cycle", ...). */
-inline const char* schedule_kind_name(ScheduleKind kind) {
-  switch (kind) {
-    case ScheduleKind::kConstant: return "constant";
-    case ScheduleKind::kStep: return "step";
-    case ScheduleKind::kMultiStep: return "multistep";
-    case ScheduleKind::kLinear: return "linear";
-    case ScheduleKind::kExponential: return "exponential";
-    case ScheduleKind::kInverseTime: return "inverse_time";
-    case ScheduleKind::kPolynomial: return "polynomial";
-    case ScheduleKind::kCosine: return "cosine";
-    case ScheduleKind::kCosineRestarts: return "cosine_restarts";
-    case ScheduleKind::kCyclic: return "cyclic";
-    case ScheduleKind::kOneCycle: return "one_cycle";
-    case ScheduleKind::kInverseSqrt: return "inverse_sqrt";
-    case ScheduleKind::kWsd: return "wsd";
-    case ScheduleKind::kPiecewiseConstant: return "piecewise_constant";
-    case ScheduleKind::kPiecewiseLinear: return "piecewise_linear";
-    case ScheduleKind::kWarmup: return "warmup";
-    case ScheduleKind::kSequential: return "sequential";
-    case ScheduleKind::kChained: return "chained";
-    default: return "<unknown kind>";
-  }
-}
-
-/** x as Python's repr prints a float (shortest round trip; "2.0", "nan", "1e-05"), or as an integer. */
-inline std::string format_number(double x, bool as_integer = false) {
-  if (as_integer && std::isfinite(x) && x == std::floor(x) && std::fabs(x) < 9.2e18) {
-    return std::to_string(static_cast<long long>(x));
-  }
-  if (std::isnan(x)) return "nan";
-  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
-  char buf[40];
-  const auto r = std::to_chars(buf, buf + sizeof buf, x);
-  std::string s(buf, r.ptr);
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s;
-}
 
 namespace detail {
 
@@ -139,16 +92,6 @@ class ScheduleChecker {
     return arg(whole && x >= lo && x <= static_cast<double>(kMaxScheduleStep), name,
                "a whole number of steps in [" + format_number(lo, true) + ", 2**62]", x, whole);
   }
-  bool flags_in(int32_t flags, int32_t allowed_bits_or_max, bool is_max = false) {
-    const bool ok = is_max ? (flags >= 0 && flags <= allowed_bits_or_max) : (flags & ~allowed_bits_or_max) == 0;
-    return ok || fail(std::string(kind_) + ": invalid flags " + std::to_string(flags));
-  }
-  /** Slots [from, kScheduleParams) unused by this kind must be zero; derived ones must be what derive_params gives. */
-  bool unused_from(const ScheduleNode& n, int from) {
-    for (int k = from; k < kScheduleParams; ++k)
-      if (n.p[k] != 0.0) return fail(std::string(kind_) + ": unused parameter slot " + std::to_string(k) + " is not 0");
-    return true;
-  }
   bool derived_match(const ScheduleNode& n) {
     ScheduleNode d = n;
     derive_params(d);
@@ -184,129 +127,95 @@ class ScheduleChecker {
     return true;
   }
 
+  /** Field f of node n, in the range its row names. */
+  bool number(const Field& f, const ScheduleNode& n) {
+    const double x = n.p[f.slot];
+    switch (f.range) {
+      case ValueRange::kFinite: return finite(f.name, x);
+      case ValueRange::kNonNegative: return non_negative(f.name, x);
+      case ValueRange::kPositive: return positive(f.name, x);
+      case ValueRange::kAtLeastOne: return arg(std::isfinite(x) && x >= 1.0, f.name, ">= 1", x);
+      case ValueRange::kFraction: return arg(x >= 0.0 && x <= 1.0, f.name, "in [0, 1]", x);
+      case ValueRange::kLength: return length(f.name, x);
+      case ValueRange::kSteps: return steps(f.name, x, 0);
+      case ValueRange::kPositiveSteps: return steps(f.name, x, 1);
+      case ValueRange::kOptionalSteps: return x == -1.0 || steps(f.name, x, 0);
+    }
+    return fail(std::string(kind_) + ": " + f.name + " has an unknown range");
+  }
+
+  /** The value lists of node n: their lengths (the kind's Values rule), then each list's values. */
+  bool value_lists(const KindSpec& k, const ScheduleNode& n) {
+    int first_len = n.vcount, second_len = 0;
+    switch (k.values) {
+      case Values::kNone:
+        return no_values(n);
+      case Values::kAll:
+        break;
+      case Values::kPlusOne:
+        if (n.vcount % 2 != 1)
+          return fail(std::string(kind_) + ": factors must be one longer than boundaries (an odd number of values), got " +
+                      std::to_string(n.vcount) + " values");
+        first_len = n.vcount / 2, second_len = n.vcount / 2 + 1;
+        break;
+      case Values::kPairs:
+        if (n.vcount < 2 || n.vcount % 2 != 0)
+          return fail(std::string(kind_) + ": steps must be non-empty and as long as factors, got " +
+                      std::to_string(n.vcount) + " values");
+        first_len = second_len = n.vcount / 2;
+        break;
+      case Values::kOnePerBoundary:
+        if (n.vcount != n.ccount - 1)
+          return fail(std::string(kind_) + ": boundaries must be one shorter than schedules (" +
+                      std::to_string(n.ccount - 1) + " boundaries), got " + std::to_string(n.vcount));
+        break;
+    }
+    int list = 0, offset = 0;
+    for (const Field& f : k.fields) {
+      if (f.name == nullptr) break;
+      if (f.kind != FieldKind::kSteps && f.kind != FieldKind::kFactors) continue;
+      const int count = list++ == 0 ? first_len : second_len;
+      const bool ok = f.kind == FieldKind::kSteps ? step_list(n, offset, count, f.name, f.strict)
+                                                  : factor_list(n, offset, count, f.name);
+      if (!ok) return false;
+      offset += count;
+    }
+    return true;
+  }
+
+  /** Node i against its kind's row (fusedlr/schedule_kinds.h): children, values, flags, fields, relations. */
   void node(int i) {
     const ScheduleNode& n = s_.nodes[i];
-    const double* p = n.p;
-    kind_ = schedule_kind_name(n.kind);
-    const bool leaf = n.kind != ScheduleKind::kWarmup && n.kind != ScheduleKind::kSequential &&
-                      n.kind != ScheduleKind::kChained;
-    if (leaf && !children(n, 0, 0)) return;
-    const bool has_values = n.kind == ScheduleKind::kMultiStep || n.kind == ScheduleKind::kPiecewiseConstant ||
-                            n.kind == ScheduleKind::kPiecewiseLinear || n.kind == ScheduleKind::kSequential;
-    if (!has_values && !no_values(n)) return;
-    if (!derived_match(n)) return;
-    switch (n.kind) {
-      case ScheduleKind::kConstant:
-        flags_in(n.flags, 0) && non_negative("factor", p[0]) &&
-            (p[1] == -1.0 || steps("total_steps", p[1], 0)) && unused_from(n, 2);
-        return;
-      case ScheduleKind::kStep:
-        flags_in(n.flags, 0) && steps("step_size", p[0], 1) && positive("gamma", p[1]) && unused_from(n, 2);
-        return;
-      case ScheduleKind::kMultiStep:
-        flags_in(n.flags, 0) && positive("gamma", p[0]) && unused_from(n, 1) &&
-            step_list(n, 0, n.vcount, "milestones", false);
-        return;
-      case ScheduleKind::kLinear:
-        flags_in(n.flags, 0) && non_negative("start_factor", p[0]) && non_negative("end_factor", p[1]) &&
-            length("total_steps", p[2]) && unused_from(n, 3);
-        return;
-      case ScheduleKind::kExponential:
-        // flags 1: built from the rate (p1), p0 = exp(-rate) derived; else from gamma (p0), p1 derived.
-        flags_in(n.flags, 1) && ((n.flags & 1) ? finite("rate", p[1]) : positive("gamma", p[0])) && unused_from(n, 2);
-        return;
-      case ScheduleKind::kInverseTime:
-        flags_in(n.flags, 1) && non_negative("rate", p[0]) && length("decay_steps", p[1]) && unused_from(n, 2);
-        return;
-      case ScheduleKind::kPolynomial:
-        flags_in(n.flags, 0) && length("total_steps", p[0]) && non_negative("power", p[1]) &&
-            non_negative("end_factor", p[2]) && unused_from(n, 3);
-        return;
-      case ScheduleKind::kCosine:
-        flags_in(n.flags, 1) && length("T_max", p[0]) && finite("eta_min", p[1]) && unused_from(n, 2);
-        return;
-      case ScheduleKind::kCosineRestarts:
-        flags_in(n.flags, 1) && steps("T_0", p[0], 1) &&
-            arg(std::isfinite(p[1]) && p[1] >= 1.0, "T_mult", ">= 1", p[1]) && finite("eta_min", p[2]) &&
-            unused_from(n, 4);
-        return;
-      case ScheduleKind::kCyclic: {
-        if (!(flags_in(n.flags, 7) && flags_in(n.flags & 3, kExpRange, true))) return;
-        // (max_lr may be below base_lr, as torch's CyclicLR allows: the cycle then runs downwards.)
-        if (!(non_negative("base_lr", p[0]) && finite("max_lr", p[1]))) return;
-        // p2 = step_size_up + step_size_down, p3 = step_size_up / p2 (as torch's CyclicLR keeps them).
-        length("step_size_up + step_size_down", p[2]) &&
-            arg(p[3] >= kMinScheduleLength && p[3] <= 1, "step_size_up / (step_size_up + step_size_down)", "in (0, 1]", p[3]) &&
-            positive("gamma", p[4]) && unused_from(n, 6);
+    const KindSpec* k = kind_spec(n.kind);
+    if (k == nullptr) {
+      fail("node " + std::to_string(i) + ": unknown node kind " + std::to_string(static_cast<int32_t>(n.kind)));
+      return;
+    }
+    kind_ = k->name;
+    if (!children(n, k->min_children, k->max_children) || !value_lists(*k, n) || !derived_match(n)) return;
+    if ((n.flags & ~k->flag_bits) != 0) {
+      fail(std::string(kind_) + ": invalid flags " + std::to_string(n.flags));
+      return;
+    }
+    uint32_t used = k->derived_slots;
+    for (const Field& f : k->fields) {
+      if (f.name == nullptr) break;
+      if (f.kind == FieldKind::kChoice && ((n.flags & f.mask) >= f.n_choices)) {
+        fail(std::string(kind_) + ": invalid flags " + std::to_string(n.flags));
         return;
       }
-      case ScheduleKind::kOneCycle: {
-        if (!(flags_in(n.flags, 3) && finite("initial", p[0]) && finite("peak", p[1]) && finite("final", p[2]) &&
-              arg(p[3] >= 0 && p[3] <= 1, "pct_start", "in [0, 1]", p[3]) && steps("total_steps", p[4], 1) &&
-              unused_from(n, 5)))
-          return;
-        // The first phase ends at pct_start * total - 1 (torch's OneCycleLR); at 0 it would be a
-        // phase of no length that step 0 falls in (0 / 0; torch raises ZeroDivisionError). Every
-        // other phase that a step falls in has a positive length.
-        arg(p[3] * p[4] - 1.0 != 0.0, "pct_start",
-            "such that pct_start * total_steps != 1 (a first phase of no length), total_steps = " +
-                format_number(p[4], true),
-            p[3]);
+      if (f.kind != FieldKind::kNumber) continue;
+      used |= 1u << f.slot;
+      if (field_held(f, n) && !number(f, n)) return;
+    }
+    for (int slot = 0; slot < kScheduleParams; ++slot)
+      if (!(used & (1u << slot)) && n.p[slot] != 0.0) {
+        fail(std::string(kind_) + ": unused parameter slot " + std::to_string(slot) + " is not 0");
         return;
       }
-      case ScheduleKind::kInverseSqrt:
-        flags_in(n.flags, 0) && length("timescale", p[0]) && unused_from(n, 1);
-        return;
-      case ScheduleKind::kWsd:
-        // p0 warmup, p1 = total - decay (where the decay starts), p2 decay.
-        if (!(flags_in(n.flags, kWsdSqrt, true) && steps("warmup_steps", p[0], 0) && steps("decay_steps", p[2], 1) &&
-              steps("total_steps - decay_steps", p[1], 0) && steps("total_steps", p[1] + p[2], 1)))
-          return;
-        arg(p[1] >= p[0], "decay_steps",
-            "<= total_steps - warmup_steps = " + format_number(p[1] + p[2] - p[0], true), p[2], true) &&
-            non_negative("min_factor", p[3]) && non_negative("warmup_start_factor", p[4]) && unused_from(n, 5);
-        return;
-      case ScheduleKind::kPiecewiseConstant: {
-        if (!(flags_in(n.flags, 0) && unused_from(n, 0))) return;
-        if (n.vcount % 2 != 1) {
-          fail("piecewise_constant: factors must be one longer than boundaries (an odd number of values), got " +
-               std::to_string(n.vcount) + " values");
-          return;
-        }
-        const int k = n.vcount / 2;
-        step_list(n, 0, k, "boundaries", true) && factor_list(n, k, k + 1, "factors");
-        return;
-      }
-      case ScheduleKind::kPiecewiseLinear: {
-        if (!(flags_in(n.flags, 0) && unused_from(n, 0))) return;
-        if (n.vcount < 2 || n.vcount % 2 != 0) {
-          fail("piecewise_linear: steps must be non-empty and as long as factors, got " + std::to_string(n.vcount) +
-               " values");
-          return;
-        }
-        const int k = n.vcount / 2;
-        step_list(n, 0, k, "steps", true) && factor_list(n, k, k, "factors");
-        return;
-      }
-      case ScheduleKind::kWarmup:
-        flags_in(n.flags, 1) && children(n, 1, 1) && steps("steps", p[0], 0) &&
-            ((n.flags & 1) ? positive("start_factor", p[1]) : non_negative("start_factor", p[1])) &&
-            unused_from(n, 3);
-        return;
-      case ScheduleKind::kSequential:
-        if (!(flags_in(n.flags, 0) && unused_from(n, 0) && children(n, 1, kMaxScheduleNodes))) return;
-        if (n.vcount != n.ccount - 1) {
-          fail("sequential: boundaries must be one shorter than schedules (" + std::to_string(n.ccount - 1) +
-               " boundaries), got " + std::to_string(n.vcount));
-          return;
-        }
-        step_list(n, 0, n.vcount, "boundaries", false);
-        return;
-      case ScheduleKind::kChained:
-        flags_in(n.flags, 0) && unused_from(n, 0) && children(n, 1, kMaxScheduleNodes);
-        return;
-      default:
-        fail("unknown node kind");
+    if (k->relation != nullptr) {
+      const std::string problem = k->relation(n);
+      if (!problem.empty()) fail(std::string(kind_) + ": " + problem);
     }
   }
 };
