@@ -34,5 +34,6 @@ never goes above what the CPU supports (cpu_level()).)pbdoc");
 "nesterov"), or None: the check the op makes (finite; lr, momentum, weight_decay >= 0; nesterov
 needs momentum > 0 and dampening 0).)pbdoc");
   fusedlr::bind_schedules(m);
+  fusedlr::bind_schedule_applier(m);
   fusedlr::bind_sgd_group(m);
 }

@@ -1,9 +1,11 @@
 #pragma once
-// The Python side of fusedlr/schedule.h: the fusedlr._C.Schedule class and its factories.
+// The Python side of fusedlr/schedule.h: the fusedlr._C.Schedule class (schedule_bindings.cpp) and a
+// twin scheduler's step (schedule_applier.cpp).
 
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <string>
 
 #include "fusedlr/schedule.h"
 
@@ -20,7 +22,15 @@ class Schedule {
   ScheduleData data_;
 };
 
-/** Add the Schedule class (and its factories) to the module. */
+/** "fn: arg must be `must`, got `got`" as a Python ValueError. */
+[[noreturn]] inline void invalid(const char* fn, const char* arg, const std::string& must, const std::string& got) {
+  throw pybind11::value_error(std::string(fn) + ": " + arg + " must be " + must + ", got " + got);
+}
+
+/** Add the Schedule class (built through the kinds' rows) to the module. */
 void bind_schedules(pybind11::module_& m);
+
+/** Add ScheduleApplier and step_schedules (a twin scheduler's step) to the module. */
+void bind_schedule_applier(pybind11::module_& m);
 
 }  // namespace fusedlr
