@@ -28,7 +28,13 @@ never goes above what the CPU supports (cpu_level()).)pbdoc");
         R"pbdoc(The best SIMD level this CPU and OS support, asked of the CPU (cpuid/xgetbv): "AVX512", "AVX2" or "DEFAULT".)pbdoc");
   m.def("_choose_cpu_level", &fusedlr::cpu::choose_level, py::arg("torch_level"), py::arg("cpu_level"),
         R"pbdoc(The kernel level chosen when torch runs at torch_level on a CPU whose best is cpu_level (for tests).)pbdoc");
-  m.def("sgd_hyperparameter_problem", &fusedlr::sgd_hyperparameter_problem, py::arg("lr"), py::arg("momentum"),
+  m.def(
+      "sgd_hyperparameter_problem",
+      [](double lr, double momentum, double dampening, double weight_decay, bool nesterov) {
+        return fusedlr::sgd_hyperparameter_problem(
+            fusedlr::SgdHyper{lr, momentum, dampening, weight_decay, nesterov, /*maximize=*/false});
+      },
+      py::arg("lr"), py::arg("momentum"),
         py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
         R"pbdoc(Which SGD hyper-parameter is out of range ("lr", "momentum", "dampening", "weight_decay",
 "nesterov"), or None: the check the op makes (finite; lr, momentum, weight_decay >= 0; nesterov

@@ -2,7 +2,10 @@
 // kernels: sgd_cpu.cpp (CPU), sgd_cuda.cu (CUDA); python/fusedlr/ops.py registers the fake
 // (meta) implementations that torch.compile traces with.
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
+
+#include "sgd_args.h"
 
 TORCH_LIBRARY(fusedlr, m) {
   // One SGD-momentum step over every tensor of the lists, in one call. Mutates params,
@@ -28,3 +31,15 @@ TORCH_LIBRARY(fusedlr, m) {
 // dispatcher's boxed "autograd not implemented" fallback would box every call, converting
 // each tensor of each list to an IValue and back (~0.5 us per parameter per step).
 TORCH_LIBRARY_IMPL(fusedlr, Autograd, m) { m.impl("sgd_", torch::CppFunction::makeFallthrough()); }
+
+namespace fusedlr {
+
+void call_sgd_op(const SgdArgs& a) {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("fusedlr::sgd_", "").typed<SgdOpSignature>();
+  const SgdHyper& h = a.hyper;
+  op.call(a.params, a.grads, a.momentum_buffers, a.steps, h.lr, h.momentum, h.dampening, h.weight_decay, h.nesterov,
+          h.maximize, a.lr_tensor, a.grad_scale, a.found_inf, a.schedule, a.schedule_state);
+}
+
+}  // namespace fusedlr

@@ -14,13 +14,12 @@
 
 namespace fusedlr {
 
-const char* sgd_hyperparameter_problem(double lr, double momentum, double dampening, double weight_decay,
-                                       bool nesterov) {
-  if (!(std::isfinite(lr) && lr >= 0.0)) return "lr";
-  if (!(std::isfinite(momentum) && momentum >= 0.0)) return "momentum";
-  if (!std::isfinite(dampening)) return "dampening";
-  if (!(std::isfinite(weight_decay) && weight_decay >= 0.0)) return "weight_decay";
-  if (nesterov && !(momentum > 0.0 && dampening == 0.0)) return "nesterov";
+const char* sgd_hyperparameter_problem(const SgdHyper& h) {
+  if (!(std::isfinite(h.lr) && h.lr >= 0.0)) return "lr";
+  if (!(std::isfinite(h.momentum) && h.momentum >= 0.0)) return "momentum";
+  if (!std::isfinite(h.dampening)) return "dampening";
+  if (!(std::isfinite(h.weight_decay) && h.weight_decay >= 0.0)) return "weight_decay";
+  if (h.nesterov && !(h.momentum > 0.0 && h.dampening == 0.0)) return "nesterov";
   return nullptr;
 }
 
@@ -42,15 +41,17 @@ void check_scalar_tensor(const std::optional<at::Tensor>& t, const char* name, c
 
 }  // namespace
 
-void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers,
-                    at::TensorList steps, double lr, double momentum, double dampening, double weight_decay,
-                    bool nesterov, const std::optional<at::Tensor>& lr_tensor,
-                    const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
-                    const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
-                    c10::DeviceType device_type) {
+void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type) {
+  const at::TensorList params = args.params, grads = args.grads, momentum_buffers = args.momentum_buffers;
+  const at::TensorList steps = args.steps;
+  const double lr = args.hyper.lr, momentum = args.hyper.momentum, dampening = args.hyper.dampening;
+  const double weight_decay = args.hyper.weight_decay;
+  const auto& grad_scale = args.grad_scale;
+  const auto& schedule = args.schedule;
+  const auto& schedule_state = args.schedule_state;
   const size_t n = params.size();
   TORCH_CHECK(grads.size() == n, "fusedlr.sgd_: got ", n, " params but ", grads.size(), " grads");
-  if (const char* bad = sgd_hyperparameter_problem(lr, momentum, dampening, weight_decay, nesterov)) {
+  if (const char* bad = sgd_hyperparameter_problem(args.hyper)) {
     const std::string what = bad;
     TORCH_CHECK_VALUE(what != "lr", "fusedlr.sgd_: Invalid learning rate: ", format_number(lr));
     TORCH_CHECK_VALUE(what != "momentum", "fusedlr.sgd_: Invalid momentum value: ", format_number(momentum));
@@ -111,9 +112,9 @@ void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList 
                   s.numel(), " elements of ", s.scalar_type(), " on ", s.device());
     }
   }
-  check_scalar_tensor(lr_tensor, "lr_tensor", device);
+  check_scalar_tensor(args.lr_tensor, "lr_tensor", device);
   check_scalar_tensor(grad_scale, "grad_scale", device);
-  check_scalar_tensor(found_inf, "found_inf", device);
+  check_scalar_tensor(args.found_inf, "found_inf", device);
   TORCH_CHECK(schedule.has_value() == schedule_state.has_value(),
               "fusedlr.sgd_: schedule and schedule_state come together");
   if (schedule.has_value()) {
@@ -198,6 +199,22 @@ bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Te
   if (!param.is_non_overlapping_and_dense()) return false;
   if (grad.strides() != param.strides()) return false;
   return buf == nullptr || buf->strides() == param.strides();
+}
+
+Staged::Staged(const at::Tensor& p, const at::Tensor& g, const at::Tensor* b)
+    : param(p), grad(g), buf(b ? *b : at::Tensor()), param_c(p.contiguous()), grad_c(g.contiguous()),
+      buf_c(b ? b->contiguous() : at::Tensor()) {}
+
+void Staged::refresh() {
+  param_c.copy_(param);
+  grad_c.copy_(grad);
+  if (buf.defined()) buf_c.copy_(buf);
+}
+
+void Staged::copy_back(bool unscaled) {
+  param.copy_(param_c);
+  if (buf.defined()) buf.copy_(buf_c);
+  if (unscaled) grad.copy_(grad_c);
 }
 
 }  // namespace fusedlr

@@ -8,6 +8,8 @@
 #include <optional>
 #include <vector>
 
+#include "sgd_args.h"
+
 namespace fusedlr {
 
 /**
@@ -17,8 +19,7 @@ namespace fusedlr {
  * "weight_decay" or "nesterov" (which needs momentum > 0 and dampening 0). The op reports it
  * itself; fusedlr.SGD asks it (fusedlr._C.sgd_hyperparameter_problem) and words it as torch does.
  */
-const char* sgd_hyperparameter_problem(double lr, double momentum, double dampening, double weight_decay,
-                                       bool nesterov);
+const char* sgd_hyperparameter_problem(const SgdHyper& h);
 
 /** The storage dtypes the kernels are compiled for. */
 bool is_supported_dtype(c10::ScalarType dtype);
@@ -28,12 +29,7 @@ bool is_supported_dtype(c10::ScalarType dtype);
  * shape, dtype and device for param, grad and momentum buffer; a one-element float32 step
  * counter per buffer; every tensor on `device_type`; hyper-parameters in range.
  */
-void check_sgd_args(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers,
-                    at::TensorList steps, double lr, double momentum, double dampening, double weight_decay,
-                    bool nesterov, const std::optional<at::Tensor>& lr_tensor,
-                    const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
-                    const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
-                    c10::DeviceType device_type);
+void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type);
 
 /** The ScheduleData held by `schedule` (checked by check_sgd_args), copied out. */
 struct ScheduleData;
@@ -66,5 +62,20 @@ bool call_tensors_may_overlap(at::TensorList params, at::TensorList grads, at::T
 
 /** True when param, grad and buffer can be walked as one flat array: dense, and laid out alike. */
 bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf);
+
+/**
+ * Contiguous stand-ins for a param, its grad and its buffer that are not flat and alike: the
+ * kernels (CPU and CUDA) step the copies, then copy_back() writes the results where they belong.
+ */
+struct Staged {
+  at::Tensor param, grad, buf;        // the originals (buf undefined without momentum)
+  at::Tensor param_c, grad_c, buf_c;  // their contiguous copies
+
+  Staged(const at::Tensor& p, const at::Tensor& g, const at::Tensor* b);
+  /** Copies the originals in again (tensors stepped before may have changed their memory). */
+  void refresh();
+  /** Writes the stepped copies back: param and buffer, and the grad when it was unscaled. */
+  void copy_back(bool unscaled);
+};
 
 }  // namespace fusedlr

@@ -98,12 +98,6 @@ struct Piece {
   bool first;
 };
 
-/** Tensors that are not flat and alike are stepped through contiguous copies, copied back after. */
-struct Staged {
-  at::Tensor param, grad, buf;
-  at::Tensor param_c, grad_c, buf_c;
-};
-
 }  // namespace
 
 const char* kernel_level() { return level().name; }
@@ -114,38 +108,31 @@ const char* choose_level(const std::string& torch_level, const std::string& cpu_
   return compiled_level_at_most(std::min(parse_level(torch_level), parse_level(cpu_level))).name;
 }
 
-void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, at::TensorList steps,
-              double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
-              const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
-              const std::optional<at::Tensor>& found_inf, const std::optional<at::Tensor>& schedule,
-              const std::optional<at::Tensor>& schedule_state) {
-  check_sgd_args(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov,
-                 lr_tensor, grad_scale, found_inf, schedule, schedule_state, c10::DeviceType::CPU);
+namespace {
+
+void sgd_cpu_(const SgdArgs& a) {
+  check_sgd_args(a, c10::DeviceType::CPU);
+  const at::TensorList params = a.params, grads = a.grads, momentum_buffers = a.momentum_buffers, steps = a.steps;
   // On the CPU these reads are plain loads, not device synchronisations.
-  double step_lr = lr_tensor.has_value() ? lr_tensor->item<double>() : lr;
-  if (schedule.has_value()) {
+  double step_lr = a.lr_tensor.has_value() ? a.lr_tensor->item<double>() : a.hyper.lr;
+  if (a.schedule.has_value()) {
     ScheduleData data;
-    read_schedule(*schedule, &data);
-    double* state = static_cast<double*>(schedule_state->data_ptr());  // [step, lr, factor]
+    read_schedule(*a.schedule, &data);
+    double* state = static_cast<double*>(a.schedule_state->data_ptr());  // [step, lr, factor]
     step_lr = schedule_lr(data, schedule_counter_step(state[0]), step_lr) * state[2];
     state[1] = step_lr;
     state[0] += 1.0;
   }
   const size_t n = params.size();
   if (n == 0) return;
-  if (found_inf.has_value() && found_inf->item<double>() != 0.0) return;
+  if (a.found_inf.has_value() && a.found_inf->item<double>() != 0.0) return;
 
   StepArgs args{};
-  args.coeffs_f = SgdCoeffs<float>{static_cast<float>(-step_lr), static_cast<float>(momentum),
-                                   static_cast<float>(1.0 - dampening), static_cast<float>(weight_decay),
-                                   maximize ? -1.f : 1.f, maximize, weight_decay != 0.0, momentum != 0.0,
-                                   nesterov};
-  args.coeffs_d = SgdCoeffs<double>{-step_lr,     momentum,        1.0 - dampening, weight_decay,
-                                    maximize ? -1.0 : 1.0, maximize, weight_decay != 0.0, momentum != 0.0,
-                                    nesterov};
-  args.unscale = grad_scale.has_value();
-  args.grad_scale = args.unscale ? grad_scale->item<double>() : 1.0;
-  const bool has_momentum = momentum != 0.0;
+  args.coeffs_f = sgd_coeffs<float>(a.hyper, step_lr);
+  args.coeffs_d = sgd_coeffs<double>(a.hyper, step_lr);
+  args.unscale = a.grad_scale.has_value();
+  args.grad_scale = args.unscale ? a.grad_scale->item<double>() : 1.0;
+  const bool has_momentum = a.hyper.has_momentum();
 
   // Every tensor becomes a flat piece of the virtual concatenation, through a contiguous copy
   // (copied back after) when it is not flat and alike. `first` (the buffer's first step) is read
@@ -178,8 +165,7 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
                                static_cast<const void*>(pieces.back().buf)})
         if (base != nullptr) memory.push_back({reinterpret_cast<uintptr_t>(base), reinterpret_cast<uintptr_t>(base) + bytes});
     } else {
-      Staged st{param, grad, buf ? *buf : at::Tensor(), param.contiguous(), grad.contiguous(),
-                buf ? buf->contiguous() : at::Tensor()};
+      Staged st(param, grad, buf);
       pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(st.param_c.data_ptr()),
                              static_cast<char*>(st.grad_c.data_ptr()),
                              buf ? static_cast<char*>(st.buf_c.data_ptr()) : nullptr, numel, total, itemsize, first});
@@ -191,11 +177,6 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
     }
     total += numel;
   }
-  auto copy_back = [&](Staged& st) {
-    st.param.copy_(st.param_c);
-    if (st.buf.defined()) st.buf.copy_(st.buf_c);
-    if (args.unscale) st.grad.copy_(st.grad_c);
-  };
   const SpanFn span = level().fn;
 
   if (ranges_may_overlap(memory)) {
@@ -205,13 +186,9 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
     for (size_t k = 0; k < pieces.size(); ++k) {
       const Piece& pc = pieces[k];
       Staged* st = staged_of[k] >= 0 ? &staged[staged_of[k]] : nullptr;
-      if (st != nullptr) {
-        st->param_c.copy_(st->param);
-        st->grad_c.copy_(st->grad);
-        if (st->buf.defined()) st->buf_c.copy_(st->buf);
-      }
+      if (st != nullptr) st->refresh();
       span(pc.dtype, pc.param, pc.grad, pc.buf, pc.numel, args, pc.first);
-      if (st != nullptr) copy_back(*st);
+      if (st != nullptr) st->copy_back(args.unscale);
     }
   } else {
     at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
@@ -226,25 +203,24 @@ void sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList moment
              it->first);
       }
     });
-    for (Staged& st : staged) copy_back(st);
+    for (Staged& st : staged) st.copy_back(args.unscale);
   }
   if (has_momentum) {
     for (size_t i = 0; i < n; ++i) *static_cast<float*>(steps[i].data_ptr()) += 1.f;
   }
 }
 
-TORCH_LIBRARY_IMPL(fusedlr, CPU, m) { m.impl("sgd_", &sgd_cpu_); }
+void sgd_sparse_(const SgdArgs&) {
+  TORCH_CHECK(false, "fusedlr.sgd_: sparse gradients are not supported by the fused kernel; fusedlr.SGD steps "
+                     "parameters with sparse gradients through torch's reference implementation");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fusedlr, CPU, m) { m.impl("sgd_", &sgd_op<sgd_cpu_>); }
 
 // Without this a sparse gradient would meet the dispatcher's generic "could not run with
 // arguments from the SparseCPU backend".
-TORCH_LIBRARY_IMPL(fusedlr, SparseCPU, m) {
-  m.impl("sgd_", [](at::TensorList, at::TensorList, at::TensorList, at::TensorList, double, double, double, double,
-                    bool, bool, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-                    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-                    const std::optional<at::Tensor>&) {
-    TORCH_CHECK(false, "fusedlr.sgd_: sparse gradients are not supported by the fused kernel; fusedlr.SGD steps "
-                       "parameters with sparse gradients through torch's reference implementation");
-  });
-}
+TORCH_LIBRARY_IMPL(fusedlr, SparseCPU, m) { m.impl("sgd_", &sgd_op<sgd_sparse_>); }
 
 }  // namespace fusedlr::cpu

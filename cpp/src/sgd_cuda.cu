@@ -129,33 +129,31 @@ void launch_sgd(const std::vector<int64_t>& index, std::vector<at::Tensor>& para
       });
 }
 
-void sgd_cuda_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, at::TensorList steps,
-               double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
-               const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
-               const std::optional<at::Tensor>& found_inf, const std::optional<at::Tensor>& schedule,
-               const std::optional<at::Tensor>& schedule_state) {
-  check_sgd_args(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov,
-                 lr_tensor, grad_scale, found_inf, schedule, schedule_state, c10::DeviceType::CUDA);
+void sgd_cuda_(const SgdArgs& a) {
+  check_sgd_args(a, c10::DeviceType::CUDA);
+  const at::TensorList params = a.params, grads = a.grads, momentum_buffers = a.momentum_buffers, steps = a.steps;
+  const std::optional<at::Tensor>& schedule = a.schedule;
+  const std::optional<at::Tensor>& schedule_state = a.schedule_state;
   const size_t n = params.size();
   if (n == 0 && !schedule.has_value()) return;
   const c10::Device device = n > 0 ? params[0].device() : schedule_state->device();
   const c10::cuda::CUDAGuard guard(device);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const bool has_momentum = momentum != 0.0;
+  const bool has_momentum = a.hyper.has_momentum();
 
   // Scalars given as CPU tensors are moved once per call; on the device they are read in-kernel.
   auto on_device = [&](const std::optional<at::Tensor>& t) -> std::optional<at::Tensor> {
     if (!t.has_value() || t->device() == device) return t;
     return t->to(device, /*non_blocking=*/true);
   };
-  std::optional<at::Tensor> lr_d = on_device(lr_tensor);
-  const std::optional<at::Tensor> scale_d = on_device(grad_scale), inf_d = on_device(found_inf);
+  std::optional<at::Tensor> lr_d = on_device(a.lr_tensor);
+  const std::optional<at::Tensor> scale_d = on_device(a.grad_scale), inf_d = on_device(a.found_inf);
   if (schedule.has_value()) {
     // The schedule's bytes are host memory: read here, passed by value (no copy to the device).
     ScheduleData data;
     read_schedule(*schedule, &data);
     auto* state = static_cast<double*>(schedule_state->data_ptr());
-    advance_schedule<<<1, 1, 0, stream>>>(data, state, device_scalar(lr_d), lr);
+    advance_schedule<<<1, 1, 0, stream>>>(data, state, device_scalar(lr_d), a.hyper.lr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     lr_d = schedule_state->select(0, 1);  // the update reads the lr the schedule just wrote
   }
@@ -165,18 +163,18 @@ void sgd_cuda_(at::TensorList params, at::TensorList grads, at::TensorList momen
   std::vector<at::Tensor> p(params.begin(), params.end()), g(grads.begin(), grads.end());
   std::vector<at::Tensor> b = has_momentum ? std::vector<at::Tensor>(momentum_buffers.begin(), momentum_buffers.end())
                                            : std::vector<at::Tensor>(n);
-  std::vector<size_t> staged;
+  std::vector<Staged> staged;
   for (size_t i = 0; i < n; ++i) {
     if (!is_flat_alike(p[i], g[i], has_momentum ? &b[i] : nullptr)) {
-      p[i] = p[i].contiguous();
-      g[i] = g[i].contiguous();
-      if (has_momentum) b[i] = b[i].contiguous();
-      staged.push_back(i);
+      staged.emplace_back(p[i], g[i], has_momentum ? &b[i] : nullptr);
+      p[i] = staged.back().param_c;
+      g[i] = staged.back().grad_c;
+      if (has_momentum) b[i] = staged.back().buf_c;
     }
   }
 
-  const SgdCoeffs<double> coeffs{-lr, momentum, 1.0 - dampening, weight_decay, maximize ? -1.0 : 1.0,
-                                 maximize, weight_decay != 0.0, has_momentum, nesterov};
+  // (hyper.lr here; the kernel reads the lr tensor, or the schedule's lr, instead when there is one.)
+  const SgdCoeffs<double> coeffs = sgd_coeffs<double>(a.hyper, a.hyper.lr);
   const DeviceScalar lr_s = device_scalar(lr_d), scale_s = device_scalar(scale_d), inf_s = device_scalar(inf_d);
   auto launch = [&](at::ScalarType dtype, const std::vector<int64_t>& index) {
     switch (dtype) {
@@ -200,11 +198,7 @@ void sgd_cuda_(at::TensorList params, at::TensorList grads, at::TensorList momen
       if (!index.empty()) launch(dtype, index);
     }
   }
-  for (size_t i : staged) {
-    params[i].copy_(p[i]);
-    if (has_momentum) momentum_buffers[i].copy_(b[i]);
-    if (grad_scale.has_value()) grads[i].copy_(g[i]);
-  }
+  for (Staged& st : staged) st.copy_back(a.grad_scale.has_value());
   if (has_momentum) {
     for (size_t start = 0; start < n; start += kMaxCounters) {
       CounterList list{};
@@ -218,6 +212,6 @@ void sgd_cuda_(at::TensorList params, at::TensorList grads, at::TensorList momen
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) { m.impl("sgd_", &sgd_cuda_); }
+TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) { m.impl("sgd_", &sgd_op<sgd_cuda_>); }
 
 }  // namespace fusedlr::cuda

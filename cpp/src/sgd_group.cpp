@@ -1,6 +1,5 @@
 #include "sgd_group.h"
 
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
 
 namespace fusedlr {
@@ -16,12 +15,11 @@ SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::option
               steps_.size(), " steps");
 }
 
-int64_t SgdGroup::step(double lr, double momentum, double dampening, double weight_decay, bool nesterov,
-                       bool maximize, const std::optional<at::Tensor>& lr_tensor,
+int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
                        const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
                        const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state) {
   const std::lock_guard<std::mutex> lock(mutex_);
-  const bool has_momentum = momentum != 0.0;
+  const bool has_momentum = hyper.has_momentum();
   if (has_momentum && buffers_.size() != params_.size()) return -1;
   const size_t n = params_.size();
   // Common case first: every parameter has a gradient and (with momentum) a buffer. The held
@@ -37,17 +35,11 @@ int64_t SgdGroup::step(double lr, double momentum, double dampening, double weig
     if (grad.layout() != at::kStrided) return release_grads(-1);
     g_[i] = grad;
   }
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("fusedlr::sgd_", "")
-                             .typed<void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, double,
-                                         double, double, double, bool, bool, const std::optional<at::Tensor>&,
-                                         const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-                                         const std::optional<at::Tensor>&, const std::optional<at::Tensor>&)>();
   static const std::vector<at::Tensor> none;
   if (complete) {
     if (n > 0 || schedule.has_value()) {
-      op.call(params_, g_, has_momentum ? buffers_ : none, has_momentum ? steps_ : none, lr, momentum, dampening,
-              weight_decay, nesterov, maximize, lr_tensor, grad_scale, found_inf, schedule, schedule_state);
+      call_sgd_op(SgdArgs{params_, g_, has_momentum ? buffers_ : none, has_momentum ? steps_ : none, hyper, lr_tensor,
+                          grad_scale, found_inf, schedule, schedule_state});
     }
     return release_grads(static_cast<int64_t>(n));
   }
@@ -71,8 +63,7 @@ int64_t SgdGroup::step(double lr, double momentum, double dampening, double weig
   }
   // Called even when no parameter has a gradient if a schedule must advance every step.
   if (!p_.empty() || schedule.has_value()) {
-    op.call(p_, g_, b_, s_, lr, momentum, dampening, weight_decay, nesterov, maximize, lr_tensor, grad_scale,
-            found_inf, schedule, schedule_state);
+    call_sgd_op(SgdArgs{p_, g_, b_, s_, hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state});
   }
   const auto stepped = static_cast<int64_t>(p_.size());
   p_.clear();

@@ -14,6 +14,8 @@
 #include <optional>
 #include <vector>
 
+#include "sgd_args.h"
+
 namespace fusedlr {
 
 struct SgdGroup {
@@ -31,10 +33,9 @@ struct SgdGroup {
    * (nothing changed) when the Python side must rebuild the group: a parameter with a gradient
    * has no momentum buffer yet, or a gradient is sparse.
    */
-  int64_t step(double lr, double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
-               const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
-               const std::optional<at::Tensor>& found_inf, const std::optional<at::Tensor>& schedule,
-               const std::optional<at::Tensor>& schedule_state);
+  int64_t step(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
+               const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
+               const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state);
 
   int64_t size() const { return static_cast<int64_t>(params_.size()); }
 

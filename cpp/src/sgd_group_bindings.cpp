@@ -33,7 +33,7 @@ class BoundSgdGroup {
                const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state) {
     if (!holds_our_params(params)) return -1;
     py::gil_scoped_release release;
-    return group_->step(lr, momentum, dampening, weight_decay, nesterov, maximize, lr_tensor, grad_scale,
+    return group_->step(SgdHyper{lr, momentum, dampening, weight_decay, nesterov, maximize}, lr_tensor, grad_scale,
                         found_inf, schedule, schedule_state);
   }
 

@@ -43,6 +43,25 @@ struct SgdCoeffs {
   bool nesterov;
 };
 
+/** The hyper-parameters of one fusedlr::sgd_ call, as the op's schema gives them (ops.cpp). */
+struct SgdHyper {
+  double lr;  // the lr argument (an lr tensor or an in-kernel schedule may decide the step's lr instead)
+  double momentum;
+  double dampening;
+  double weight_decay;
+  bool nesterov;
+  bool maximize;
+  FUSEDLR_HOST_DEVICE bool has_momentum() const { return momentum != 0.0; }
+};
+
+/** The coefficients of a step with learning rate `lr` (the step's, whatever decided it), in math type T. */
+template <typename T>
+FUSEDLR_HOST_DEVICE SgdCoeffs<T> sgd_coeffs(const SgdHyper& h, double lr) {
+  return SgdCoeffs<T>{static_cast<T>(-lr),          static_cast<T>(h.momentum),  static_cast<T>(1.0 - h.dampening),
+                      static_cast<T>(h.weight_decay), h.maximize ? T(-1) : T(1), h.maximize,
+                      h.weight_decay != 0.0,        h.momentum != 0.0,           h.nesterov};
+}
+
 /** Broadcast the coefficients of scalar type S into another type V (e.g. a SIMD vector). */
 template <typename V, typename S>
 FUSEDLR_HOST_DEVICE SgdCoeffs<V> broadcast(const SgdCoeffs<S>& c) {
