@@ -39,6 +39,9 @@ never goes above what the CPU supports (cpu_level()).)pbdoc");
         R"pbdoc(Which SGD hyper-parameter is out of range ("lr", "momentum", "dampening", "weight_decay",
 "nesterov"), or None: the check the op makes (finite; lr, momentum, weight_decay >= 0; nesterov
 needs momentum > 0 and dampening 0).)pbdoc");
+  py::list dtypes;
+  for (const c10::ScalarType d : fusedlr::supported_dtypes()) dtypes.append(fusedlr::dtype_name(d));
+  m.attr("supported_dtypes") = py::tuple(dtypes);
   fusedlr::bind_schedules(m);
   fusedlr::bind_schedule_applier(m);
   fusedlr::bind_sgd_group(m);

@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -23,11 +24,58 @@ const char* sgd_hyperparameter_problem(const SgdHyper& h) {
   return nullptr;
 }
 
+const std::vector<c10::ScalarType>& supported_dtypes() {
+  static const std::vector<c10::ScalarType> dtypes{at::kFloat, at::kDouble, at::kHalf, at::kBFloat16};
+  return dtypes;
+}
+
 bool is_supported_dtype(c10::ScalarType dtype) {
-  return dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16;
+  for (const c10::ScalarType d : supported_dtypes())
+    if (d == dtype) return true;
+  return false;
+}
+
+std::string dtype_name(c10::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kComplexHalf: return "complex32";
+    case at::kComplexFloat: return "complex64";
+    case at::kComplexDouble: return "complex128";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: {
+      std::string name = c10::toString(dtype);  // e.g. Float8_e4m3fn: torch.float8_e4m3fn
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      return name;
+    }
+  }
 }
 
 namespace {
+
+/** A dtype as Python prints it: "torch.float32". */
+std::string py_dtype(c10::ScalarType dtype) { return "torch." + dtype_name(dtype); }
+
+/** A shape as Python prints a torch.Size's tuple: "(5,)", "(2, 3)", "()". */
+std::string py_shape(at::IntArrayRef sizes) {
+  std::string out = "(";
+  for (size_t d = 0; d < sizes.size(); ++d) out += (d ? ", " : "") + std::to_string(sizes[d]);
+  return out + (sizes.size() == 1 ? ",)" : ")");
+}
+
+/** "torch.float32, torch.float64, ...": the dtypes the kernels step. */
+std::string supported_list() {
+  std::string out;
+  for (const c10::ScalarType d : supported_dtypes()) out += (out.empty() ? "" : ", ") + py_dtype(d);
+  return out;
+}
 
 void check_scalar_tensor(const std::optional<at::Tensor>& t, const char* name, c10::Device device) {
   if (!t.has_value()) return;
@@ -73,43 +121,46 @@ void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type) {
                                                           : c10::Device(device_type);
   TORCH_CHECK(device.type() == device_type, "fusedlr.sgd_: the tensors are on ", device, ", expected ",
               c10::DeviceTypeName(device_type));
+  // Each problem with one tensor names it as list[i] (params[i], grads[i], momentum_buffers[i],
+  // steps[i]): fusedlr.SGD translates that into "param group g, params[j]" and nothing else.
   for (size_t i = 0; i < n; ++i) {
     const at::Tensor& p = params[i];
     const at::Tensor& g = grads[i];
-    TORCH_CHECK(p.layout() == at::kStrided && g.layout() == at::kStrided,
-                "fusedlr.sgd_: params[", i, "] and grads[", i, "] must be dense (strided); sparse gradients "
-                "are not supported by the fused kernel");
-    TORCH_CHECK(is_supported_dtype(p.scalar_type()), "fusedlr.sgd_: params[", i,
-                "] has dtype ", p.scalar_type(), "; supported: float32, float64, float16, bfloat16");
-    TORCH_CHECK(p.device() == device, "fusedlr.sgd_: params[", i, "] is on ", p.device(),
-                " but params[0] is on ", device, "; one call takes tensors of one device");
-    TORCH_CHECK(g.device() == device, "fusedlr.sgd_: grads[", i, "] is on ", g.device(), " but params[", i,
-                "] is on ", device);
-    TORCH_CHECK(g.scalar_type() == p.scalar_type(), "fusedlr.sgd_: grads[", i, "] has dtype ", g.scalar_type(),
-                " but params[", i, "] has dtype ", p.scalar_type());
-    TORCH_CHECK(g.sizes() == p.sizes(), "fusedlr.sgd_: grads[", i, "] has shape ", g.sizes(), " but params[", i,
-                "] has shape ", p.sizes());
+    TORCH_CHECK_VALUE(p.layout() == at::kStrided && g.layout() == at::kStrided, "fusedlr.sgd_: params[", i,
+                      "] and grads[", i, "] must be dense (strided); sparse gradients are not supported by the "
+                      "fused kernel");
+    TORCH_CHECK_TYPE(is_supported_dtype(p.scalar_type()), "fusedlr.sgd_: params[", i, "] has dtype ",
+                     py_dtype(p.scalar_type()), "; supported: ", supported_list());
+    TORCH_CHECK_VALUE(p.device() == device, "fusedlr.sgd_: params[", i, "] is on ", p.device(),
+                      " but params[0] is on ", device, "; one call takes tensors of one device");
+    TORCH_CHECK_VALUE(g.device() == device, "fusedlr.sgd_: grads[", i, "] is on ", g.device(), " but params[", i,
+                      "] is on ", device);
+    TORCH_CHECK_TYPE(g.scalar_type() == p.scalar_type(), "fusedlr.sgd_: grads[", i, "] has dtype ",
+                     py_dtype(g.scalar_type()), " but params[", i, "] has dtype ", py_dtype(p.scalar_type()));
+    TORCH_CHECK_VALUE(g.sizes() == p.sizes(), "fusedlr.sgd_: grads[", i, "] has shape ", py_shape(g.sizes()),
+                      " but params[", i, "] has shape ", py_shape(p.sizes()));
     // Tensors the step writes must not alias themselves (an expand()ed tensor does): the staged
     // copy-back after the kernel would throw half-way, leaving earlier tensors stepped and the
     // step counters not advanced. Refuse before anything is written.
-    TORCH_CHECK(at::has_internal_overlap(p) != at::MemOverlap::Yes, "fusedlr.sgd_: params[", i,
-                "] has elements that share memory (e.g. an expanded tensor) and cannot be updated in place");
-    TORCH_CHECK(!grad_scale.has_value() || at::has_internal_overlap(g) != at::MemOverlap::Yes, "fusedlr.sgd_: grads[",
-                i, "] has elements that share memory (e.g. an expanded tensor), so the unscaled gradient cannot "
-                "be written back; clone() it");
+    TORCH_CHECK_VALUE(at::has_internal_overlap(p) != at::MemOverlap::Yes, "fusedlr.sgd_: params[", i,
+                      "] has elements that share memory (e.g. an expanded tensor) and cannot be updated in place");
+    TORCH_CHECK_VALUE(!grad_scale.has_value() || at::has_internal_overlap(g) != at::MemOverlap::Yes,
+                      "fusedlr.sgd_: grads[", i, "] has elements that share memory (e.g. an expanded tensor), so "
+                      "the unscaled gradient cannot be written back; clone() it");
     if (momentum != 0.0) {
       const at::Tensor& b = momentum_buffers[i];
       const at::Tensor& s = steps[i];
-      TORCH_CHECK(b.layout() == at::kStrided && b.device() == device && b.scalar_type() == p.scalar_type() &&
-                      b.sizes() == p.sizes(),
-                  "fusedlr.sgd_: momentum_buffers[", i, "] must match params[", i, "] (shape ", p.sizes(),
-                  ", dtype ", p.scalar_type(), ", device ", device, "), got shape ", b.sizes(), ", dtype ",
-                  b.scalar_type(), ", device ", b.device());
-      TORCH_CHECK(at::has_internal_overlap(b) != at::MemOverlap::Yes, "fusedlr.sgd_: momentum_buffers[", i,
-                  "] has elements that share memory and cannot be updated in place");
-      TORCH_CHECK(s.numel() == 1 && s.scalar_type() == at::kFloat && s.device() == device,
-                  "fusedlr.sgd_: steps[", i, "] must be a one-element float32 tensor on ", device, ", got ",
-                  s.numel(), " elements of ", s.scalar_type(), " on ", s.device());
+      TORCH_CHECK_VALUE(b.layout() == at::kStrided && b.device() == device && b.scalar_type() == p.scalar_type() &&
+                            b.sizes() == p.sizes(),
+                        "fusedlr.sgd_: momentum_buffers[", i, "] does not match params[", i, "] (shape ",
+                        py_shape(b.sizes()), ", ", py_dtype(b.scalar_type()), ", ", b.device(), " against shape ",
+                        py_shape(p.sizes()), ", ", py_dtype(p.scalar_type()), ", ", device,
+                        "); was the parameter's .data replaced?");
+      TORCH_CHECK_VALUE(at::has_internal_overlap(b) != at::MemOverlap::Yes, "fusedlr.sgd_: momentum_buffers[", i,
+                        "] has elements that share memory and cannot be updated in place");
+      TORCH_CHECK_VALUE(s.numel() == 1 && s.scalar_type() == at::kFloat && s.device() == device, "fusedlr.sgd_: steps[",
+                        i, "] must be a one-element float32 tensor on ", device, ", got ", s.numel(), " elements of ",
+                        py_dtype(s.scalar_type()), " on ", s.device());
     }
   }
   check_scalar_tensor(args.lr_tensor, "lr_tensor", device);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "sgd_args.h"
@@ -21,8 +22,12 @@ namespace fusedlr {
  */
 const char* sgd_hyperparameter_problem(const SgdHyper& h);
 
-/** The storage dtypes the kernels are compiled for. */
+/** The storage dtypes the kernels are compiled for: the one list (Python reads it as _C.supported_dtypes). */
+const std::vector<c10::ScalarType>& supported_dtypes();
 bool is_supported_dtype(c10::ScalarType dtype);
+
+/** A dtype as torch names it in Python, without "torch." ("float32", "bfloat16", "int64"). */
+std::string dtype_name(c10::ScalarType dtype);
 
 /**
  * Check the lists and scalars of one sgd_ call: equal lengths, and per parameter the same

@@ -191,7 +191,7 @@ void sgd_cuda_(const SgdArgs& a) {
     for (size_t i = 0; i < n; ++i) launch(p[i].scalar_type(), {static_cast<int64_t>(i)});
   } else {
     // One launch per dtype present (mixed dtypes in one group are allowed).
-    for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
+    for (const at::ScalarType dtype : supported_dtypes()) {
       std::vector<int64_t> index;
       for (size_t i = 0; i < n; ++i)
         if (p[i].scalar_type() == dtype) index.push_back(static_cast<int64_t>(i));

@@ -10,6 +10,8 @@ from torch import Tensor
 __version__: str
 with_cuda: bool
 """True when the CUDA kernels were compiled into this build."""
+supported_dtypes: tuple[str, ...]
+"""The storage dtypes the SGD kernels step, as torch names them ("float32", ...): the one list."""
 cpu_levels_compiled: str
 """Comma-separated SIMD levels compiled into the CPU kernel, e.g. "DEFAULT,AVX2,AVX512"."""
 

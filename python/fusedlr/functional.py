@@ -9,11 +9,12 @@ of one call split by device, complex tensors as real views, one fused native cal
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from . import ops
+from . import _checks, ops  # noqa: F401  (ops: the op's fake implementation, for torch.compile)
 from ._C import Schedule
 
 __all__ = ["sgd"]
@@ -87,9 +88,8 @@ def sgd(
         counters = []
     if isinstance(schedule, Schedule):
         schedule = torch.frombuffer(bytearray(schedule.to_bytes()), dtype=torch.uint8)
-    _step(params, grads, buffers, counters, lr=lr, momentum=momentum, dampening=dampening,
-          weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, grad_scale=grad_scale,
-          found_inf=found_inf, schedule=schedule, schedule_state=schedule_state)
+    lr_tensor, scalars = op_scalars(lr, momentum, dampening, weight_decay, nesterov, maximize)
+    _step(params, grads, buffers, counters, scalars, (lr_tensor, grad_scale, found_inf, schedule, schedule_state))
 
 
 def new_momentum_buffer(p: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,31 +99,41 @@ def new_momentum_buffer(p: Tensor) -> tuple[Tensor, Tensor]:
                                                                                 device=p.device)
 
 
-def _step(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor], counters: list[Tensor], *,
-          lr: float | Tensor, momentum: float, dampening: float, weight_decay: float, nesterov: bool,
-          maximize: bool, grad_scale: Tensor | None, found_inf: Tensor | None, schedule: Tensor | None,
-          schedule_state: Tensor | None) -> None:
-    """The fused calls: complex tensors as real views, one call per device (the op takes one)."""
+def op_scalars(lr: float | Tensor, momentum: Any, dampening: Any, weight_decay: Any, nesterov: Any,
+               maximize: Any) -> tuple[Tensor | None, tuple[float, float, float, float, bool, bool]]:
+    """The op's lr tensor (or None) and its six scalars, in the schema's order (ops.cpp)."""
+    lr_tensor = lr if isinstance(lr, Tensor) else None
+    if isinstance(weight_decay, Tensor):
+        weight_decay = weight_decay.item()
+    return lr_tensor, (0.0 if lr_tensor is not None else float(lr), float(momentum), float(dampening),
+                       float(weight_decay), bool(nesterov), bool(maximize))
+
+
+def _step(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor], counters: list[Tensor],
+          scalars: tuple, tensors: tuple) -> None:
+    """The fused calls: complex tensors as real views, one call per device (the op takes one).
+    ``scalars`` and ``tensors`` are the op's in its order (:func:`op_scalars`; ``(lr_tensor,
+    grad_scale, found_inf, schedule, schedule_state)``). An error names tensors as numbered here."""
     if any(p.is_complex() for p in params):
         params = [torch.view_as_real(p) if p.is_complex() else p for p in params]
         grads = [torch.view_as_real(g) if g.is_complex() else g for g in grads]
         buffers = [torch.view_as_real(b) if b.is_complex() else b for b in buffers]
-    lr_tensor = lr if isinstance(lr, Tensor) else None
-    scalars = dict(lr=0.0 if lr_tensor is not None else float(lr), momentum=float(momentum),
-                   dampening=float(dampening), weight_decay=float(weight_decay), nesterov=bool(nesterov),
-                   maximize=bool(maximize))
-    tensors = dict(lr_tensor=lr_tensor, grad_scale=grad_scale, found_inf=found_inf, schedule=schedule,
-                   schedule_state=schedule_state)
     splits = _split_by_device(params) if params else [None]
-    if len(splits) > 1 and schedule is not None:
+    if len(splits) > 1 and tensors[3] is not None:
         raise RuntimeError("fusedlr.SGD: an in-kernel schedule needs every parameter of its group on one device, "
                            f"got {sorted({str(p.device) for p in params})}")
+    if not params and tensors[3] is None:
+        return  # nothing to dispatch on
     for idx in splits:
         if idx is None:
-            ops.sgd_(params, grads, buffers, counters, **tensors, **scalars)
-        else:
-            ops.sgd_([params[i] for i in idx], [grads[i] for i in idx], [buffers[i] for i in idx] if buffers else [],
-                     [counters[i] for i in idx] if counters else [], **tensors, **scalars)
+            torch.ops.fusedlr.sgd_(params, grads, buffers, counters, *scalars, *tensors)
+            continue
+        try:
+            torch.ops.fusedlr.sgd_([params[i] for i in idx], [grads[i] for i in idx],
+                                   [buffers[i] for i in idx] if buffers else [],
+                                   [counters[i] for i in idx] if counters else [], *scalars, *tensors)
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise _checks.renumbered(error, idx) from error
 
 
 def _split_by_device(params: list[Tensor]) -> list[list[int] | None]:

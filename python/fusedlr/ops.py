@@ -2,7 +2,7 @@
 
 The fake implementations let ``torch.compile`` trace a call to an op without running it and
 without a graph break: the ops mutate their inputs in place and return nothing, so the fake
-only has to check what it can and return ``None``.
+returns ``None``.
 """
 
 from __future__ import annotations
@@ -94,7 +94,6 @@ def _sgd_fake(
     params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize,
     lr_tensor=None, grad_scale=None, found_inf=None, schedule=None, schedule_state=None,
 ) -> None:
-    torch._check(len(grads) == len(params), lambda: "fusedlr.sgd_: params and grads differ in length")
-    for p, g in zip(params, grads):
-        torch._check(p.shape == g.shape, lambda: "fusedlr.sgd_: a grad's shape differs from its param's")
+    # Nothing to compute: the op mutates its inputs and returns nothing. Its arguments are checked
+    # once, by the op itself (cpp/src/sgd_check.cpp), when it runs.
     return None
