@@ -145,6 +145,28 @@ def test_cyclic_custom_scale_fn_matches_torch():
         assert rel_err(ours, theirs) <= PARITY_RTOL
 
 
+@pytest.mark.parametrize("scale_mode", ["cycle", "iterations"])
+def test_cyclic_custom_scale_fn_gets_torchs_argument_and_gives_its_values_bit_for_bit(scale_mode):
+    """The user's scale_fn replaces the mode's amplitude inside the C++ formula (Schedule.cyclic_value):
+    it sees torch's argument (the cycle as an int, or the step) and lr and momentum equal torch's."""
+    seen = {TS: [], F: []}
+    runs = {}
+    for m in (TS, F):
+        p = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+        sched = m.CyclicLR(opt, 0.01, 0.1, step_size_up=3, step_size_down=4, scale_mode=scale_mode,
+                           scale_fn=lambda x, m=m: seen[m].append(x) or 1.0 / (1.0 + x) ** 0.5)
+        runs[m] = []
+        for _ in range(40):
+            opt.step()
+            sched.step()
+            runs[m].append((opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]))
+    assert runs[F] == runs[TS]
+    assert [type(x) for x in seen[F]] == [type(x) for x in seen[TS]] and seen[F] == seen[TS]
+    with pytest.raises(ValueError, match="a cyclic schedule"):
+        S.cosine(10).cyclic_value(3, 0.5)
+
+
 # --- composites ---------------------------------------------------------------------------------------
 
 def sequential_case(m, o):

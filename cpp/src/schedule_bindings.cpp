@@ -149,6 +149,14 @@ py::dict arguments(const ScheduleData& d, ChildFn child) {
   return out;
 }
 
+/** The root of `d`, which must be a cyclic node, for a step in [0, 2^62]. */
+const ScheduleNode& cyclic_root(const ScheduleData& d, double step, const char* ctx) {
+  if (d.nodes[0].kind != ScheduleKind::kCyclic) invalid(ctx, "schedule", "a cyclic schedule", schedule_repr(d));
+  if (!(step >= 0.0 && step <= static_cast<double>(kMaxScheduleStep)))
+    invalid(ctx, "step", "a step in [0, 2**62]", format_number(step));
+  return d.nodes[0];
+}
+
 // --- pickling: the factory arguments (format 2), checked on the way back in ----------------------
 
 py::tuple get_state(const ScheduleData& d) {
@@ -325,6 +333,24 @@ fractional (torch's ``step(epoch)`` takes fractional epochs).)pbdoc")
           py::arg("step"), py::arg("base_lr") = 1.0,
           R"pbdoc(A ``cosine_restarts`` schedule at a real ``step`` (fractional epochs, as torch's
 ``CosineAnnealingWarmRestarts.step(epoch)``); equal to ``s(step, base_lr)`` at whole steps.)pbdoc")
+      .def(
+          "cycle",
+          [](const Schedule& s, double step) {
+            const ScheduleNode& n = cyclic_root(s.data(), step, "Schedule.cycle");
+            return detail::cyclic_cycle(n, step);
+          },
+          py::arg("step"),
+          R"pbdoc(The cycle of a ``cyclic`` schedule that holds ``step``, counted from 1 (what torch's
+``CyclicLR`` hands a ``scale_fn`` with ``scale_mode="cycle"``).)pbdoc")
+      .def(
+          "cyclic_value",
+          [](const Schedule& s, double step, double scale) {
+            const ScheduleNode& n = cyclic_root(s.data(), step, "Schedule.cyclic_value");
+            return detail::cyclic_lr(n, step, detail::cyclic_cycle(n, step), scale);
+          },
+          py::arg("step"), py::arg("scale"),
+          R"pbdoc(A ``cyclic`` schedule at ``step`` with the amplitude ``scale`` in place of its mode's (torch's
+``CyclicLR`` with a custom ``scale_fn``: ``scale = scale_fn(s.cycle(step))`` or ``scale_fn(step)``).)pbdoc")
       .def(
           "curve",
           [](const Schedule& s, int64_t n, int64_t start, double base_lr) {

@@ -897,8 +897,9 @@ class CyclicLR(ClosedFormLR, _torch_lr.CyclicLR):
     .. math:: \eta_t = \eta_{lo} + (\eta_{hi} - \eta_{lo})\, f(x_t)\, g, \qquad
         m_t = m_{hi} - (m_{hi} - m_{lo})\, f(x_t)\, g
 
-    (see :func:`fusedlr.schedules.cyclic`). A custom ``scale_fn`` runs in Python on top of the
-    closed-form triangle; then ``.schedule`` is the triangle without it.
+    (see :func:`fusedlr.schedules.cyclic`). A custom ``scale_fn`` is called in Python, and its
+    value replaces the mode's amplitude in the C++ formula (``Schedule.cyclic_value``); then
+    ``.schedule`` is the triangle without it.
 
     Args:
         optimizer: the optimizer; its groups' lr is set to ``base_lr``.
@@ -971,15 +972,15 @@ class CyclicLR(ClosedFormLR, _torch_lr.CyclicLR):
         return self._triangular_scale_fn
 
     def _custom_scale(self, t: int) -> float:
-        x = math.floor(1 + t / self.total_size) if self.scale_mode == "cycle" else t
+        # torch's CyclicLR: scale_fn(cycle) (an int, counted from 1) or scale_fn(last_epoch).
+        x = int(self._schedules[0].cycle(t)) if self.scale_mode == "cycle" else t
         return self._scale_fn_custom(x)
 
     def _lrs(self, t: int) -> list[float]:
         if self._scale_fn_custom is None:
             return super()._lrs(t)
-        # Height of the closed-form triangle (lo -> hi), scaled by the user's function.
-        scale = self._custom_scale(t)
-        return [b + (s(t) - b) * scale for s, b in zip(self._schedules, self.base_lrs)]
+        scale = self._custom_scale(t)  # the user's amplitude in place of the mode's, in C++ (schedule.h)
+        return [s.cyclic_value(t, scale) for s in self._schedules]
 
     def _apply(self) -> None:
         if self._scale_fn_custom is None:
@@ -987,10 +988,10 @@ class CyclicLR(ClosedFormLR, _torch_lr.CyclicLR):
             return
         self._apply_python()
         if self.cycle_momentum:
-            t, scale = self.last_epoch, self._custom_scale(self.last_epoch)
+            t = self.last_epoch
+            scale = self._custom_scale(t)
             for group, lo, hi in zip(self.optimizer.param_groups, self.base_momentums, self.max_momentums):
-                sf = self._cyclic(0.0, 1.0, False)(t)
-                m = hi - (hi - lo) * sf * scale
+                m = self._cyclic(lo, hi, True).cyclic_value(t, scale)
                 if self.use_beta1:
                     group["betas"] = (m, *group["betas"][1:])
                 else:

@@ -352,13 +352,18 @@ class SGD(Optimizer):
         if not torch.compiler.is_compiling():
             self._native.store(index, group, self.state)
 
+    def _cache(self, name: str, make: Callable[[], Any]) -> Any:
+        """An attribute made on first use, so again after a pickle or deepcopy (torch's
+        Optimizer.__getstate__ keeps only defaults, state and param_groups)."""
+        value = self.__dict__.get(name)
+        if value is None:
+            value = self.__dict__[name] = make()
+        return value
+
     @property
     def _native(self) -> _group_cache.GroupCache:
-        """The groups' tensors held in C++ between steps (made again after a pickle or deepcopy)."""
-        cache = self.__dict__.get("_group_cache")
-        if cache is None:
-            cache = self.__dict__["_group_cache"] = _group_cache.GroupCache()
-        return cache
+        """The groups' tensors held in C++ between steps."""
+        return self._cache("_group_cache", _group_cache.GroupCache)
 
     # -- the in-kernel schedule (its runtime: _in_kernel.py) ----------------------------------
 
@@ -370,11 +375,8 @@ class SGD(Optimizer):
 
     @property
     def _schedules(self) -> _in_kernel.Runtime:
-        """The in-kernel schedules' host-side caches (made again after a pickle or deepcopy)."""
-        runtime = self.__dict__.get("_in_kernel")
-        if runtime is None:
-            runtime = self.__dict__["_in_kernel"] = _in_kernel.Runtime()
-        return runtime
+        """The in-kernel schedules' host-side caches."""
+        return self._cache("_in_kernel", _in_kernel.Runtime)
 
     def _prepare_schedule(self, index: int, group: dict[str, Any]) -> None:
         """Make group ``index``'s schedule bytes and counter now (a group is added, a state loaded),

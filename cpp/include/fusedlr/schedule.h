@@ -177,6 +177,34 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double restart_lr(const ScheduleNode& n, doub
   return p[2] + (b - p[2]) * (1.0 + smath::cos_pi(frac)) / 2.0;
 }
 
+/** cyclic: the cycle that holds step t, counted from 1 (torch's CyclicLR: floor(1 + t / (up + down))). */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double cyclic_cycle(const ScheduleNode& n, double t) {
+  return floor(1.0 + t / (n.p[2] + n.p[3]));  // p2 + p3: torch's total_size = up + down
+}
+
+/** cyclic: the amplitude scale of its mode at step t of `cycle`: 1, 1 / 2^(cycle - 1) or gamma^t. */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double cyclic_mode_scale(const ScheduleNode& n, double t, double cycle) {
+  const int mode = n.flags & 3;
+  if (mode == kTriangular2) return 1.0 / smath::pow_fast_cases(2.0, cycle - 1.0);
+  if (mode == kExpRange) return exp(n.p[5] * t);  // gamma^t, p5 = log(gamma) built in
+  return 1.0;
+}
+
+/**
+ * cyclic at step t of `cycle` with amplitude `scale` (its mode's, or a user's scale_fn): torch's
+ * CyclicLR.get_lr, same order of operations. Inverted: from hi down towards lo, as torch cycles
+ * momentum against the lr.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double cyclic_lr(const ScheduleNode& n, double t, double cycle, double scale) {
+  const double* p = n.p;
+  const double total = p[2] + p[3];   // torch's total_size = up + down
+  const double ratio = p[2] / total;  // torch's step_ratio = up / total_size
+  const double x = 1.0 + t / total - cycle;
+  const double sf = x <= ratio ? x / ratio : (x - 1.0) / (ratio - 1.0);
+  const double height = (p[1] - p[0]) * sf;
+  return (n.flags & 4) ? p[1] - height * scale : p[0] + height * scale;
+}
+
 /**
  * The ends of one_cycle's first two phases (torch's OneCycleLR): e1 = pct_start * total - 1,
  * e2 = 2 pct_start * total - 2 (three-phase) or total - 1.
@@ -225,19 +253,9 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       restart_cycle(p, step, start, len, next);
       return restart_lr(n, t, start, len, b);
     }
-    case ScheduleKind::kCyclic: {  // torch CyclicLR.get_lr, same order of operations
-      const double total = p[2] + p[3];    // torch's total_size = up + down
-      const double ratio = p[2] / total;   // torch's step_ratio = up / total_size
-      const double cycle = floor(1.0 + t / total);
-      const double x = 1.0 + t / total - cycle;
-      const double sf = x <= ratio ? x / ratio : (x - 1.0) / (ratio - 1.0);
-      const double height = (p[1] - p[0]) * sf;
-      const int mode = n.flags & 3;
-      double scale = 1.0;
-      if (mode == kTriangular2) scale = 1.0 / smath::pow_fast_cases(2.0, cycle - 1.0);
-      else if (mode == kExpRange) scale = exp(p[5] * t);  // gamma^t, p5 = log(gamma) built in
-      // Inverted: from hi down towards lo, as torch cycles momentum against the lr.
-      return (n.flags & 4) ? p[1] - height * scale : p[0] + height * scale;
+    case ScheduleKind::kCyclic: {
+      const double cycle = cyclic_cycle(n, t);
+      return cyclic_lr(n, t, cycle, cyclic_mode_scale(n, t, cycle));
     }
     case ScheduleKind::kOneCycle: {  // torch OneCycleLR.get_lr; holds `end` from total-1 on
       const double total = p[4];
