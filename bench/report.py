@@ -95,8 +95,8 @@ def main() -> None:
     lines = [
         f"Machine: {m.get('cpu', {}).get('brand_raw', platform.processor())}, {m.get('cpu', {}).get('count', '?')} "
         f"logical CPUs, Python {m.get('python_version')}; run {data['datetime'][:16]} "
-        f"(commit {data.get('commit_info', {}).get('id', '?')[:8]}). Roofline (in-place three-stream add, same run): "
-        f"{roof:.1f} GB/s." if roof else "",
+        f"(commit {data.get('commit_info', {}).get('id', '?')[:8]}). Roofline (bench/roofline.py: the step's five "
+        f"streams with trivial arithmetic, same threads and SIMD level, same run): {roof:.1f} GB/s." if roof else "",
         "",
         "One `step()`; medians; in parentheses torch's time / fusedlr's (> 1: fusedlr faster). GB/s counts "
         "the bytes the update must move (fp32: 20 per element, bf16: 10).",

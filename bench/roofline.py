@@ -1,31 +1,115 @@
-"""The memory roofline: bandwidth of an in-place three-stream add (read a, read b, write a) on
-tensors far larger than the caches, measured in the same process as the benchmarks it scales.
+"""The memory roofline of an SGD step on this machine, and each fusedlr case as a % of it.
 
-In place, like the SGD update (which writes back the param and buffer it read), so no stream
-pays a write-allocate read: 12 bytes per element. (An out-of-place add, c = a + b, reads c's
-lines before writing them on this machine and shows ~30 % less.)"""
+The reference is a streaming kernel of our own, built with the extension
+(``fusedlr._C._stream_reference``): read p, g and b, write p and b (no b without momentum), one
+add per float32 word, split across torch's threads and at the SIMD level of the step, on streams
+of 256 MiB each, far larger than the caches. It moves exactly the traffic of a step whose streams
+have those sizes and does nothing else, so a step's bytes per second over the reference's is how
+close the step is to the memory; a figure above ~105 % would mean the reference is wrong.
+
+A step moves, per element, its itemsize for each stream: 5 streams with momentum (fp32: 20 B,
+bf16/fp16: 10 B), 3 without (fp32: 12 B).
+
+    python bench/roofline.py [--sets mlp,resnet50,2000x1k,2M] [--dtypes float32,bfloat16,float16]
+
+prints the reference's GB/s, then per case fusedlr's time, GB/s and % of the roofline (interleaved
+with the reference, medians), and the fixed cost per tensor: (t(2000 x 1k) - t(one 2M tensor)) / 2000.
+"""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
 import torch
 
-# fp32 SGD with momentum moves 20 bytes per element: read param, grad, buffer; write param, buffer.
-SGD_BYTES_PER_ELEMENT = {torch.float32: 20, torch.bfloat16: 10, torch.float16: 10, torch.float64: 40}
+import fusedlr
+from fusedlr import _C
 
 
-def measure_bandwidth(numel: int = 64 * 2**20, repeats: int = 15) -> float:
-    a, b = torch.rand(numel), torch.rand(numel)
-    a.add_(b)
+def streams(momentum: bool = True) -> int:
+    """Streams an SGD step moves: read param, grad (and buffer); write param (and buffer)."""
+    return 5 if momentum else 3
+
+
+def bytes_per_element(dtype: torch.dtype, momentum: bool = True) -> int:
+    return torch.empty((), dtype=dtype).element_size() * streams(momentum)
+
+
+class Reference:
+    """The streaming kernel on 256 MiB streams; ``run()`` is one pass, ``gbs(seconds)`` its bandwidth."""
+
+    def __init__(self, momentum: bool = True, mib_per_stream: int = 256) -> None:
+        words = mib_per_stream * 2**20 // 4
+        self.p, self.g = torch.rand(words), torch.rand(words)
+        self.b = torch.rand(words) if momentum else None
+        self.bytes = streams(momentum) * 4 * words
+        self.run()  # first touch
+
+    def run(self) -> None:
+        _C._stream_reference(self.p, self.g, self.b)
+
+    def gbs(self, seconds: float) -> float:
+        return self.bytes / seconds / 1e9
+
+
+def measure_bandwidth(momentum: bool = True, repeats: int = 11) -> float:
+    """GB/s of the reference kernel (median of ``repeats`` passes)."""
+    ref = Reference(momentum)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        a.add_(b)
+        ref.run()
         times.append(time.perf_counter() - t0)
-    return 3 * 4 * numel / statistics.median(times) / 1e9
+    return ref.gbs(statistics.median(times))
+
+
+def _timed(fn, repeat: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t0) / repeat
+
+
+def main() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from models import SHAPE_SETS, make_params
+
+    sets = dict(SHAPE_SETS, **{"2M": lambda: [(2_000_000,)]})
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="mlp,resnet50,2000x1k,2M")
+    ap.add_argument("--dtypes", default="float32,bfloat16,float16")
+    ap.add_argument("--rounds", type=int, default=15)
+    args = ap.parse_args()
+    ref = Reference(momentum=True)
+    print(f"CPU kernel level {_C.cpu_kernel_level()}, {torch.get_num_threads()} threads")
+    medians: dict[tuple[str, str], float] = {}
+    for dtype_name in args.dtypes.split(","):
+        dtype = getattr(torch, dtype_name)
+        for set_name in args.sets.split(","):
+            params = make_params(sets[set_name](), dtype)
+            opt = fusedlr.SGD(params, lr=0.01, momentum=0.9)
+            opt.step()
+            numel = sum(p.numel() for p in params)
+            repeat = max(1, int(0.05 / max(_timed(opt.step, 1), 1e-6)))
+            ours, refs = [], []
+            for _ in range(args.rounds):  # interleaved: noise hits both alike
+                ours.append(_timed(opt.step, repeat))
+                refs.append(_timed(ref.run, 1))
+            t, roof = statistics.median(ours), ref.gbs(statistics.median(refs))
+            gbs = numel * bytes_per_element(dtype) / t / 1e9
+            medians[(set_name, dtype_name)] = t
+            print(f"{set_name:>9} {dtype_name:>9}: {t * 1e6:9.1f} us  {gbs:5.1f} GB/s  {100 * gbs / roof:5.1f} % "
+                  f"of {roof:.1f} GB/s")
+    for dtype_name in args.dtypes.split(","):
+        if ("2000x1k", dtype_name) in medians and ("2M", dtype_name) in medians:
+            fixed = (medians[("2000x1k", dtype_name)] - medians[("2M", dtype_name)]) / 2000
+            print(f"fixed cost per tensor ({dtype_name}): {fixed * 1e9:.0f} ns")
 
 
 if __name__ == "__main__":
-    print(f"in-place three-stream add: {measure_bandwidth():.1f} GB/s with {torch.get_num_threads()} threads")
+    main()

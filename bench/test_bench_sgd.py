@@ -7,7 +7,7 @@ import torch
 
 import fusedlr
 from models import SHAPE_SETS, make_params
-from roofline import SGD_BYTES_PER_ELEMENT
+from roofline import bytes_per_element
 
 CONTENDERS = {
     "fusedlr": lambda p, kw: fusedlr.SGD(p, **kw),
@@ -30,7 +30,7 @@ def _bench(benchmark, roofline, set_name, dtype, options, contender, step_fn=Non
     numel = sum(p.numel() for p in params)
     benchmark.group = f"sgd {set_name} {str(dtype).removeprefix('torch.')} {options}"
     benchmark.extra_info.update(set=set_name, dtype=str(dtype), options=options, contender=contender, numel=numel,
-                                bytes_per_step=numel * SGD_BYTES_PER_ELEMENT[dtype], roofline_gbs=roofline)
+                                bytes_per_step=numel * bytes_per_element(dtype), roofline_gbs=roofline)
     benchmark(step)
 
 

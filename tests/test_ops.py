@@ -128,3 +128,20 @@ def test_native_module_reports_its_build():
     assert fusedlr._C.cpu_kernel_level() in fusedlr._C.cpu_levels_compiled.split(",")
     assert isinstance(fusedlr._C.with_cuda, bool)
     assert fusedlr.__version__ == fusedlr._C.__version__
+
+
+def test_stream_reference_adds_g_to_p_and_b_and_refuses_other_tensors():
+    """The roofline's reference kernel (bench/roofline.py) does exactly its trivial work, tails included."""
+    from fusedlr import _C
+
+    for n in (0, 1, 17, 100_003):
+        p, g, b = torch.randn(n), torch.randn(n), torch.randn(n)
+        p0, b0 = p.clone(), b.clone()
+        _C._stream_reference(p, g, b)
+        assert torch.equal(p, p0 + g) and torch.equal(b, b0 + g)
+        _C._stream_reference(p, g)
+        assert torch.equal(p, p0 + g + g)
+    with pytest.raises(ValueError, match="contiguous float32 CPU tensors of one size"):
+        _C._stream_reference(torch.zeros(4), torch.zeros(5))
+    with pytest.raises(ValueError, match="contiguous float32"):
+        _C._stream_reference(torch.zeros(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64))

@@ -24,10 +24,12 @@ namespace fusedlr::cpu {
 namespace {
 
 using SpanFn = void (*)(c10::ScalarType, void*, void*, void*, int64_t, const StepArgs&, bool);
+using StreamFn = void (*)(float*, const float*, float*, int64_t);
 
 struct Level {
   SpanFn fn;
   const char* name;
+  StreamFn stream;
 };
 
 /** SIMD levels, lowest first; a kernel compiled for one runs on any CPU that has it. */
@@ -65,12 +67,12 @@ SimdLevel cpu_max_level() {
 /** The highest level compiled into this build that is at most `wanted`. */
 Level compiled_level_at_most(SimdLevel wanted) {
 #ifdef FUSEDLR_HAVE_AVX512
-  if (wanted >= SimdLevel::kAvx512) return {&AVX512::sgd_span, "AVX512"};
+  if (wanted >= SimdLevel::kAvx512) return {&AVX512::sgd_span, "AVX512", &AVX512::stream_span};
 #endif
 #ifdef FUSEDLR_HAVE_AVX2
-  if (wanted >= SimdLevel::kAvx2) return {&AVX2::sgd_span, "AVX2"};
+  if (wanted >= SimdLevel::kAvx2) return {&AVX2::sgd_span, "AVX2", &AVX2::stream_span};
 #endif
-  return {&DEFAULT::sgd_span, "DEFAULT"};
+  return {&DEFAULT::sgd_span, "DEFAULT", &DEFAULT::stream_span};
 }
 
 // The level torch itself runs at (at::get_cpu_capability honours ATEN_CPU_CAPABILITY), but never
@@ -106,6 +108,21 @@ const char* cpu_level() { return level_name(cpu_max_level()); }
 
 const char* choose_level(const std::string& torch_level, const std::string& cpu_level) {
   return compiled_level_at_most(std::min(parse_level(torch_level), parse_level(cpu_level))).name;
+}
+
+void stream_reference(const at::Tensor& p, const at::Tensor& g, const std::optional<at::Tensor>& b) {
+  auto fits = [&](const at::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() && t.numel() == p.numel();
+  };
+  TORCH_CHECK_VALUE(fits(p) && fits(g) && (!b.has_value() || fits(*b)),
+                    "stream_reference: p, g (and b) must be contiguous float32 CPU tensors of one size");
+  float* pp = p.data_ptr<float>();
+  const float* gp = g.const_data_ptr<float>();
+  float* bp = b.has_value() ? b->data_ptr<float>() : nullptr;
+  const StreamFn stream = level().stream;
+  at::parallel_for(0, p.numel(), kGrainElements, [&](int64_t lo, int64_t hi) {
+    stream(pp + lo, gp + lo, bp ? bp + lo : nullptr, hi - lo);
+  });
 }
 
 namespace {

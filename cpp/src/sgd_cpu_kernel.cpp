@@ -92,5 +92,21 @@ void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t
   }
 }
 
+void stream_span(float* p, const float* g, float* b, int64_t n) {
+  using Vec = Vectorized<float>;
+  int64_t i = 0;
+  if (b != nullptr) {
+    for (; i + Vec::size() <= n; i += Vec::size()) {
+      const Vec gv = Vec::loadu(g + i);
+      (Vec::loadu(p + i) + gv).store(p + i);
+      (Vec::loadu(b + i) + gv).store(b + i);
+    }
+    for (; i < n; ++i) p[i] += g[i], b[i] += g[i];
+  } else {
+    for (; i + Vec::size() <= n; i += Vec::size()) (Vec::loadu(p + i) + Vec::loadu(g + i)).store(p + i);
+    for (; i < n; ++i) p[i] += g[i];
+  }
+}
+
 }  // namespace CPU_CAPABILITY
 }  // namespace fusedlr::cpu

@@ -21,10 +21,15 @@ struct StepArgs {
 // sgd_span: update n contiguous elements of one tensor. `buf` is null when momentum == 0;
 // `first` says the buffer is on its first step. One pass over memory: read param, grad, buf;
 // write param, buf (and grad only when unscaling).
+//
+// stream_span: the memory roofline's reference (bench/roofline.py): n float32 words of p and g
+// (and b when not null) read, p (and b) written, one add each: an SGD step's memory traffic at
+// the same SIMD level and threads, and nothing else.
 #define FUSEDLR_DECLARE_SGD_SPAN(LEVEL)                                                        \
   namespace LEVEL {                                                                             \
   void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n,          \
                 const StepArgs& args, bool first);                                              \
+  void stream_span(float* p, const float* g, float* b, int64_t n);                              \
   }
 
 FUSEDLR_DECLARE_SGD_SPAN(DEFAULT)

@@ -8,6 +8,7 @@
 
 #include <memory>
 
+#include "sgd_cpu.h"
 #include "sgd_group.h"
 
 namespace py = pybind11;
@@ -63,6 +64,10 @@ class BoundSgdGroup {
 }  // namespace
 
 void bind_sgd_group(py::module_& m) {
+  m.def("_stream_reference", &cpu::stream_reference, py::arg("p"), py::arg("g"), py::arg("b") = py::none(),
+        py::call_guard<py::gil_scoped_release>(),
+        R"pbdoc(The memory roofline's reference kernel: ``p += g`` (and ``b += g``) on contiguous float32 CPU
+tensors, with the SGD step's threads and SIMD level (bench/roofline.py).)pbdoc");
   py::class_<BoundSgdGroup>(m, "SgdGroup", R"pbdoc(A param group's tensors held in C++ between steps.
 
 Built by fusedlr.SGD from a group's params and their momentum buffers and step counters (None
