@@ -943,3 +943,32 @@ def test_meta_parameters_step_as_torchs_default_path_does():
         opt.step()
         assert torch.allclose(real.detach(), torch.full((4, 3), 0.9))
     assert layouts[0] == layouts[1] == ("meta", (4, 3))
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 1000, 4099])
+def test_bfloat16_step_is_the_float32_step_rounded_once(n):
+    """bfloat16 is computed in float32 and rounded to nearest even once per value (the kernel's own
+    conversion, words split into even and odd elements): bit for bit the float32 kernel's result on
+    the same values rounded by torch, specials and tails included."""
+    g = torch.Generator().manual_seed(n)
+
+    def values():
+        x = torch.randn(n, generator=g) * torch.logspace(-40, 30, n, base=2.0)[torch.randperm(n, generator=g)]
+        specials = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), 1e-39, -3e-40, 1.00390625, 1.01171875])
+        x[: min(n, len(specials))] = specials[: min(n, len(specials))]
+        return x.to(torch.bfloat16)
+
+    p16, g16 = values().requires_grad_(), values()
+    p32 = p16.detach().float().requires_grad_()
+    opt16 = fusedlr.SGD([p16], lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)
+    opt32 = fusedlr.SGD([p32], lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)
+    for _ in range(3):
+        p16.grad, p32.grad = g16, g16.float()
+        opt16.step()
+        opt32.step()
+        for a, b in ((p16, p32), (opt16.state[p16]["momentum_buffer"], opt32.state[p32]["momentum_buffer"])):
+            expected = b.detach().to(torch.bfloat16)
+            same = (a.detach().view(torch.int16) == expected.view(torch.int16)) | (a.isnan() & expected.isnan())
+            assert bool(same.all()), (a[~same], expected[~same])
+            b.data.copy_(expected.float())  # the float32 run continues from the rounded values
+        g16 = values()
