@@ -145,3 +145,49 @@ def test_stream_reference_adds_g_to_p_and_b_and_refuses_other_tensors():
         _C._stream_reference(torch.zeros(4), torch.zeros(5))
     with pytest.raises(ValueError, match="contiguous float32"):
         _C._stream_reference(torch.zeros(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64))
+
+
+def _many(n=600, size=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    params = [torch.randn(size, generator=g) for _ in range(n)]
+    grads = [torch.randn(size, generator=g) for _ in range(n)]
+    bufs = [torch.randn(size, generator=g) for _ in range(n)]
+    steps = [torch.ones((), dtype=torch.float32) for _ in range(n)]
+    return params, grads, bufs, steps
+
+
+def test_many_tensors_report_the_first_bad_one_and_write_nothing():
+    """From 256 tensors on, the checks run on torch's threads: the error is still the first bad
+    tensor's in list order, and nothing (parameters, buffers, counters) is written."""
+    for bad in ([100, 500], [599], [0, 1, 598]):
+        params, grads, bufs, steps = _many()
+        for i in bad:
+            grads[i] = torch.zeros(8)
+        before = [t.clone() for t in params + bufs + steps]
+        with pytest.raises(ValueError, match=rf"grads\[{bad[0]}\] has shape \(8,\) but params\[{bad[0]}\]"):
+            ops.sgd_(params, grads, bufs, steps, lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0,
+                     nesterov=False, maximize=False)
+        assert all(torch.equal(a, b) for a, b in zip(params + bufs + steps, before))
+
+
+def test_many_tensors_with_strided_and_shared_ones_step_like_torchs_loop():
+    """Many tensors, one of them a transposed view (stepped through a contiguous copy) and one listed
+    twice (shared memory: the tensors are then stepped one after another, as torch's loop does)."""
+    params, grads, bufs, steps = _many(600, 12)
+    params[400] = torch.randn(4, 3).t()
+    grads[400], bufs[400] = torch.randn(3, 4), torch.randn(3, 4)
+    params[590], grads[590], bufs[590], steps[590] = params[10], grads[10].clone(), bufs[10], steps[10]
+    ref_p = [p.clone() for p in params]
+    ref_b = [b.clone() for b in bufs]
+    for i in (590,):  # the same tensors twice in the reference too
+        ref_p[i], ref_b[i] = ref_p[10], ref_b[10]
+    ops.sgd_(params, grads, bufs, steps, lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=False,
+             maximize=False)
+    for p, g, b in zip(ref_p, grads, ref_b):  # torch.optim.sgd's update for a buffer past its first step
+        d = g + 0.01 * p
+        b.mul_(0.9).add_(d)
+        p.add_(b, alpha=-0.1)
+    for i in range(600):
+        torch.testing.assert_close(params[i], ref_p[i], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(bufs[i], ref_b[i], rtol=1e-6, atol=1e-6)
+    assert float(steps[10]) == 3.0 and float(steps[11]) == 2.0

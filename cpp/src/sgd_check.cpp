@@ -89,7 +89,7 @@ void check_scalar_tensor(const std::optional<at::Tensor>& t, const char* name, c
 
 }  // namespace
 
-void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type) {
+c10::Device check_sgd_call(const SgdArgs& args, c10::DeviceType device_type) {
   const at::TensorList params = args.params, grads = args.grads, momentum_buffers = args.momentum_buffers;
   const at::TensorList steps = args.steps;
   const double lr = args.hyper.lr, momentum = args.hyper.momentum, dampening = args.hyper.dampening;
@@ -121,48 +121,6 @@ void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type) {
                                                           : c10::Device(device_type);
   TORCH_CHECK(device.type() == device_type, "fusedlr.sgd_: the tensors are on ", device, ", expected ",
               c10::DeviceTypeName(device_type));
-  // Each problem with one tensor names it as list[i] (params[i], grads[i], momentum_buffers[i],
-  // steps[i]): fusedlr.SGD translates that into "param group g, params[j]" and nothing else.
-  for (size_t i = 0; i < n; ++i) {
-    const at::Tensor& p = params[i];
-    const at::Tensor& g = grads[i];
-    TORCH_CHECK_VALUE(p.layout() == at::kStrided && g.layout() == at::kStrided, "fusedlr.sgd_: params[", i,
-                      "] and grads[", i, "] must be dense (strided); sparse gradients are not supported by the "
-                      "fused kernel");
-    TORCH_CHECK_TYPE(is_supported_dtype(p.scalar_type()), "fusedlr.sgd_: params[", i, "] has dtype ",
-                     py_dtype(p.scalar_type()), "; supported: ", supported_list());
-    TORCH_CHECK_VALUE(p.device() == device, "fusedlr.sgd_: params[", i, "] is on ", p.device(),
-                      " but params[0] is on ", device, "; one call takes tensors of one device");
-    TORCH_CHECK_VALUE(g.device() == device, "fusedlr.sgd_: grads[", i, "] is on ", g.device(), " but params[", i,
-                      "] is on ", device);
-    TORCH_CHECK_TYPE(g.scalar_type() == p.scalar_type(), "fusedlr.sgd_: grads[", i, "] has dtype ",
-                     py_dtype(g.scalar_type()), " but params[", i, "] has dtype ", py_dtype(p.scalar_type()));
-    TORCH_CHECK_VALUE(g.sizes() == p.sizes(), "fusedlr.sgd_: grads[", i, "] has shape ", py_shape(g.sizes()),
-                      " but params[", i, "] has shape ", py_shape(p.sizes()));
-    // Tensors the step writes must not alias themselves (an expand()ed tensor does): the staged
-    // copy-back after the kernel would throw half-way, leaving earlier tensors stepped and the
-    // step counters not advanced. Refuse before anything is written.
-    TORCH_CHECK_VALUE(at::has_internal_overlap(p) != at::MemOverlap::Yes, "fusedlr.sgd_: params[", i,
-                      "] has elements that share memory (e.g. an expanded tensor) and cannot be updated in place");
-    TORCH_CHECK_VALUE(!grad_scale.has_value() || at::has_internal_overlap(g) != at::MemOverlap::Yes,
-                      "fusedlr.sgd_: grads[", i, "] has elements that share memory (e.g. an expanded tensor), so "
-                      "the unscaled gradient cannot be written back; clone() it");
-    if (momentum != 0.0) {
-      const at::Tensor& b = momentum_buffers[i];
-      const at::Tensor& s = steps[i];
-      TORCH_CHECK_VALUE(b.layout() == at::kStrided && b.device() == device && b.scalar_type() == p.scalar_type() &&
-                            b.sizes() == p.sizes(),
-                        "fusedlr.sgd_: momentum_buffers[", i, "] does not match params[", i, "] (shape ",
-                        py_shape(b.sizes()), ", ", py_dtype(b.scalar_type()), ", ", b.device(), " against shape ",
-                        py_shape(p.sizes()), ", ", py_dtype(p.scalar_type()), ", ", device,
-                        "); was the parameter's .data replaced?");
-      TORCH_CHECK_VALUE(at::has_internal_overlap(b) != at::MemOverlap::Yes, "fusedlr.sgd_: momentum_buffers[", i,
-                        "] has elements that share memory and cannot be updated in place");
-      TORCH_CHECK_VALUE(s.numel() == 1 && s.scalar_type() == at::kFloat && s.device() == device, "fusedlr.sgd_: steps[",
-                        i, "] must be a one-element float32 tensor on ", device, ", got ", s.numel(), " elements of ",
-                        py_dtype(s.scalar_type()), " on ", s.device());
-    }
-  }
   check_scalar_tensor(args.lr_tensor, "lr_tensor", device);
   check_scalar_tensor(grad_scale, "grad_scale", device);
   check_scalar_tensor(args.found_inf, "found_inf", device);
@@ -184,6 +142,66 @@ void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type) {
                 "fusedlr.sgd_: schedule_state must be a contiguous float64 tensor [step, lr, factor] on ", device,
                 ", got ", schedule_state->numel(), " ", schedule_state->scalar_type(), " on ",
                 schedule_state->device());
+  }
+  return device;
+}
+
+void check_sgd_tensor(const SgdArgs& args, size_t i, c10::Device device) {
+  // Each problem with one tensor names it as list[i] (params[i], grads[i], momentum_buffers[i],
+  // steps[i]): fusedlr.SGD translates that into "param group g, params[j]" and nothing else.
+  const bool has_momentum = args.hyper.has_momentum();
+  const at::Tensor& p = args.params[i];
+  const at::Tensor& g = args.grads[i];
+  TORCH_CHECK_VALUE(p.layout() == at::kStrided && g.layout() == at::kStrided, "fusedlr.sgd_: params[", i,
+                    "] and grads[", i, "] must be dense (strided); sparse gradients are not supported by the "
+                    "fused kernel");
+  TORCH_CHECK_TYPE(is_supported_dtype(p.scalar_type()), "fusedlr.sgd_: params[", i, "] has dtype ",
+                   py_dtype(p.scalar_type()), "; supported: ", supported_list());
+  TORCH_CHECK_VALUE(p.device() == device, "fusedlr.sgd_: params[", i, "] is on ", p.device(),
+                    " but params[0] is on ", device, "; one call takes tensors of one device");
+  TORCH_CHECK_VALUE(g.device() == device, "fusedlr.sgd_: grads[", i, "] is on ", g.device(), " but params[", i,
+                    "] is on ", device);
+  TORCH_CHECK_TYPE(g.scalar_type() == p.scalar_type(), "fusedlr.sgd_: grads[", i, "] has dtype ",
+                   py_dtype(g.scalar_type()), " but params[", i, "] has dtype ", py_dtype(p.scalar_type()));
+  TORCH_CHECK_VALUE(g.sizes() == p.sizes(), "fusedlr.sgd_: grads[", i, "] has shape ", py_shape(g.sizes()),
+                    " but params[", i, "] has shape ", py_shape(p.sizes()));
+  // Tensors the step writes must not alias themselves (an expand()ed tensor does): the staged
+  // copy-back after the kernel would throw half-way, leaving earlier tensors stepped and the
+  // step counters not advanced. Refuse before anything is written.
+  TORCH_CHECK_VALUE(at::has_internal_overlap(p) != at::MemOverlap::Yes, "fusedlr.sgd_: params[", i,
+                    "] has elements that share memory (e.g. an expanded tensor) and cannot be updated in place");
+  TORCH_CHECK_VALUE(!args.grad_scale.has_value() || at::has_internal_overlap(g) != at::MemOverlap::Yes,
+                    "fusedlr.sgd_: grads[", i, "] has elements that share memory (e.g. an expanded tensor), so "
+                    "the unscaled gradient cannot be written back; clone() it");
+  if (has_momentum) {
+    const at::Tensor& b = args.momentum_buffers[i];
+    const at::Tensor& s = args.steps[i];
+    TORCH_CHECK_VALUE(b.layout() == at::kStrided && b.device() == device && b.scalar_type() == p.scalar_type() &&
+                          b.sizes() == p.sizes(),
+                      "fusedlr.sgd_: momentum_buffers[", i, "] does not match params[", i, "] (shape ",
+                      py_shape(b.sizes()), ", ", py_dtype(b.scalar_type()), ", ", b.device(), " against shape ",
+                      py_shape(p.sizes()), ", ", py_dtype(p.scalar_type()), ", ", device,
+                      "); was the parameter's .data replaced?");
+    TORCH_CHECK_VALUE(at::has_internal_overlap(b) != at::MemOverlap::Yes, "fusedlr.sgd_: momentum_buffers[", i,
+                      "] has elements that share memory and cannot be updated in place");
+    TORCH_CHECK_VALUE(s.numel() == 1 && s.scalar_type() == at::kFloat && s.device() == device, "fusedlr.sgd_: steps[",
+                      i, "] must be a one-element float32 tensor on ", device, ", got ", s.numel(), " elements of ",
+                      py_dtype(s.scalar_type()), " on ", s.device());
+  }
+}
+
+void prefetch_sgd_tensor(const SgdArgs& args, size_t i) {
+  prefetch_metadata(args.params[i]);
+  prefetch_metadata(args.grads[i]);
+  if (args.hyper.has_momentum()) prefetch_metadata(args.momentum_buffers[i]), prefetch_metadata(args.steps[i]);
+}
+
+void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type) {
+  const c10::Device device = check_sgd_call(args, device_type);
+  const size_t n = args.params.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kMetadataAhead < n) prefetch_sgd_tensor(args, i + kMetadataAhead);
+    check_sgd_tensor(args, i, device);
   }
 }
 

@@ -32,9 +32,19 @@ std::string dtype_name(c10::ScalarType dtype);
 /**
  * Check the lists and scalars of one sgd_ call: equal lengths, and per parameter the same
  * shape, dtype and device for param, grad and momentum buffer; a one-element float32 step
- * counter per buffer; every tensor on `device_type`; hyper-parameters in range.
+ * counter per buffer; every tensor on `device_type`; hyper-parameters in range. It is
+ * check_sgd_call, then check_sgd_tensor for every tensor (which the CPU step runs on its threads).
  */
 void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type);
+
+/** What concerns the call as a whole: lengths, hyper-parameters, scalar tensors, the schedule. The device. */
+c10::Device check_sgd_call(const SgdArgs& args, c10::DeviceType device_type);
+
+/** What concerns tensor i of the call (params[i], grads[i], momentum_buffers[i], steps[i]). */
+void check_sgd_tensor(const SgdArgs& args, size_t i, c10::Device device);
+
+/** prefetch_metadata of tensor i's params, grads, buffers and counters. */
+void prefetch_sgd_tensor(const SgdArgs& args, size_t i);
 
 /** The ScheduleData held by `schedule` (checked by check_sgd_args), copied out. */
 struct ScheduleData;
@@ -64,6 +74,24 @@ bool ranges_may_overlap(const std::vector<AddressRange>& ranges);
 
 /** ranges_may_overlap of every tensor of an sgd_ call; `momentum_buffers` may be empty. */
 bool call_tensors_may_overlap(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers);
+
+/**
+ * Start loading the metadata of `t` (its TensorImpl, and the StorageImpl it points to) into the
+ * cache. A step over thousands of small tensors is bound by these loads, each a cache miss that
+ * depends on the one before; prefetching the tensors a few places ahead overlaps them.
+ */
+inline void prefetch_metadata(const at::Tensor& t) {
+  const c10::TensorImpl* impl = t.unsafeGetTensorImpl();
+  __builtin_prefetch(impl);
+  __builtin_prefetch(reinterpret_cast<const char*>(impl) + 64);
+  __builtin_prefetch(reinterpret_cast<const char*>(impl) + 128);
+}
+inline void prefetch_storage(const at::Tensor& t) {
+  if (t.defined() && t.has_storage()) __builtin_prefetch(t.unsafeGetTensorImpl()->storage().unsafeGetStorageImpl());
+}
+
+/** How many tensors ahead a loop over a call's tensors prefetches their metadata. */
+constexpr size_t kMetadataAhead = 8;
 
 /** True when param, grad and buffer can be walked as one flat array: dense, and laid out alike. */
 bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf);

@@ -12,6 +12,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <exception>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -98,7 +100,26 @@ struct Piece {
   int64_t start;
   int64_t itemsize;
   bool first;
+  int staged;  // its index in the staged copies; -1: none (flat and alike), kToStage: not made yet
 };
+constexpr int kToStage = -2;
+
+// From this many tensors on, each tensor's check and piece are prepared on torch's threads: the
+// loads of thousands of tensors' metadata (cache misses, each waiting for the one before) are
+// most of a step's fixed cost per tensor.
+constexpr size_t kParallelTensors = 256;
+constexpr int64_t kTensorGrain = 128;
+
+/** Prefetch the first kPieceStartBytes of a piece's streams (the kernel prefetches the rest as it goes). */
+constexpr int64_t kPieceStartBytes = 1024;
+inline void prefetch_start(const Piece& pc) {
+  const int64_t bytes = std::min(pc.numel * pc.itemsize, kPieceStartBytes);
+  for (int64_t o = 0; o < bytes; o += 64) {
+    __builtin_prefetch(pc.param + o, 1);
+    __builtin_prefetch(pc.grad + o, 0);
+    if (pc.buf != nullptr) __builtin_prefetch(pc.buf + o, 1);
+  }
+}
 
 }  // namespace
 
@@ -128,8 +149,73 @@ void stream_reference(const at::Tensor& p, const at::Tensor& g, const std::optio
 namespace {
 
 void sgd_cpu_(const SgdArgs& a) {
-  check_sgd_args(a, c10::DeviceType::CPU);
+  const c10::Device device = check_sgd_call(a, c10::DeviceType::CPU);
   const at::TensorList params = a.params, grads = a.grads, momentum_buffers = a.momentum_buffers, steps = a.steps;
+  const size_t n = params.size();
+  const bool has_momentum = a.hyper.has_momentum();
+
+  // Every tensor is checked, then becomes a flat piece of the virtual concatenation (through a
+  // contiguous copy, made below, when it is not flat and alike). `first` (the buffer's first step)
+  // is read for every tensor before any is stepped, so a parameter listed twice sees the same
+  // counter both times, as in torch's loop. Nothing is written before every check has passed.
+  thread_local std::vector<Piece> pieces_tl;
+  thread_local std::vector<AddressRange> memory_tl;  // 3 per tensor (read and written), for the overlap check
+  std::vector<Piece>& pieces = pieces_tl;            // (the worker threads below use the caller's vectors)
+  std::vector<AddressRange>& memory = memory_tl;
+  pieces.resize(n);
+  memory.assign(3 * n, AddressRange{0, 0});
+  auto prepare = [&](size_t i) {
+    check_sgd_tensor(a, i, device);
+    const at::Tensor& param = params[i];
+    const at::Tensor& grad = grads[i];
+    const at::Tensor* buf = has_momentum ? &momentum_buffers[i] : nullptr;
+    Piece& pc = pieces[i];
+    pc = Piece{param.scalar_type(), nullptr, nullptr, nullptr, param.numel(), 0,
+               static_cast<int64_t>(param.element_size()), false, -1};
+    if (pc.numel == 0) return;
+    pc.first = has_momentum && *static_cast<const float*>(steps[i].const_data_ptr()) == 0.f;
+    AddressRange* m = &memory[3 * i];
+    if (is_flat_alike(param, grad, buf)) {
+      pc.param = static_cast<char*>(param.data_ptr());
+      pc.grad = static_cast<char*>(grad.data_ptr());
+      pc.buf = buf ? static_cast<char*>(buf->data_ptr()) : nullptr;
+      // Flat and alike: param, grad and buffer each span exactly numel * itemsize bytes.
+      const auto bytes = static_cast<uintptr_t>(pc.numel * pc.itemsize);
+      m[0] = {reinterpret_cast<uintptr_t>(pc.param), reinterpret_cast<uintptr_t>(pc.param) + bytes};
+      m[1] = {reinterpret_cast<uintptr_t>(pc.grad), reinterpret_cast<uintptr_t>(pc.grad) + bytes};
+      if (pc.buf) m[2] = {reinterpret_cast<uintptr_t>(pc.buf), reinterpret_cast<uintptr_t>(pc.buf) + bytes};
+    } else {
+      pc.staged = kToStage;
+      m[0] = address_range(param);
+      m[1] = address_range(grad);
+      if (buf != nullptr) m[2] = address_range(*buf);
+    }
+  };
+  if (n >= kParallelTensors && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    // The error of the first bad tensor in list order, as the serial loop would raise it.
+    std::mutex mutex;
+    size_t bad_index = n;
+    std::exception_ptr bad;
+    at::parallel_for(0, static_cast<int64_t>(n), kTensorGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        if (i + static_cast<int64_t>(kMetadataAhead) < hi) prefetch_sgd_tensor(a, i + kMetadataAhead);
+        try {
+          prepare(static_cast<size_t>(i));
+        } catch (...) {
+          const std::lock_guard<std::mutex> lock(mutex);
+          if (static_cast<size_t>(i) < bad_index) bad_index = static_cast<size_t>(i), bad = std::current_exception();
+          return;
+        }
+      }
+    });
+    if (bad) std::rethrow_exception(bad);
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kMetadataAhead < n) prefetch_sgd_tensor(a, i + kMetadataAhead);
+      prepare(i);
+    }
+  }
+
   // On the CPU these reads are plain loads, not device synchronisations.
   double step_lr = a.lr_tensor.has_value() ? a.lr_tensor->item<double>() : a.hyper.lr;
   if (a.schedule.has_value()) {
@@ -140,7 +226,6 @@ void sgd_cpu_(const SgdArgs& a) {
     state[1] = step_lr;
     state[0] += 1.0;
   }
-  const size_t n = params.size();
   if (n == 0) return;
   if (a.found_inf.has_value() && a.found_inf->item<double>() != 0.0) return;
 
@@ -149,50 +234,22 @@ void sgd_cpu_(const SgdArgs& a) {
   args.coeffs_d = sgd_coeffs<double>(a.hyper, step_lr);
   args.unscale = a.grad_scale.has_value();
   args.grad_scale = args.unscale ? a.grad_scale->item<double>() : 1.0;
-  const bool has_momentum = a.hyper.has_momentum();
 
-  // Every tensor becomes a flat piece of the virtual concatenation, through a contiguous copy
-  // (copied back after) when it is not flat and alike. `first` (the buffer's first step) is read
-  // for every tensor before any is stepped, so a parameter listed twice sees the same counter
-  // both times, as in torch's loop.
-  c10::SmallVector<Piece, 64> pieces;
+  // Contiguous copies for the pieces that need them, and where each piece starts.
   c10::SmallVector<Staged, 4> staged;
-  c10::SmallVector<int, 64> staged_of;  // per piece: its index in `staged`, or -1
-  thread_local std::vector<AddressRange> memory;  // what each piece reads and writes, for the overlap check
-  memory.clear();
-  pieces.reserve(n);
   int64_t total = 0;
   for (size_t i = 0; i < n; ++i) {
-    const at::Tensor& param = params[i];
-    const int64_t numel = param.numel();
-    if (numel == 0) continue;
-    const at::Tensor& grad = grads[i];
-    const at::Tensor* buf = has_momentum ? &momentum_buffers[i] : nullptr;
-    const bool first = has_momentum && *static_cast<const float*>(steps[i].const_data_ptr()) == 0.f;
-    const int64_t itemsize = static_cast<int64_t>(param.element_size());
-    if (is_flat_alike(param, grad, buf)) {
-      auto* p = static_cast<char*>(param.data_ptr());
-      auto* g = static_cast<char*>(grad.data_ptr());
-      pieces.push_back(Piece{param.scalar_type(), p, g, buf ? static_cast<char*>(buf->data_ptr()) : nullptr, numel,
-                             total, itemsize, first});
-      staged_of.push_back(-1);
-      // Flat and alike: param, grad and buffer each span exactly numel * itemsize bytes.
-      const auto bytes = static_cast<uintptr_t>(numel * itemsize);
-      for (const void* base : {static_cast<const void*>(p), static_cast<const void*>(g),
-                               static_cast<const void*>(pieces.back().buf)})
-        if (base != nullptr) memory.push_back({reinterpret_cast<uintptr_t>(base), reinterpret_cast<uintptr_t>(base) + bytes});
-    } else {
-      Staged st(param, grad, buf);
-      pieces.push_back(Piece{param.scalar_type(), static_cast<char*>(st.param_c.data_ptr()),
-                             static_cast<char*>(st.grad_c.data_ptr()),
-                             buf ? static_cast<char*>(st.buf_c.data_ptr()) : nullptr, numel, total, itemsize, first});
-      staged_of.push_back(static_cast<int>(staged.size()));
-      staged.push_back(std::move(st));
-      memory.push_back(address_range(param));
-      memory.push_back(address_range(grad));
-      if (buf != nullptr) memory.push_back(address_range(*buf));
+    Piece& pc = pieces[i];
+    if (pc.staged == kToStage) {
+      staged.emplace_back(params[i], grads[i], has_momentum ? &momentum_buffers[i] : nullptr);
+      const Staged& st = staged.back();
+      pc.param = static_cast<char*>(st.param_c.data_ptr());
+      pc.grad = static_cast<char*>(st.grad_c.data_ptr());
+      pc.buf = has_momentum ? static_cast<char*>(st.buf_c.data_ptr()) : nullptr;
+      pc.staged = static_cast<int>(staged.size()) - 1;
     }
-    total += numel;
+    pc.start = total;
+    total += pc.numel;
   }
   const SpanFn span = level().fn;
 
@@ -200,9 +257,9 @@ void sgd_cpu_(const SgdArgs& a) {
     // Tensors of the call share memory: parallel pieces would race on it. Step one tensor after
     // another, in list order, on this thread, as torch's for-loop does (deterministic). A staged
     // copy is refreshed first, since the tensors before it may have changed its memory.
-    for (size_t k = 0; k < pieces.size(); ++k) {
-      const Piece& pc = pieces[k];
-      Staged* st = staged_of[k] >= 0 ? &staged[staged_of[k]] : nullptr;
+    for (const Piece& pc : pieces) {
+      if (pc.numel == 0) continue;
+      Staged* st = pc.staged >= 0 ? &staged[pc.staged] : nullptr;
       if (st != nullptr) st->refresh();
       span(pc.dtype, pc.param, pc.grad, pc.buf, pc.numel, args, pc.first);
       if (st != nullptr) st->copy_back(args.unscale);
@@ -213,6 +270,9 @@ void sgd_cpu_(const SgdArgs& a) {
       auto it = std::upper_bound(pieces.begin(), pieces.end(), begin,
                                  [](int64_t pos, const Piece& p) { return pos < p.start + p.numel; });
       for (; it != pieces.end() && it->start < end; ++it) {
+        if (it->numel == 0) continue;
+        // The kernel prefetches ahead within a piece; the start of the next one would come cold.
+        if (it + 1 != pieces.end() && (it + 1)->start < end) prefetch_start(*(it + 1));
         const int64_t lo = std::max(begin, it->start) - it->start;
         const int64_t hi = std::min(end, it->start + it->numel) - it->start;
         const int64_t off = lo * it->itemsize;
@@ -223,7 +283,14 @@ void sgd_cpu_(const SgdArgs& a) {
     for (Staged& st : staged) st.copy_back(args.unscale);
   }
   if (has_momentum) {
-    for (size_t i = 0; i < n; ++i) *static_cast<float*>(steps[i].data_ptr()) += 1.f;
+    auto advance = [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) *static_cast<float*>(steps[i].data_ptr()) += 1.f;
+    };
+    if (n >= kParallelTensors && !at::in_parallel_region()) {
+      at::parallel_for(0, static_cast<int64_t>(n), kTensorGrain, advance);
+    } else {
+      advance(0, static_cast<int64_t>(n));
+    }
   }
 }
 
