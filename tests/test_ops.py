@@ -191,3 +191,14 @@ def test_many_tensors_with_strided_and_shared_ones_step_like_torchs_loop():
         torch.testing.assert_close(params[i], ref_p[i], rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(bufs[i], ref_b[i], rtol=1e-6, atol=1e-6)
     assert float(steps[10]) == 3.0 and float(steps[11]) == 2.0
+
+
+def test_the_op_steps_leaves_that_require_grad_in_grad_mode():
+    """The op is not differentiable and runs its own tensor code (the contiguous copies of strided
+    tensors) without autograd, whatever the caller's grad mode: no 'leaf Variable ... in-place' error."""
+    p = torch.randn(4, 3).t().contiguous().t().requires_grad_()  # strided: stepped through a copy
+    g, b, s = torch.ones(4, 3), torch.zeros(4, 3), torch.ones((), dtype=torch.float32)
+    with torch.enable_grad():
+        ops.sgd_([p], [g], [b], [s], lr=0.5, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False,
+                 maximize=False, grad_scale=torch.tensor(2.0))
+    assert torch.equal(b, torch.full((4, 3), 0.5)) and float(s) == 2.0 and p.grad_fn is None

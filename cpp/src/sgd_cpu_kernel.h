@@ -16,6 +16,7 @@ struct StepArgs {
   SgdCoeffs<double> coeffs_d;  // for double storage
   bool unscale;                // grad /= grad_scale, and the unscaled grad is written back
   double grad_scale;
+  bool prefetch;               // prefetch ahead: the call's memory is larger than the caches near the core
 };
 
 // sgd_span: update n contiguous elements of one tensor. `buf` is null when momentum == 0;

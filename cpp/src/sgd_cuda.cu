@@ -3,6 +3,7 @@
 // No host synchronisation: lr_tensor, grad_scale and found_inf are read on the device.
 
 #include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -130,6 +131,9 @@ void launch_sgd(const std::vector<int64_t>& index, std::vector<at::Tensor>& para
 }
 
 void sgd_cuda_(const SgdArgs& a) {
+  // The step is not differentiable: its own tensor ops (staging copies) must not be recorded, or
+  // refused as in-place ops on leaves, whatever the caller's grad mode.
+  const at::NoGradGuard no_grad;
   check_sgd_args(a, c10::DeviceType::CUDA);
   const at::TensorList params = a.params, grads = a.grads, momentum_buffers = a.momentum_buffers, steps = a.steps;
   const std::optional<at::Tensor>& schedule = a.schedule;

@@ -291,13 +291,15 @@ class SGD(Optimizer):
             params.append(p)
             grads.append(grad)
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Perform a single optimization step.
 
         Args:
             closure: a closure that reevaluates the model and returns the loss (optional).
         """
+        # (No torch.no_grad() around the whole step: the fused op is not differentiable (its autograd
+        # kernel falls through), so a held group's step needs none; the paths through Python
+        # tensor code take it themselves. It saves ~1 us of every step.)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -322,7 +324,8 @@ class SGD(Optimizer):
                        _in_kernel.schedule_state(group) if scheduled else None)
             try:
                 if compiling or not self._native.step(index, group, self.state, scalars, tensors):
-                    self._step_group(index, group, scalars, tensors)
+                    with torch.no_grad():
+                        self._step_group(index, group, scalars, tensors, compiling)
             except (RuntimeError, ValueError, TypeError) as error:
                 # The op names tensor i of its call: say which parameter of which group that is.
                 reworded = _checks.in_group(error, index, _checks.tensor_positions(group))
@@ -333,7 +336,7 @@ class SGD(Optimizer):
                 self._schedules.show(index, group)
         return loss
 
-    def _step_group(self, index: int, group: dict[str, Any], scalars: tuple, tensors: tuple) -> None:
+    def _step_group(self, index: int, group: dict[str, Any], scalars: tuple, tensors: tuple, compiling: bool) -> None:
         """Step a group through the op with lists (first step, torch.compile, a held group that is
         no longer current), then hold its tensors for the next steps."""
         params: list[Tensor] = []
@@ -349,7 +352,7 @@ class SGD(Optimizer):
         functional._step(params, grads, momentum_buffers, steps, scalars, tensors)
         if sparse:
             self._step_reference(group, sparse, tensors[1], tensors[2], "sparse gradients")
-        if not torch.compiler.is_compiling():
+        if not compiling:
             self._native.store(index, group, self.state)
 
     def _cache(self, name: str, make: Callable[[], Any]) -> Any:
