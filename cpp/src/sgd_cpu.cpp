@@ -116,8 +116,11 @@ constexpr int64_t kPrefetchAboveBytes = int64_t{4} << 20;
 constexpr size_t kParallelTensors = 256;
 constexpr int64_t kTensorGrain = 128;
 
-/** Prefetch the first kPieceStartBytes of a piece's streams (the kernel prefetches the rest as it goes). */
-constexpr int64_t kPieceStartBytes = 1024;
+/**
+ * Prefetch the first kPieceStartBytes of a piece's streams: all of a short piece, the start of a
+ * long one (whose kernel prefetches the rest as it goes, sgd_cpu_kernel.cpp).
+ */
+constexpr int64_t kPieceStartBytes = 4096;
 inline void prefetch_start(const Piece& pc) {
   const int64_t bytes = std::min(pc.numel * pc.itemsize, kPieceStartBytes);
   for (int64_t o = 0; o < bytes; o += 64) {

@@ -38,6 +38,15 @@ FUSEDLR_INLINE void prefetch_ahead(const T* param, const T* grad, const T* buf, 
 }
 
 /**
+ * Whether a span of `bytes` per stream prefetches ahead: in a call that streams from memory, and
+ * only when the span is long enough for the lines ahead to be its own (a short piece's start is
+ * prefetched whole by the caller, sgd_cpu.cpp).
+ */
+FUSEDLR_INLINE bool prefetch_span(const StepArgs& args, int64_t bytes) {
+  return args.prefetch && bytes > 2 * kPrefetchBytes;
+}
+
+/**
  * A vector of n elements at ptr: a full vector in the main loop (kFull, a plain load the compiler
  * keeps in registers), a partial one for the tail.
  */
@@ -56,6 +65,7 @@ FUSEDLR_INLINE void store(const V& v, T* ptr, int64_t n) {
 template <typename T>
 void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c, const StepArgs& args,
                     bool first) {
+  const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(T)));
   using Vec = Vectorized<T>;
   const SgdCoeffs<Vec> cv = broadcast<Vec>(c);
   const Vec scale(static_cast<T>(args.grad_scale));
@@ -77,7 +87,7 @@ void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c,
   };
   int64_t i = 0;
   for (; i + Vec::size() <= n; i += Vec::size()) {
-    if (args.prefetch) prefetch_ahead(param, grad, buf, i);
+    if (prefetch) prefetch_ahead(param, grad, buf, i);
     body(std::true_type{}, i, Vec::size());
   }
   if (i < n) body(std::false_type{}, i, n - i);
@@ -87,6 +97,7 @@ void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c,
 template <typename T>
 void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& c, const StepArgs& args,
                   bool first) {
+  const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(T)));
   using RVec = Vectorized<T>;
   using FVec = Vectorized<float>;
   const SgdCoeffs<FVec> cv = broadcast<FVec>(c);
@@ -109,7 +120,7 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
   };
   int64_t i = 0;
   for (; i + RVec::size() <= n; i += RVec::size()) {
-    if (args.prefetch) prefetch_ahead(param, grad, buf, i);
+    if (prefetch) prefetch_ahead(param, grad, buf, i);
     body(std::true_type{}, i, RVec::size());
   }
   if (i < n) body(std::false_type{}, i, n - i);
@@ -124,16 +135,17 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
  */
 void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, int64_t n, const SgdCoeffs<float>& c,
                const StepArgs& args, bool first) {
+  const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(c10::BFloat16)));
   using IVec = Vectorized<int32_t>;
   using FVec = Vectorized<float>;
   constexpr int64_t kStep = 2 * IVec::size();  // bfloat16 elements per vector of words
   const SgdCoeffs<FVec> cv = broadcast<FVec>(c);
   const FVec scale(static_cast<float>(args.grad_scale));
-  const IVec sixteen(16), high(static_cast<int32_t>(0xffff0000u)), low(0xffff), one(1), bias(0x7fff), nan(-1);
+  const IVec sixteen(16), high(static_cast<int32_t>(0xffff0000u)), low(0xffff), one(1), bias(0x7fff);
   auto rounded = [&](const FVec& x) __attribute__((always_inline)) {
     const IVec u = at::vec::cast<int32_t>(x);
     const IVec r = u + (((u >> sixteen) & one) + bias);  // c10::BFloat16's round to nearest even
-    return IVec::blendv(r, nan, at::vec::cast<int32_t>(x.isnan()));
+    return r | at::vec::cast<int32_t>(x.isnan());          // NaN: all ones (0xffff once halved)
   };
   auto join = [&](const FVec& even, const FVec& odd) __attribute__((always_inline)) {
     return ((rounded(even) >> sixteen) & low) | (rounded(odd) & high);
@@ -160,7 +172,7 @@ void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, in
   };
   int64_t i = 0;
   for (; i + kStep <= n; i += kStep) {
-    if (args.prefetch) prefetch_ahead(param, grad, buf, i);
+    if (prefetch) prefetch_ahead(param, grad, buf, i);
     body(param + i, grad + i, c.has_momentum ? buf + i : nullptr);
   }
   if (i < n) {

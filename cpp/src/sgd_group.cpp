@@ -1,8 +1,18 @@
 #include "sgd_group.h"
 
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <atomic>
+
 namespace fusedlr {
+namespace {
+
+// From this many parameters on, the gradients are gathered (and let go) on torch's threads.
+constexpr size_t kParallelGroupTensors = 256;
+constexpr int64_t kGroupGrain = 128;
+
+}  // namespace
 
 SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::optional<at::Tensor>>& momentum_buffers,
                    const std::vector<std::optional<at::Tensor>>& steps)
@@ -25,16 +35,31 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   // Common case first: every parameter has a gradient and (with momentum) a buffer. The held
   // lists are then passed as they are and only the gradients are gathered.
   g_.resize(n);
-  bool complete = true;
-  for (size_t i = 0; i < n; ++i) {
-    const at::Tensor& grad = params_[i].grad();
-    if (!grad.defined() || (has_momentum && !buffers_[i].defined())) {
-      complete = false;
-      break;
+  // Per gradient: 0 ok, 1 missing (or no buffer yet), 2 sparse. Gathered on torch's threads when
+  // there are many parameters: reading each .grad is a chain of cache misses (parameter, its
+  // autograd metadata, the gradient).
+  std::atomic<int> worst{0};
+  auto gather = [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const at::Tensor& grad = params_[i].grad();
+      if (!grad.defined() || (has_momentum && !buffers_[i].defined())) {
+        worst.fetch_or(1, std::memory_order_relaxed);
+        return;
+      }
+      if (grad.layout() != at::kStrided) {
+        worst.fetch_or(2, std::memory_order_relaxed);
+        return;
+      }
+      g_[i] = grad;
     }
-    if (grad.layout() != at::kStrided) return release_grads(-1);
-    g_[i] = grad;
+  };
+  if (n >= kParallelGroupTensors && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    at::parallel_for(0, static_cast<int64_t>(n), kGroupGrain, gather);
+  } else {
+    gather(0, static_cast<int64_t>(n));
   }
+  if (worst.load() & 2) return release_grads(-1);
+  const bool complete = worst.load() == 0;
   static const std::vector<at::Tensor> none;
   if (complete) {
     if (n > 0 || schedule.has_value()) {
@@ -74,7 +99,15 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
 
 int64_t SgdGroup::release_grads(int64_t result) {
   // Drop our references so zero_grad(set_to_none=True) really frees the gradients.
-  for (at::Tensor& g : g_) g.reset();
+  auto release = [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) g_[i].reset();
+  };
+  const auto n = static_cast<int64_t>(g_.size());
+  if (static_cast<size_t>(n) >= kParallelGroupTensors && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    at::parallel_for(0, n, kGroupGrain, release);
+  } else {
+    release(0, n);
+  }
   return result;
 }
 
