@@ -10,6 +10,7 @@
 #include "sgd_cpu_kernel.h"
 
 #include <algorithm>
+#include <cstring>
 #include <tuple>
 #include <type_traits>
 
@@ -177,15 +178,15 @@ void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, in
   }
   if (i < n) {
     // The tail through the same code, on zero-padded copies: every element sees the same roundings.
-    const int64_t rest = n - i;
+    const size_t bytes = static_cast<size_t>(n - i) * sizeof(c10::BFloat16);
     c10::BFloat16 p[kStep] = {}, g[kStep] = {}, b[kStep] = {};
-    std::copy(param + i, param + n, p);
-    std::copy(grad + i, grad + n, g);
-    if (c.has_momentum) std::copy(buf + i, buf + n, b);
+    std::memcpy(p, param + i, bytes);
+    std::memcpy(g, grad + i, bytes);
+    if (c.has_momentum) std::memcpy(b, buf + i, bytes);
     body(p, g, b);
-    std::copy(p, p + rest, param + i);
-    if (args.unscale) std::copy(g, g + rest, grad + i);
-    if (c.has_momentum) std::copy(b, b + rest, buf + i);
+    std::memcpy(param + i, p, bytes);
+    if (args.unscale) std::memcpy(grad + i, g, bytes);
+    if (c.has_momentum) std::memcpy(buf + i, b, bytes);
   }
 }
 
