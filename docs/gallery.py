@@ -40,6 +40,10 @@ GALLERY = [
       S.sequential([S.constant(0.3), S.cosine(400), S.exponential(0.99)], [200, 600]),
       S.chained([S.cyclic(0.2, 1.0, 100), S.exponential(0.998)])],
      ["warmup(exp.)", "sequential", "chained(cyclic, exp)"]),
+    ("noise (timm's, as a closed form)",
+     [S.noise(S.warmup(S.cosine(900), 100), start=100, pct=0.2, std=0.1),
+      S.noise(S.constant(0.4), start=300, end=700, pct=0.1, distribution="uniform", seed=1)],
+     ["normal, from step 100", "uniform, steps 300-700"]),
 ]
 
 

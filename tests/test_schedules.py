@@ -299,7 +299,8 @@ def test_schedules_are_the_native_class():
 def _example_args(name):
     return {"step": (3,), "multistep": ([3],), "exponential": (0.9,), "inverse_time": (0.1,), "cosine": (10,),
             "cosine_restarts": (10,), "cyclic": (0.1, 1.0), "one_cycle": (1.0, 100), "wsd": (100,),
-            "piecewise_constant": ([3], [1.0, 0.1]), "piecewise_linear": ([0, 3], [0.0, 1.0])}.get(name, ())
+            "piecewise_constant": ([3], [1.0, 0.1]), "piecewise_linear": ([0, 3], [0.0, 1.0]),
+            "noise": (S.cosine(10),)}.get(name, ())
 
 
 def test_curve_equals_per_step_evaluation_exactly():
@@ -760,6 +761,9 @@ def _composite(children):
         st.builds(S.warmup, children, _BIG_STEPS, st.floats(0, 1)),
         st.builds(lambda a, b, bound: S.sequential([a, b], [bound]), children, children, _BIG_STEPS),
         st.builds(lambda a, b: S.chained([a, b]), children, children),
+        st.builds(lambda a, start, seed, uniform: S.noise(a, start, pct=0.5, seed=seed,
+                                                          distribution="uniform" if uniform else "normal"),
+                  children, _BIG_STEPS, st.integers(0, 2**62), st.booleans()),
     )
 
 
@@ -789,3 +793,67 @@ def test_boundaries_past_2_53_switch_at_the_exact_step():
     assert [s(2**60 - 1), s(2**60)] == [0.5, 0.25]
     m = S.multistep([2**60], 0.5)
     assert [m(2**60 - 1), m(2**60)] == [1.0, 0.5]
+
+
+# --- noise (timm's scheduler noise, as a closed form) -------------------------------------------------
+
+def _truncated_normal_std(a: float) -> float:
+    """The standard deviation of N(0, 1) conditioned on |x| < a."""
+    phi = math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
+    return math.sqrt(1 - 2 * a * phi / math.erf(a / math.sqrt(2)))
+
+
+@pytest.mark.parametrize("distribution", ["normal", "uniform"])
+def test_noise_has_timms_distribution_and_bounds(distribution):
+    pct, std, n = 0.4, 0.5, 40_000
+    s = S.noise(S.constant(), pct=pct, std=std, seed=7, distribution=distribution)
+    draws = s.curve(n) - 1.0
+    assert np.abs(draws).max() < pct and abs(draws.mean()) < 0.01
+    expected = pct / math.sqrt(3) if distribution == "uniform" else std * _truncated_normal_std(pct / std)
+    assert draws.std() == pytest.approx(expected, rel=0.02)
+    # A pure function of (seed, step): any step alone, a curve from anywhere, another seed differs.
+    assert s(31_337) == s.curve(1, start=31_337)[0] == S.noise(S.constant(), pct=pct, std=std, seed=7,
+                                                                 distribution=distribution)(31_337)
+    other = S.noise(S.constant(), pct=pct, std=std, seed=8, distribution=distribution).curve(n) - 1.0
+    assert np.abs(np.corrcoef(draws, other)[0, 1]) < 0.03
+
+
+@pytest.mark.parametrize("noise_range_t", [5, (5, 17), (0, 3)])
+def test_noise_is_on_where_timms_is(noise_range_t):
+    """The steps with noise are timm's (its Scheduler._is_apply_noise, from the real package)."""
+    timm_scheduler = pytest.importorskip("timm.scheduler")
+    p = torch.zeros(1, requires_grad=True)
+    timm = timm_scheduler.StepLRScheduler(torch.optim.SGD([p], lr=0.1), decay_t=1000, noise_range_t=noise_range_t)
+    start, end = (noise_range_t, None) if isinstance(noise_range_t, int) else noise_range_t
+    s = S.noise(S.cosine(100), start, end, seed=3)
+    on = s.curve(40) != S.cosine(100).curve(40)
+    assert on.tolist() == [timm._is_apply_noise(t) for t in range(40)]
+
+
+def test_noise_arguments_are_checked_and_round_trip():
+    with pytest.raises(ValueError, match=r"noise: end must be > start = 5 \(or None\), got 5"):
+        S.noise(S.constant(), 5, 5)
+    with pytest.raises(ValueError, match="noise: pct must be > 0, got 0.0"):
+        S.noise(S.constant(), pct=0.0)
+    with pytest.raises(ValueError, match="noise: distribution must be one of 'normal', 'uniform', got 'cauchy'"):
+        S.noise(S.constant(), distribution="cauchy")
+    with pytest.raises(ValueError, match="noise: seed must be a whole number of steps"):
+        S.noise(S.constant(), seed=-1)
+    s = S.noise(S.warmup(S.cosine(50), 5), 2, 40, 0.3, 0.2, 11, "uniform")
+    assert repr(s) == ("noise(warmup(cosine(T_max=50, eta_min=0.0, periodic=False), steps=5, start_factor=0.0, "
+                       "mode='linear'), start=2, end=40, pct=0.3, std=0.2, seed=11, distribution='uniform')")
+    assert pickle.loads(pickle.dumps(s)) == s and s.arguments["seed"] == 11
+
+
+def test_noise_in_the_fused_step_is_the_schedules():
+    """The op evaluates the same closed form: the lr of each step equals s(t, base)."""
+    s = S.noise(S.cosine(30), start=3, pct=0.5, seed=5)
+    p = torch.zeros(4, requires_grad=True)
+    opt = fusedlr.SGD([p], lr=0.2, schedule=s)
+    used = []
+    for _ in range(12):
+        p.grad = torch.ones(4)
+        before = p.detach().clone()
+        opt.step()
+        used.append(float((before - p.detach())[0]))  # lr * grad with grad 1
+    assert used == pytest.approx([s(t, 0.2) for t in range(12)], rel=1e-6)

@@ -44,6 +44,7 @@ __all__ = [
     "inverse_time",
     "linear",
     "multistep",
+    "noise",
     "one_cycle",
     "piecewise_constant",
     "piecewise_linear",
@@ -443,6 +444,47 @@ def chained(schedules: Sequence[Schedule]) -> Schedule:
         [0.5, 0.25, 0.25]
     """
     return Schedule.make("chained", schedules=list(schedules))
+
+
+def noise(
+    schedule: Schedule,
+    start: int = 0,
+    end: int | None = None,
+    pct: float = 0.67,
+    std: float = 1.0,
+    seed: int = 42,
+    distribution: str = "normal",
+) -> Schedule:
+    r"""``schedule`` with relative noise on the steps of ``[start, end)`` (timm's scheduler noise).
+
+    .. math:: \eta_t = s(t) \, (1 + n_t), \qquad
+        n_t \sim \begin{cases} \sigma \mathcal{N}(0, 1) \text{ drawn again while } |n_t| \ge p & \text{normal} \\
+        \mathcal{U}(-p, p) & \text{uniform} \end{cases}
+
+    and :math:`\eta_t = s(t)` outside the range. Unlike timm, whose draws come from a torch
+    generator seeded with ``seed + t``, each draw is a counter-based hash of ``(seed, t)``: the
+    value of any step is a pure function of it (exact resume, plots, the same in the fused CUDA
+    step), with timm's distribution, bounds and on/off steps but not its numbers. A normal draw
+    that stays out of range 64 times (a chance below 1e-19 for ``pct >= 0.67 * std``) gives no noise.
+
+    Args:
+        schedule: the schedule the noise multiplies.
+        start: first noisy step (timm's ``noise_range_t``, or its first element). Default 0.
+        end: first step without noise again (the second element of timm's pair); ``None``: never.
+        pct: :math:`p`, the bound of :math:`|n_t|` (> 0; timm's ``noise_pct``). Default 0.67.
+        std: :math:`\sigma` of the normal draw (> 0; timm's ``noise_std``). Default 1.0.
+        seed: the draws' seed, a whole number >= 0 (timm's ``noise_seed``). Default 42.
+        distribution: ``"normal"`` or ``"uniform"`` (timm's ``noise_type``).
+
+    Example:
+        >>> s = noise(constant(), start=2, pct=0.1, seed=0)
+        >>> [v == 1.0 for v in s.curve(4).tolist()]
+        [True, True, False, False]
+        >>> all(abs(v - 1.0) < 0.1 for v in s.curve(1000, start=2).tolist())
+        True
+    """
+    return Schedule.make("noise", schedule=schedule, start=start, end=end, pct=pct, std=std, seed=seed,
+                         distribution=distribution)
 
 
 def steps_per_epoch(num_samples: int, batch_size: int, drop_last: bool = False, accumulation_steps: int = 1) -> int:

@@ -195,6 +195,27 @@ int main() {
                "one_cycle: pct_start must be such that pct_start * total_steps != 1 (a first phase of no length), "
                "total_steps = 10, got 0.1");
   expect_error("spline", {}, "unknown schedule kind 'spline'");
+  // noise: 1 + a hashed draw inside [start, end), exactly the child outside; the curve as the calls.
+  {
+    const ScheduleData noisy = build("noise", {kids({build("cosine", {num(100), num(0.0), num(0)})}), num(10), num(60),
+                                               num(0.3), num(1.0), num(42), text("normal")});
+    double curve[100];
+    schedule_curve(noisy, 0, 100, 2.0, curve);
+    for (int64_t t = 0; t < 100; ++t) {
+      const double plain = 2.0 * (1.0 + std::cos(pi * static_cast<double>(t) / 100.0)) / 2.0;
+      const double v = schedule_lr(noisy, t, 2.0);
+      const bool inside = t >= 10 && t < 60;
+      if ((inside && !(std::fabs(v / plain - 1.0) < 0.3)) || std::memcmp(&v, &curve[t], sizeof v) != 0) {
+        std::printf("FAIL noise at %lld: %.17g (plain %.17g, curve %.17g)\n", static_cast<long long>(t), v, plain,
+                    curve[t]);
+        ++failures;
+      }
+      if (!inside) CHECK_NEAR(v, plain);
+    }
+    expect_error("noise", {kids({build("constant", {num(1.0), ScheduleArg()})}), num(5), num(5), num(0.3), num(1.0),
+                           num(1), text("normal")},
+                 "noise: end must be > start = 5 (or None), got 5");
+  }
   // A node the validator refuses: a slot no field of the kind uses must be zero.
   {
     ScheduleData bad = build("step", {num(3), num(0.5)});

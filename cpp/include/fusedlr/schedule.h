@@ -60,6 +60,7 @@ enum class ScheduleKind : int32_t {
   kWarmup,      // composite: a ramp, then its one child
   kSequential,  // composite: n children between n - 1 boundaries
   kChained,     // composite: n children, each one's value the next one's base
+  kNoise,       // composite: its one child, times 1 + a seeded draw of the step in a range of steps
   kCount
 };
 
@@ -203,6 +204,55 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double cyclic_lr(const ScheduleNode& n, doubl
   const double sf = x <= ratio ? x / ratio : (x - 1.0) / (ratio - 1.0);
   const double height = (p[1] - p[0]) * sf;
   return (n.flags & 4) ? p[1] - height * scale : p[0] + height * scale;
+}
+
+/** splitmix64's finaliser: a bijection of 64-bit words whose output bits all depend on every input bit. */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= UINT64_C(0xbf58476d1ce4e5b9);
+  x ^= x >> 27;
+  x *= UINT64_C(0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+/**
+ * Draw k of step t for `seed`, uniform in [0, 1) in steps of 2^-53: a counter-based hash, so a
+ * step's draw is a pure function of (seed, t, k), the same on the CPU and in a CUDA kernel.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double noise_unit(uint64_t seed, int64_t t, uint64_t k) {
+  const uint64_t h = mix64(mix64(seed * UINT64_C(0x9e3779b97f4a7c15) + static_cast<uint64_t>(t)) +
+                           (k + 1) * UINT64_C(0xd1b54a32d192ed03));
+  return static_cast<double>(h >> 11) * 0x1p-53;
+}
+
+/** Draws a noise node makes for one step before it gives up (the noise is then 0): see noise_draw. */
+constexpr int kMaxNoiseDraws = 64;
+
+/**
+ * noise: the relative noise of step t (timm's scheduler noise, drawn from a hash instead of a
+ * seeded generator). Uniform: 2 (u - 1/2) pct. Normal: std times a standard normal (Box-Muller
+ * from two draws), drawn again while |noise| >= pct, as timm does; after kMaxNoiseDraws out of
+ * range (for pct >= 0.67 std, a chance below 1e-19) the noise is 0. Slots: p2 pct, p3 std, p4 seed.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double noise_draw(const ScheduleNode& n, int64_t t) {
+  const uint64_t seed = static_cast<uint64_t>(n.p[4]);
+  if (n.flags & 1) return 2.0 * (noise_unit(seed, t, 0) - 0.5) * n.p[2];
+  for (int k = 0; k < kMaxNoiseDraws; ++k) {
+    const double u1 = 1.0 - noise_unit(seed, t, 2 * k);  // in (0, 1]: a finite logarithm
+    const double u2 = noise_unit(seed, t, 2 * k + 1);
+    const double z = sqrt(-2.0 * log(u1)) * smath::cos_pi(2.0 * u2) * n.p[3];
+    if (fabs(z) < n.p[2]) return z;
+  }
+  return 0.0;
+}
+
+/**
+ * noise: what the child's value is multiplied by at step t: 1 + noise in the range of steps
+ * [start, end) (p0, p1; p1 = -1: no end), exactly 1 outside it.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double noise_factor(const ScheduleNode& n, int64_t t) {
+  if (t < whole_step(n.p[0]) || (n.p[1] >= 0.0 && t >= whole_step(n.p[1]))) return 1.0;
+  return 1.0 + noise_draw(n, t);
 }
 
 /**
@@ -361,6 +411,9 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
         } else {
           st[++sp] = Frame{s.links[n.cfirst], 0, f.t - detail::whole_step(w), 1.0};
         }
+      } else if (n.kind == ScheduleKind::kNoise) {
+        f.mul = detail::noise_factor(n, f.t);
+        st[++sp] = Frame{s.links[n.cfirst], 0, f.t, 1.0};
       } else if (n.kind == ScheduleKind::kChained) {
         f.next_child = 1;
         st[sp + 1] = Frame{s.links[n.cfirst], 0, f.t, 1.0};

@@ -102,6 +102,12 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
       node_curve(s, child, t0 + ramp - whole_step(w), count - ramp, base.shifted(ramp), out + ramp);
       return;
     }
+    case ScheduleKind::kNoise: {
+      // The child's values times each step's factor (schedule_lr's `value *= mul`).
+      node_curve(s, s.links[n.cfirst], t0, count, base, out);
+      for (int64_t i = 0; i < count; ++i) out[i] *= noise_factor(n, t0 + i);
+      return;
+    }
     case ScheduleKind::kChained: {
       // Each child's values are the next one's bases: c_n(t, ... c_2(t, c_1(t, b))).
       node_curve(s, s.links[n.cfirst], t0, count, base, out);

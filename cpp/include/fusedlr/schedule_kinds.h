@@ -113,6 +113,7 @@ inline const char* const kCyclicModes[] = {"triangular", "triangular2", "exp_ran
 inline const char* const kAnneal[] = {"cos", "linear"};
 inline const char* const kWsdShapes[] = {"linear", "cosine", "sqrt"};
 inline const char* const kWarmupModes[] = {"linear", "exponential"};
+inline const char* const kNoiseDistributions[] = {"normal", "uniform"};
 
 constexpr Field number(const char* name, int slot, ValueRange range, int only_if_flag = 0) {
   Field f{name, FieldKind::kNumber};
@@ -217,6 +218,16 @@ inline std::string warmup_relation(const ScheduleNode& n) {
 
 inline void warmup_derive(ScheduleNode& n) { n.p[2] = (n.flags & 1) ? std::log(n.p[1]) : 0.0; }
 
+inline const char* noise_fill(ScheduleNode& n, const bool* given) {
+  if (!given[2]) n.p[1] = -1.0;  // end None: noise from start on, for ever
+  return nullptr;
+}
+inline std::string noise_relation(const ScheduleNode& n) {
+  if (n.p[1] >= 0.0 && !(n.p[1] > n.p[0]))
+    return "end must be > start = " + format_number(n.p[0], true) + " (or None), got " + format_number(n.p[1], true);
+  return {};
+}
+
 // -- the rows: fields in the order of the factory's arguments (python/fusedlr/schedules.py) ------
 
 inline const KindSpec kKinds[] = {
@@ -272,6 +283,11 @@ inline const KindSpec kKinds[] = {
     {ScheduleKind::kSequential, "sequential", {children("schedules"), steps("boundaries", false)},
      0, Values::kOnePerBoundary, 1, kMaxScheduleNodes},
     {ScheduleKind::kChained, "chained", {children("schedules")}, 0, Values::kNone, 1, kMaxScheduleNodes},
+    {ScheduleKind::kNoise, "noise",
+     {child("schedule"), number("start", 0, ValueRange::kSteps), optional_number("end", 1, ValueRange::kOptionalSteps),
+      number("pct", 2, ValueRange::kPositive), number("std", 3, ValueRange::kPositive),
+      number("seed", 4, ValueRange::kSteps), choice("distribution", 1, kNoiseDistributions)},
+     1, Values::kNone, 1, 1, 0, noise_fill, noise_relation},
 };
 
 }  // namespace kinds
