@@ -951,3 +951,39 @@ def test_reduce_is_the_interface_a_wrapper_scales_a_twin_through():
     opt.step()
     s.step()  # the rest of the schedule is scaled: still the closed form, of the new bases
     assert [g["lr"] for g in opt.param_groups] == [S.cosine(50)(11, 0.05), S.cosine(50)(11, 0.02)]
+
+
+def test_schedule_lr_steps_any_schedule_and_resumes_through_a_weights_only_load(tmp_path):
+    """ScheduleLR: any fusedlr schedule as a torch-style scheduler, one per group or one for all,
+    saved as plain data and checked again when loaded."""
+    noisy = S.noise(S.warmup(S.cosine(90), 10), start=10, pct=0.3, seed=1)
+    p, q = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    opt = torch.optim.SGD([{"params": [p]}, {"params": [q], "lr": 0.2}], lr=0.5)
+    sched = F.ScheduleLR(opt, [noisy, S.step(7, 0.5)])
+    assert isinstance(sched, torch.optim.lr_scheduler.LRScheduler)
+    seen = []
+    for _ in range(40):
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert seen == [[noisy(t, 0.5), S.step(7, 0.5)(t, 0.2)] for t in range(40)]
+    assert sched.get_last_lr() == [noisy(40, 0.5), S.step(7, 0.5)(40, 0.2)]
+    torch.save(sched.state_dict(), tmp_path / "sched.pt")
+    opt2 = torch.optim.SGD([{"params": [p]}, {"params": [q], "lr": 0.2}], lr=0.5)
+    resumed = F.ScheduleLR(opt2, S.constant())
+    resumed.load_state_dict(torch.load(tmp_path / "sched.pt", weights_only=True))
+    assert resumed.schedule == [noisy, S.step(7, 0.5)] and resumed.last_epoch == 40
+    for t in range(40, 60):
+        assert [g["lr"] for g in opt2.param_groups] == [noisy(t, 0.5), S.step(7, 0.5)(t, 0.2)]
+        opt2.step()
+        resumed.step()
+    bad = sched.state_dict()
+    bad["schedule_states"] = [(2, "cosine", {"T_max": -1, "eta_min": 0.0, "periodic": False})]
+    before = resumed.state_dict()
+    with pytest.raises(ValueError, match="cosine: T_max must be > 0"):
+        resumed.load_state_dict(bad)
+    assert resumed.state_dict() == before  # a refused state leaves the scheduler as it was
+    with pytest.raises(TypeError, match="must be a fusedlr Schedule"):
+        F.ScheduleLR(opt, "cosine")
+    with pytest.raises(ValueError, match=r"one schedule or one per param group \(2\), got 3"):
+        F.ScheduleLR(opt, [S.constant()] * 3)

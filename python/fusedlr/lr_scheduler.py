@@ -81,6 +81,7 @@ __all__ = [
     "OneCycleLR",
     "PolynomialLR",
     "ReduceLROnPlateau",
+    "ScheduleLR",
     "SequentialLR",
     "StepLR",
     "WSDLR",
@@ -1437,6 +1438,61 @@ class WarmupLR(_Composite):
         after = [s._schedules[g] for g in range(len(self.base_lrs)) for s in self._schedulers] or \
             [S.constant()] * len(self.base_lrs)
         return [S.warmup(s, self.warmup_steps, self.start_factor, self.mode) for s in after]
+
+
+class ScheduleLR(ClosedFormLR):
+    r"""Any :mod:`fusedlr.schedules` schedule as an LR scheduler (not in torch).
+
+    .. math:: \eta_t^{(g)} = s_g(t, \eta_0^{(g)})
+
+    with :math:`\eta_0^{(g)}` the initial lr of param group :math:`g`: the closed form of
+    :func:`fusedlr.schedules.noise`, :func:`~fusedlr.schedules.piecewise_linear`, nested
+    :func:`~fusedlr.schedules.sequential` pieces or any other schedule, stepped like torch's
+    schedulers (``step()``, ``get_last_lr()``, ``state_dict()``, stacking). The schedules are saved
+    in ``state_dict()`` as their factory arguments (plain data, safe for
+    ``torch.load(weights_only=True)``) and checked again when loaded.
+
+    Args:
+        optimizer: the optimizer.
+        schedule: one :class:`~fusedlr.schedules.Schedule` for every param group, or a list with
+            one per group.
+        last_epoch: index of the last step; -1 (default) to start, as torch.
+
+    Example:
+        >>> from fusedlr import schedules as S
+        >>> sched = ScheduleLR(opt, S.noise(S.warmup(S.cosine(9_000), 1_000), start=1_000))  # doctest: +SKIP
+    """
+
+    def __init__(self, optimizer: Optimizer, schedule: Schedule | Sequence[Schedule], last_epoch: int = -1) -> None:
+        schedules = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule]
+        for s in schedules:
+            if not isinstance(s, Schedule):
+                raise TypeError(f"ScheduleLR: schedule must be a fusedlr Schedule (fusedlr.schedules.*) or a list of "
+                                f"them, got {type(s).__name__}")
+        groups = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
+        if len(schedules) not in (1, groups):
+            raise ValueError(f"ScheduleLR: expected one schedule or one per param group ({groups}), "
+                             f"got {len(schedules)}")
+        self.schedule_states = [s.__getstate__() for s in schedules]  # what state_dict saves
+        super().__init__(optimizer, last_epoch)
+
+    @property
+    def schedule(self) -> Schedule | list[Schedule]:
+        """The schedule (a list when there is one per param group)."""
+        return self._schedules[0] if len(self.schedule_states) == 1 else list(self._schedules)
+
+    def _build(self) -> list[Schedule]:
+        # Through Schedule.__setstate__: a loaded state is checked like any schedule that comes in.
+        schedules = []
+        for state in self.schedule_states:
+            s = Schedule.__new__(Schedule)
+            s.__setstate__(tuple(state) if isinstance(state, list) else state)
+            schedules.append(s)
+        if len(schedules) == 1:
+            return schedules * len(self.base_lrs)
+        if len(schedules) != len(self.base_lrs):
+            raise ValueError(f"ScheduleLR: {len(schedules)} schedules for {len(self.base_lrs)} param groups")
+        return schedules
 
 
 class WSDLR(ClosedFormLR):

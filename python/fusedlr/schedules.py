@@ -5,7 +5,8 @@ Every function returns a :class:`Schedule`, a small plain-data object whose form
 ``s(step, base_lr=1.0)`` is the learning rate at ``step`` for an optimizer group whose initial
 learning rate is ``base_lr``; with the default ``1.0`` the value reads as a factor. Any step is
 computed directly, so resuming at step ``k`` gives exactly the values of an uninterrupted run.
-``s.curve(n, start=0, base_lr=1.0)`` evaluates ``n`` consecutive steps in C++ into a NumPy array.
+``s.curve(n, start=0, base_lr=1.0)`` evaluates ``n`` consecutive steps in C++ into a NumPy array;
+:class:`fusedlr.lr_scheduler.ScheduleLR` steps any schedule like a torch LR scheduler.
 
 Steps count from 0 (the first optimizer step uses ``s(0)``); steps below 0 count as 0. Past the
 end of a finite schedule the last value is held. Below, :math:`b` is ``base_lr`` and :math:`t`
