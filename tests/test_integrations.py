@@ -393,3 +393,47 @@ def test_transformers_trainer_logs_the_in_kernel_lr_with_in_kernel_lr(tmp_path):
     assert len(runs["fusedlr"][0]) == 8 and runs["fusedlr"][0] == pytest.approx(runs["torch"][0], rel=1e-15)
     for p, q in zip(runs["fusedlr"][1], runs["torch"][1]):
         torch.testing.assert_close(p, q, **EXACT_TOL[torch.float32])
+
+
+# --- transformers' schedule functions, by their names -------------------------------------------------
+
+def _lrs_of(make, steps: int) -> list[list[float]]:
+    p, q = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([{"params": [p]}, {"params": [q], "lr": 0.03}], lr=0.1)
+    sched = make(opt)
+    out = []
+    for _ in range(steps):
+        out.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize(("warmup", "total"), [(0, 1000), (10, 1000), (100, 3000), (300, 100), (7, 7), (1, 2)])
+def test_transformers_schedule_functions_give_its_learning_rates_bit_for_bit(warmup, total):
+    """fusedlr.lr_scheduler.get_*_schedule* against transformers' own, every step past the end:
+    the same numbers exactly (their formulas in their order of operations), as closed-form twins."""
+    import transformers.optimization as hf
+
+    cases = [("get_constant_schedule", (), {}), ("get_constant_schedule_with_warmup", (warmup,), {}),
+             ("get_linear_schedule_with_warmup", (warmup, total), {})]
+    for cycles in (0.5, 1.0, 2.75, 0.3):
+        cases += [("get_cosine_schedule_with_warmup", (warmup, total), {"num_cycles": cycles}),
+                  ("get_cosine_with_min_lr_schedule_with_warmup", (warmup, total), {"num_cycles": cycles,
+                                                                                    "min_lr_rate": 0.1}),
+                  ("get_cosine_with_min_lr_schedule_with_warmup", (warmup, total), {"num_cycles": cycles,
+                                                                                    "min_lr": 0.007})]
+    for name, args, kwargs in cases:
+        theirs = _lrs_of(lambda o: getattr(hf, name)(o, *args, **kwargs), total + 300)
+        ours = _lrs_of(lambda o: getattr(F, name)(o, *args, **kwargs), total + 300)
+        assert ours == theirs, (name, args, kwargs)
+        assert isinstance(getattr(F, name)(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), *args,
+                                           **kwargs), F.ScheduleLR)
+
+
+def test_transformers_min_lr_arguments_are_refused_as_transformers_does():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="Only one of min_lr or min_lr_rate should be set"):
+        F.get_cosine_with_min_lr_schedule_with_warmup(opt, 1, 10, min_lr=0.01, min_lr_rate=0.1)
+    with pytest.raises(ValueError, match="One of min_lr or min_lr_rate should be set"):
+        F.get_cosine_with_min_lr_schedule_with_warmup(opt, 1, 10)

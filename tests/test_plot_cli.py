@@ -49,6 +49,8 @@ SPEC_EXAMPLES = {
                            S.piecewise_constant([10, 20], [1.0, 0.5, 0.25])),
     "piecewise_linear": ("piecewise_linear([0, 10, 20], [0.0, 1.0, 0.1])",
                          S.piecewise_linear([0, 10, 20], [0.0, 1.0, 0.1])),
+    "cycles_cosine": ("cycles_cosine(100, num_cycles=1.5, min_rate=0.1)", S.cycles_cosine(100, 1.5, 0.1)),
+    "linear_remaining": ("linear_remaining(90, 100)", S.linear_remaining(90, 100)),
     "noise": ("noise(cosine(90), start=10, end=50, pct=0.3, std=0.5, seed=7, distribution='uniform')",
               S.noise(S.cosine(90), start=10, end=50, pct=0.3, std=0.5, seed=7, distribution="uniform")),
     "polynomial": ("polynomial(total_steps=100, power=2.0, end_factor=0.01)", S.polynomial(100, 2.0, 0.01)),

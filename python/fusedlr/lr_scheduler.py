@@ -82,6 +82,11 @@ __all__ = [
     "PolynomialLR",
     "ReduceLROnPlateau",
     "ScheduleLR",
+    "get_constant_schedule",
+    "get_constant_schedule_with_warmup",
+    "get_cosine_schedule_with_warmup",
+    "get_cosine_with_min_lr_schedule_with_warmup",
+    "get_linear_schedule_with_warmup",
     "SequentialLR",
     "StepLR",
     "WSDLR",
@@ -1614,3 +1619,13 @@ class InKernelLR(LRScheduler):
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
         self._seen = self._counter()
+
+
+# transformers' schedule functions by their names (import swaps); they return ScheduleLR twins.
+from ._transformers import (  # noqa: E402
+    get_constant_schedule,
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_cosine_with_min_lr_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)

@@ -44,6 +44,8 @@ __all__ = [
     "inverse_sqrt",
     "inverse_time",
     "linear",
+    "cycles_cosine",
+    "linear_remaining",
     "multistep",
     "noise",
     "one_cycle",
@@ -486,6 +488,43 @@ def noise(
     """
     return Schedule.make("noise", schedule=schedule, start=start, end=end, pct=pct, std=std, seed=seed,
                          distribution=distribution)
+
+
+def linear_remaining(remaining: int, length: float) -> Schedule:
+    r"""transformers' linear decay after its warmup, in its order of operations.
+
+    .. math:: \eta_t = b \max\left(0, \frac{R - t}{L}\right)
+
+    ``get_linear_schedule_with_warmup(W, T)`` is ``warmup(linear_remaining(T - W, max(1, T - W)), W)``
+    (:func:`fusedlr.lr_scheduler.get_linear_schedule_with_warmup`).
+
+    Args:
+        remaining: :math:`R`, the steps left at step 0 (a whole number; may be <= 0).
+        length: :math:`L`, the divisor in steps (> 0).
+
+    Example:
+        >>> linear_remaining(4, 4).curve(6).tolist()
+        [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+    return Schedule.make("linear_remaining", remaining=remaining, length=length)
+
+
+def cycles_cosine(length: float, num_cycles: float = 0.5, min_rate: float = 0.0) -> Schedule:
+    r"""transformers' cosine decay after its warmup (``num_cycles`` periods over ``length`` steps,
+    a floor ``min_rate``), in its order of operations (``math.cos`` of ``math.pi * c * 2 * p``).
+
+    .. math:: \eta_t = b \max\left(0, \tfrac{1}{2}\left(1 + \cos(2 \pi c \, t / L)\right)(1 - m) + m\right)
+
+    Args:
+        length: :math:`L` in steps (> 0), transformers' ``max(1, T - W)``.
+        num_cycles: :math:`c`; 0.5 decays once to the floor. Default 0.5.
+        min_rate: :math:`m`, the floor as a fraction of the base. Default 0.
+
+    Example:
+        >>> [round(v, 6) for v in cycles_cosine(4).curve(5).tolist()]
+        [1.0, 0.853553, 0.5, 0.146447, 0.0]
+    """
+    return Schedule.make("cycles_cosine", length=length, num_cycles=num_cycles, min_rate=min_rate)
 
 
 def steps_per_epoch(num_samples: int, batch_size: int, drop_last: bool = False, accumulation_steps: int = 1) -> int:

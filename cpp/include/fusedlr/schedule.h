@@ -61,6 +61,8 @@ enum class ScheduleKind : int32_t {
   kSequential,  // composite: n children between n - 1 boundaries
   kChained,     // composite: n children, each one's value the next one's base
   kNoise,       // composite: its one child, times 1 + a seeded draw of the step in a range of steps
+  kLinearRemaining,  // transformers' linear decay, in its order of operations
+  kCyclesCosine,     // transformers' cosine decay over num_cycles, in its order of operations
   kCount
 };
 
@@ -352,6 +354,13 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       if (i == 0) return b * y[0];
       if (i == k) return b * y[k - 1];
       return b * (y[i - 1] + (y[i] - y[i - 1]) * (t - x[i - 1]) / (x[i] - x[i - 1]));
+    }
+    case ScheduleKind::kLinearRemaining:  // transformers: max(0, float(T - t) / float(max(1, T - W)))
+      return b * fmax(0.0, (p[0] - t) / p[1]);
+    case ScheduleKind::kCyclesCosine: {  // transformers' _get_cosine_schedule_with_warmup_lr_lambda
+      const double progress = t / p[0];
+      const double f = 0.5 * (1.0 + cos(3.141592653589793 * p[1] * 2.0 * progress));  // math.pi, math.cos
+      return b * fmax(0.0, f * (1.0 - p[2]) + p[2]);
     }
     default:
       return b;

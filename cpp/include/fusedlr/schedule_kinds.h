@@ -288,6 +288,12 @@ inline const KindSpec kKinds[] = {
       number("pct", 2, ValueRange::kPositive), number("std", 3, ValueRange::kPositive),
       number("seed", 4, ValueRange::kSteps), choice("distribution", 1, kNoiseDistributions)},
      1, Values::kNone, 1, 1, 0, noise_fill, noise_relation},
+    // transformers' decays after their warmup (python/fusedlr/transformers.py puts the warmup in front)
+    {ScheduleKind::kLinearRemaining, "linear_remaining",
+     {number("remaining", 0, ValueRange::kFinite), number("length", 1, ValueRange::kLength)}},
+    {ScheduleKind::kCyclesCosine, "cycles_cosine",
+     {number("length", 0, ValueRange::kLength), number("num_cycles", 1, ValueRange::kFinite),
+      number("min_rate", 2, ValueRange::kFinite)}},
 };
 
 }  // namespace kinds
