@@ -417,6 +417,11 @@ def test_transformers_schedule_functions_give_its_learning_rates_bit_for_bit(war
 
     cases = [("get_constant_schedule", (), {}), ("get_constant_schedule_with_warmup", (warmup,), {}),
              ("get_linear_schedule_with_warmup", (warmup, total), {})]
+    cases += [("get_inverse_sqrt_schedule", (warmup,), {}), ("get_inverse_sqrt_schedule", (warmup,), {"timescale": 37}),
+              ("get_polynomial_decay_schedule_with_warmup", (warmup, total), {}),
+              ("get_polynomial_decay_schedule_with_warmup", (warmup, total), {"lr_end": 0.01, "power": 2.5})]
+    for restarts in (1, 3):
+        cases.append(("get_cosine_with_hard_restarts_schedule_with_warmup", (warmup, total), {"num_cycles": restarts}))
     for cycles in (0.5, 1.0, 2.75, 0.3):
         cases += [("get_cosine_schedule_with_warmup", (warmup, total), {"num_cycles": cycles}),
                   ("get_cosine_with_min_lr_schedule_with_warmup", (warmup, total), {"num_cycles": cycles,
@@ -424,6 +429,8 @@ def test_transformers_schedule_functions_give_its_learning_rates_bit_for_bit(war
                   ("get_cosine_with_min_lr_schedule_with_warmup", (warmup, total), {"num_cycles": cycles,
                                                                                     "min_lr": 0.007})]
     for name, args, kwargs in cases:
+        if name == "get_polynomial_decay_schedule_with_warmup" and warmup == total:
+            continue  # transformers divides by T - W = 0 at step W (ZeroDivisionError); fusedlr refuses it up front
         theirs = _lrs_of(lambda o: getattr(hf, name)(o, *args, **kwargs), total + 300)
         ours = _lrs_of(lambda o: getattr(F, name)(o, *args, **kwargs), total + 300)
         assert ours == theirs, (name, args, kwargs)
@@ -433,6 +440,10 @@ def test_transformers_schedule_functions_give_its_learning_rates_bit_for_bit(war
 
 def test_transformers_min_lr_arguments_are_refused_as_transformers_does():
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match=r"lr_end \(0.5\) must be smaller than initial lr \(0.1\)"):
+        F.get_polynomial_decay_schedule_with_warmup(opt, 1, 10, lr_end=0.5)
+    with pytest.raises(ValueError, match="polynomial_to: decay_steps must not be 0"):
+        F.get_polynomial_decay_schedule_with_warmup(opt, 10, 10)
     with pytest.raises(ValueError, match="Only one of min_lr or min_lr_rate should be set"):
         F.get_cosine_with_min_lr_schedule_with_warmup(opt, 1, 10, min_lr=0.01, min_lr_rate=0.1)
     with pytest.raises(ValueError, match="One of min_lr or min_lr_rate should be set"):

@@ -16,6 +16,9 @@ from .lr_scheduler import ScheduleLR
 
 __all__ = [
     "get_constant_schedule",
+    "get_cosine_with_hard_restarts_schedule_with_warmup",
+    "get_inverse_sqrt_schedule",
+    "get_polynomial_decay_schedule_with_warmup",
     "get_constant_schedule_with_warmup",
     "get_cosine_schedule_with_warmup",
     "get_cosine_with_min_lr_schedule_with_warmup",
@@ -80,3 +83,32 @@ def get_cosine_with_min_lr_schedule_with_warmup(optimizer: Optimizer, num_warmup
         raise ValueError("One of min_lr or min_lr_rate should be set through the `lr_scheduler_kwargs`")
     length = max(1, num_training_steps - num_warmup_steps)
     return _with_warmup(optimizer, S.cycles_cosine(length, num_cycles, min_lr_rate), num_warmup_steps, last_epoch)
+
+
+def get_cosine_with_hard_restarts_schedule_with_warmup(optimizer: Optimizer, num_warmup_steps: int,
+                                                       num_training_steps: int, num_cycles: int = 1,
+                                                       last_epoch: int = -1) -> ScheduleLR:
+    """Linear warmup, then ``num_cycles`` cosine decays with hard restarts (transformers' function)."""
+    length = max(1, num_training_steps - num_warmup_steps)
+    return _with_warmup(optimizer, S.cycles_cosine_restarts(length, num_cycles), num_warmup_steps, last_epoch)
+
+
+def get_polynomial_decay_schedule_with_warmup(optimizer: Optimizer, num_warmup_steps: int, num_training_steps: int,
+                                              lr_end: float = 1e-7, power: float = 1.0,
+                                              last_epoch: int = -1) -> ScheduleLR:
+    """Linear warmup, then a polynomial decay from the optimizer's default lr to ``lr_end``
+    (transformers' function and its error)."""
+    lr_init = optimizer.defaults["lr"]
+    if not (lr_init > lr_end):
+        raise ValueError(f"lr_end ({lr_end}) must be smaller than initial lr ({lr_init})")
+    decay = S.polynomial_to(num_training_steps - num_warmup_steps, lr_init, lr_end, power)
+    return _with_warmup(optimizer, decay, num_warmup_steps, last_epoch)
+
+
+def get_inverse_sqrt_schedule(optimizer: Optimizer, num_warmup_steps: int, timescale: int | None = None,
+                              last_epoch: int = -1) -> ScheduleLR:
+    """Linear warmup, then ``1 / sqrt((t + timescale - W) / timescale)`` (transformers' function;
+    ``timescale`` defaults to ``num_warmup_steps or 10_000``)."""
+    if timescale is None:
+        timescale = num_warmup_steps or 10_000
+    return _with_warmup(optimizer, S.reciprocal_sqrt(timescale), num_warmup_steps, last_epoch)

@@ -85,8 +85,11 @@ __all__ = [
     "get_constant_schedule",
     "get_constant_schedule_with_warmup",
     "get_cosine_schedule_with_warmup",
+    "get_cosine_with_hard_restarts_schedule_with_warmup",
     "get_cosine_with_min_lr_schedule_with_warmup",
+    "get_inverse_sqrt_schedule",
     "get_linear_schedule_with_warmup",
+    "get_polynomial_decay_schedule_with_warmup",
     "SequentialLR",
     "StepLR",
     "WSDLR",
@@ -1624,6 +1627,9 @@ class InKernelLR(LRScheduler):
 # transformers' schedule functions by their names (import swaps); they return ScheduleLR twins.
 from ._transformers import (  # noqa: E402
     get_constant_schedule,
+    get_cosine_with_hard_restarts_schedule_with_warmup,
+    get_inverse_sqrt_schedule,
+    get_polynomial_decay_schedule_with_warmup,
     get_constant_schedule_with_warmup,
     get_cosine_schedule_with_warmup,
     get_cosine_with_min_lr_schedule_with_warmup,

@@ -45,13 +45,16 @@ __all__ = [
     "inverse_time",
     "linear",
     "cycles_cosine",
+    "cycles_cosine_restarts",
     "linear_remaining",
     "multistep",
     "noise",
     "one_cycle",
+    "polynomial_to",
     "piecewise_constant",
     "piecewise_linear",
     "polynomial",
+    "reciprocal_sqrt",
     "sequential",
     "step",
     "steps_per_epoch",
@@ -525,6 +528,60 @@ def cycles_cosine(length: float, num_cycles: float = 0.5, min_rate: float = 0.0)
         [1.0, 0.853553, 0.5, 0.146447, 0.0]
     """
     return Schedule.make("cycles_cosine", length=length, num_cycles=num_cycles, min_rate=min_rate)
+
+
+def cycles_cosine_restarts(length: float, num_cycles: float = 1) -> Schedule:
+    r"""transformers' cosine with hard restarts after its warmup: ``num_cycles`` decays from 1 to 0, then 0.
+
+    .. math:: \eta_t = b \max\left(0, \tfrac12 \left(1 + \cos(\pi \, ((c\, t / L) \bmod 1))\right)\right)
+        \; (t < L), \qquad 0 \; (t \ge L)
+
+    Args:
+        length: :math:`L` in steps (> 0), transformers' ``max(1, T - W)``.
+        num_cycles: :math:`c`, the number of restarts' cycles. Default 1.
+
+    Example:
+        >>> [round(v, 6) for v in cycles_cosine_restarts(4, 2).curve(5).tolist()]
+        [1.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    return Schedule.make("cycles_cosine_restarts", length=length, num_cycles=num_cycles)
+
+
+def polynomial_to(decay_steps: int, lr_init: float, lr_end: float = 1e-7, power: float = 1.0) -> Schedule:
+    r"""transformers' polynomial decay after its warmup, from ``lr_init`` to the absolute ``lr_end``.
+
+    .. math:: \eta_t = \frac{b}{\eta_i} \left((\eta_i - \eta_e)(1 - t / D)^p + \eta_e\right) \; (t \le D),
+        \qquad \frac{b}{\eta_i} \eta_e \; (t > D)
+
+    (transformers divides by the optimizer's default lr :math:`\eta_i`, and LambdaLR multiplies by
+    each group's own :math:`b`.)
+
+    Args:
+        decay_steps: :math:`D`, whole, not 0 (transformers' ``T - W``; negative: ``lr_end`` at once).
+        lr_init: :math:`\eta_i` (> ``lr_end``).
+        lr_end: :math:`\eta_e` (>= 0). Default 1e-7.
+        power: :math:`p` (>= 0). Default 1.
+
+    Example:
+        >>> polynomial_to(4, 1.0, 0.0).curve(6).tolist()
+        [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+    return Schedule.make("polynomial_to", decay_steps=decay_steps, lr_init=lr_init, lr_end=lr_end, power=power)
+
+
+def reciprocal_sqrt(timescale: int) -> Schedule:
+    r"""transformers' inverse square-root decay after its warmup, in its order of operations.
+
+    .. math:: \eta_t = b \, \frac{1}{\sqrt{(t + \tau) / \tau}}
+
+    Args:
+        timescale: :math:`\tau`, whole steps (> 0).
+
+    Example:
+        >>> reciprocal_sqrt(1).curve(4).tolist()
+        [1.0, 0.7071067811865475, 0.5773502691896258, 0.5]
+    """
+    return Schedule.make("reciprocal_sqrt", timescale=timescale)
 
 
 def steps_per_epoch(num_samples: int, batch_size: int, drop_last: bool = False, accumulation_steps: int = 1) -> int:

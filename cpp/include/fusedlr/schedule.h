@@ -63,6 +63,9 @@ enum class ScheduleKind : int32_t {
   kNoise,       // composite: its one child, times 1 + a seeded draw of the step in a range of steps
   kLinearRemaining,  // transformers' linear decay, in its order of operations
   kCyclesCosine,     // transformers' cosine decay over num_cycles, in its order of operations
+  kCyclesCosineRestarts,  // transformers' cosine with hard restarts
+  kPolynomialTo,          // transformers' polynomial decay to an absolute end lr
+  kReciprocalSqrt,        // transformers' inverse square root, 1 / sqrt((t + timescale) / timescale)
   kCount
 };
 
@@ -362,6 +365,21 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       const double f = 0.5 * (1.0 + cos(3.141592653589793 * p[1] * 2.0 * progress));  // math.pi, math.cos
       return b * fmax(0.0, f * (1.0 - p[2]) + p[2]);
     }
+    case ScheduleKind::kCyclesCosineRestarts: {  // _get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda
+      const double progress = t / p[0];
+      if (progress >= 1.0) return b * 0.0;
+      double r = fmod(p[1] * progress, 1.0);  // Python's x % 1.0: the sign of the divisor
+      if (r < 0.0) r += 1.0;
+      return b * fmax(0.0, 0.5 * (1.0 + cos(3.141592653589793 * r)));
+    }
+    case ScheduleKind::kPolynomialTo: {  // _get_polynomial_decay_schedule_with_warmup_lr_lambda
+      // p0 decay steps, p1 lr_init, p2 lr_end, p3 power.
+      if (t > p[0]) return b * (p[2] / p[1]);
+      const double pct_remaining = 1.0 - t / p[0];
+      return b * (((p[1] - p[2]) * pow(pct_remaining, p[3]) + p[2]) / p[1]);
+    }
+    case ScheduleKind::kReciprocalSqrt:  // _get_inverse_sqrt_schedule_lr_lambda: 1 / sqrt((t + shift) / timescale)
+      return b * (1.0 / sqrt((t + p[0]) / p[0]));
     default:
       return b;
   }

@@ -228,6 +228,13 @@ inline std::string noise_relation(const ScheduleNode& n) {
   return {};
 }
 
+inline std::string polynomial_to_relation(const ScheduleNode& n) {
+  if (n.p[0] == 0.0) return "decay_steps must not be 0 (transformers divides by it), got 0";
+  if (n.p[0] != std::floor(n.p[0])) return "decay_steps must be a whole number, got " + format_number(n.p[0]);
+  if (!(n.p[1] > n.p[2])) return "lr_end must be smaller than lr_init, got " + format_number(n.p[2]);
+  return {};
+}
+
 // -- the rows: fields in the order of the factory's arguments (python/fusedlr/schedules.py) ------
 
 inline const KindSpec kKinds[] = {
@@ -294,6 +301,14 @@ inline const KindSpec kKinds[] = {
     {ScheduleKind::kCyclesCosine, "cycles_cosine",
      {number("length", 0, ValueRange::kLength), number("num_cycles", 1, ValueRange::kFinite),
       number("min_rate", 2, ValueRange::kFinite)}},
+    {ScheduleKind::kCyclesCosineRestarts, "cycles_cosine_restarts",
+     {number("length", 0, ValueRange::kLength), number("num_cycles", 1, ValueRange::kFinite)}},
+    // (decay_steps may be negative: transformers' T < W, where every step past the warmup holds lr_end.)
+    {ScheduleKind::kPolynomialTo, "polynomial_to",
+     {number("decay_steps", 0, ValueRange::kFinite), number("lr_init", 1, ValueRange::kPositive),
+      number("lr_end", 2, ValueRange::kNonNegative), number("power", 3, ValueRange::kNonNegative)},
+     0, Values::kNone, 0, 0, 0, nullptr, polynomial_to_relation},
+    {ScheduleKind::kReciprocalSqrt, "reciprocal_sqrt", {number("timescale", 0, ValueRange::kPositiveSteps)}},
 };
 
 }  // namespace kinds
