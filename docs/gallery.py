@@ -31,7 +31,9 @@ GALLERY = [
      ["cos", "linear, three_phase"]),
     ("inverse_sqrt (with warmup)", [S.warmup(S.inverse_sqrt(100.0), 100), S.inverse_sqrt(20.0)],
      ["warmup(inverse_sqrt(100), 100)", "inverse_sqrt(20)"]),
-    ("wsd", [S.wsd(1000, 100, 200, d) for d in ("linear", "cosine", "sqrt")], ["linear", "cosine", "1-sqrt"]),
+    ("wsd", [S.wsd(1000, 100, 200, d) for d in ("linear", "cosine", "sqrt")]
+     + [S.wsd_shaped(150, 450, 400, "cosine", "cosine", 0.1, 1.0)],
+     ["linear", "cosine", "1-sqrt", "wsd_shaped (transformers): cosine warmup, 1 cycle"]),
     ("piecewise", [S.piecewise_constant([200, 500, 800], [1.0, 0.6, 0.3, 0.1]),
                    S.piecewise_linear([0, 100, 600, 1000], [0.0, 1.0, 0.4, 0.0])],
      ["piecewise_constant", "piecewise_linear"]),

@@ -448,3 +448,44 @@ def test_transformers_min_lr_arguments_are_refused_as_transformers_does():
         F.get_cosine_with_min_lr_schedule_with_warmup(opt, 1, 10, min_lr=0.01, min_lr_rate=0.1)
     with pytest.raises(ValueError, match="One of min_lr or min_lr_rate should be set"):
         F.get_cosine_with_min_lr_schedule_with_warmup(opt, 1, 10)
+
+
+@pytest.mark.parametrize(("warmup", "decay", "total"), [(0, 200, 1000), (50, 300, 1000), (100, 100, 150), (10, 0, 100)])
+def test_transformers_wsd_schedule_bit_for_bit_in_every_shape(warmup, decay, total):
+    import transformers.optimization as hf
+
+    for warmup_type in ("linear", "cosine", "1-sqrt"):
+        for decay_type in ("linear", "cosine", "1-sqrt"):
+            for extra in ({}, {"min_lr_ratio": 0.1, "num_cycles": 1.5}):
+                kwargs = dict(warmup_type=warmup_type, decay_type=decay_type, **extra)
+                theirs = _lrs_of(lambda o: hf.get_wsd_schedule(o, warmup, decay, total, **kwargs), total + 100)
+                ours = _lrs_of(lambda o: F.get_wsd_schedule(o, warmup, decay, total, **kwargs), total + 100)
+                assert ours == theirs, kwargs
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="Either num_training_steps or num_stable_steps must be specified"):
+        F.get_wsd_schedule(opt, 1, 2)
+    with pytest.raises(ValueError, match="Unknown decay type: exp, expected 'linear', 'cosine' or '1-sqrt'"):
+        F.get_wsd_schedule(opt, 1, 2, 10, decay_type="exp")
+    with pytest.warns(UserWarning, match="num_stable_steps will be used"):
+        F.get_wsd_schedule(opt, 1, 2, 10, num_stable_steps=3)
+
+
+def test_transformers_get_scheduler_by_every_name_it_has_a_twin_of():
+    import transformers.optimization as hf
+
+    kwargs = {"cosine_with_min_lr": {"min_lr_rate": 0.1}, "warmup_stable_decay": {"num_decay_steps": 200},
+              "polynomial": {"lr_end": 0.001, "power": 2.0}, "inverse_sqrt": {"timescale": 50}}
+    for name in ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"):
+        def make(module, o, name=name):
+            return module.get_scheduler(name, o, num_warmup_steps=20, num_training_steps=1000,
+                                        scheduler_specific_kwargs=kwargs.get(name))
+        assert _lrs_of(lambda o: make(F, o), 1100) == _lrs_of(lambda o: make(hf, o), 1100), name
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    assert isinstance(F.get_scheduler(hf.SchedulerType.REDUCE_ON_PLATEAU, opt), F.ReduceLROnPlateau)
+    with pytest.raises(ValueError, match="cosine requires `num_warmup_steps`"):
+        F.get_scheduler("cosine", opt)
+    with pytest.raises(ValueError, match="linear requires `num_training_steps`"):
+        F.get_scheduler("linear", opt, num_warmup_steps=1)
+    with pytest.raises(ValueError, match="'greedy' is not a scheduler fusedlr has a twin of"):
+        F.get_scheduler("greedy", opt, num_warmup_steps=1)

@@ -301,7 +301,8 @@ def _example_args(name):
             "cosine_restarts": (10,), "cyclic": (0.1, 1.0), "one_cycle": (1.0, 100), "wsd": (100,),
             "piecewise_constant": ([3], [1.0, 0.1]), "piecewise_linear": ([0, 3], [0.0, 1.0]),
             "noise": (S.cosine(10),), "linear_remaining": (5, 5), "cycles_cosine": (10,),
-            "cycles_cosine_restarts": (10,), "polynomial_to": (10, 0.1), "reciprocal_sqrt": (10,)}.get(name, ())
+            "cycles_cosine_restarts": (10,), "polynomial_to": (10, 0.1), "reciprocal_sqrt": (10,),
+            "wsd_shaped": (2, 5, 3)}.get(name, ())
 
 
 def test_curve_equals_per_step_evaluation_exactly():

@@ -9,16 +9,22 @@ same way; ``state_dict()`` holds the schedule, not a lambda).
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 from torch.optim import Optimizer
 
 from . import schedules as S
-from .lr_scheduler import ScheduleLR
+from .lr_scheduler import ReduceLROnPlateau, ScheduleLR
 
 __all__ = [
     "get_constant_schedule",
     "get_cosine_with_hard_restarts_schedule_with_warmup",
     "get_inverse_sqrt_schedule",
     "get_polynomial_decay_schedule_with_warmup",
+    "get_reduce_on_plateau_schedule",
+    "get_scheduler",
+    "get_wsd_schedule",
     "get_constant_schedule_with_warmup",
     "get_cosine_schedule_with_warmup",
     "get_cosine_with_min_lr_schedule_with_warmup",
@@ -112,3 +118,73 @@ def get_inverse_sqrt_schedule(optimizer: Optimizer, num_warmup_steps: int, times
     if timescale is None:
         timescale = num_warmup_steps or 10_000
     return _with_warmup(optimizer, S.reciprocal_sqrt(timescale), num_warmup_steps, last_epoch)
+
+
+def get_reduce_on_plateau_schedule(optimizer: Optimizer, **kwargs: Any) -> ReduceLROnPlateau:
+    """``ReduceLROnPlateau(optimizer, **kwargs)`` (transformers' function; fusedlr's twin)."""
+    return ReduceLROnPlateau(optimizer, **kwargs)
+
+
+def get_wsd_schedule(optimizer: Optimizer, num_warmup_steps: int, num_decay_steps: int,
+                     num_training_steps: int | None = None, num_stable_steps: int | None = None,
+                     warmup_type: str = "linear", decay_type: str = "cosine", min_lr_ratio: float = 0,
+                     num_cycles: float = 0.5, last_epoch: int = -1) -> ScheduleLR:
+    """Warmup, stable, decay with transformers' shapes and arguments (its errors and warning);
+    see :func:`fusedlr.schedules.wsd_shaped` for the formula."""
+    if num_training_steps is None and num_stable_steps is None:
+        raise ValueError("Either num_training_steps or num_stable_steps must be specified.")
+    if num_training_steps is not None and num_stable_steps is not None:
+        warnings.warn("Both num_training_steps and num_stable_steps are specified. num_stable_steps will be used.")
+    if warmup_type not in ["linear", "cosine", "1-sqrt"]:
+        raise ValueError(f"Unknown warmup type: {warmup_type}, expected 'linear', 'cosine' or '1-sqrt'")
+    if decay_type not in ["linear", "cosine", "1-sqrt"]:
+        raise ValueError(f"Unknown decay type: {decay_type}, expected 'linear', 'cosine' or '1-sqrt'")
+    if num_stable_steps is None:
+        num_stable_steps = num_training_steps - num_warmup_steps - num_decay_steps
+    schedule = S.wsd_shaped(num_warmup_steps, num_stable_steps, num_decay_steps, warmup_type, decay_type,
+                            min_lr_ratio, num_cycles)
+    return ScheduleLR(optimizer, schedule, last_epoch)
+
+
+# transformers' SchedulerType names and the functions get_scheduler calls for them ("greedy",
+# transformers' GreedyLR, has no fusedlr twin yet).
+_BY_NAME = {
+    "linear": get_linear_schedule_with_warmup,
+    "cosine": get_cosine_schedule_with_warmup,
+    "cosine_with_restarts": get_cosine_with_hard_restarts_schedule_with_warmup,
+    "polynomial": get_polynomial_decay_schedule_with_warmup,
+    "constant": get_constant_schedule,
+    "constant_with_warmup": get_constant_schedule_with_warmup,
+    "inverse_sqrt": get_inverse_sqrt_schedule,
+    "reduce_lr_on_plateau": get_reduce_on_plateau_schedule,
+    "cosine_with_min_lr": get_cosine_with_min_lr_schedule_with_warmup,
+    "warmup_stable_decay": get_wsd_schedule,
+}
+
+
+def get_scheduler(name: Any, optimizer: Optimizer, num_warmup_steps: int | None = None,
+                  num_training_steps: int | None = None, scheduler_specific_kwargs: dict | None = None) -> Any:
+    """transformers' ``get_scheduler``: the schedule function of ``name`` (a string or transformers'
+    ``SchedulerType``) with the arguments it needs, and transformers' errors when one is missing.
+    ("cosine_warmup_with_min_lr" and "greedy" are not available yet.)"""
+    key = getattr(name, "value", name)
+    if key not in _BY_NAME:
+        raise ValueError(f"{name!r} is not a scheduler fusedlr has a twin of; choose one of {sorted(_BY_NAME)}")
+    schedule_func = _BY_NAME[key]
+    if key == "constant":
+        return schedule_func(optimizer)
+    kwargs = dict(scheduler_specific_kwargs or {})
+    if key == "reduce_lr_on_plateau":
+        return schedule_func(optimizer, **kwargs)
+    if num_warmup_steps is None:
+        raise ValueError(f"{key} requires `num_warmup_steps`, please provide that argument.")
+    if key == "constant_with_warmup":
+        return schedule_func(optimizer, num_warmup_steps=num_warmup_steps)
+    if key == "inverse_sqrt":
+        return schedule_func(optimizer, num_warmup_steps=num_warmup_steps, **kwargs)
+    if key == "warmup_stable_decay":
+        return schedule_func(optimizer, num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps,
+                             **kwargs)
+    if num_training_steps is None:
+        raise ValueError(f"{key} requires `num_training_steps`, please provide that argument.")
+    return schedule_func(optimizer, num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps, **kwargs)

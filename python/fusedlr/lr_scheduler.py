@@ -90,6 +90,9 @@ __all__ = [
     "get_inverse_sqrt_schedule",
     "get_linear_schedule_with_warmup",
     "get_polynomial_decay_schedule_with_warmup",
+    "get_reduce_on_plateau_schedule",
+    "get_scheduler",
+    "get_wsd_schedule",
     "SequentialLR",
     "StepLR",
     "WSDLR",
@@ -1627,11 +1630,14 @@ class InKernelLR(LRScheduler):
 # transformers' schedule functions by their names (import swaps); they return ScheduleLR twins.
 from ._transformers import (  # noqa: E402
     get_constant_schedule,
-    get_cosine_with_hard_restarts_schedule_with_warmup,
-    get_inverse_sqrt_schedule,
-    get_polynomial_decay_schedule_with_warmup,
     get_constant_schedule_with_warmup,
     get_cosine_schedule_with_warmup,
+    get_cosine_with_hard_restarts_schedule_with_warmup,
     get_cosine_with_min_lr_schedule_with_warmup,
+    get_inverse_sqrt_schedule,
     get_linear_schedule_with_warmup,
+    get_polynomial_decay_schedule_with_warmup,
+    get_reduce_on_plateau_schedule,
+    get_scheduler,
+    get_wsd_schedule,
 )

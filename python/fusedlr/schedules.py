@@ -60,6 +60,7 @@ __all__ = [
     "steps_per_epoch",
     "warmup",
     "wsd",
+    "wsd_shaped",
 ]
 
 
@@ -582,6 +583,44 @@ def reciprocal_sqrt(timescale: int) -> Schedule:
         [1.0, 0.7071067811865475, 0.5773502691896258, 0.5]
     """
     return Schedule.make("reciprocal_sqrt", timescale=timescale)
+
+
+def wsd_shaped(
+    warmup_steps: int,
+    stable_steps: int,
+    decay_steps: int,
+    warmup_type: str = "linear",
+    decay_type: str = "cosine",
+    min_lr_ratio: float = 0.0,
+    num_cycles: float = 0.5,
+) -> Schedule:
+    r"""transformers' warmup-stable-decay (``get_wsd_schedule``), its shapes, in its order of operations.
+
+    With :math:`m` = ``min_lr_ratio``, :math:`f(x) = \max(0, x (1 - m) + m)` and :math:`W, S, D` the
+    three lengths:
+
+    .. math:: \eta_t = b \begin{cases} f(w(t / \max(1, W))) & t < W \\ 1 & t < W + S \\
+        f(d((t - W - S) / \max(1, D))) & t < W + S + D \\ m & \text{after} \end{cases}
+
+    with warmup :math:`w(p) = p`, :math:`(1 - \cos \pi p)/2` or :math:`1 - \sqrt{1 - p}` and decay
+    :math:`d(p) = 1 - p`, :math:`(1 + \cos 2\pi c p)/2` or :math:`1 - \sqrt{p}` (``"linear"``,
+    ``"cosine"``, ``"1-sqrt"``). (:func:`wsd` is the same shape family with fusedlr's argument names.)
+
+    Args:
+        warmup_steps: :math:`W` (>= 0).
+        stable_steps: :math:`S`, whole (transformers' ``T - W - D``; may be negative).
+        decay_steps: :math:`D` (>= 0).
+        warmup_type, decay_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
+        min_lr_ratio: :math:`m`. Default 0.
+        num_cycles: :math:`c` of the cosine decay. Default 0.5.
+
+    Example:
+        >>> wsd_shaped(2, 1, 2, decay_type="linear").curve(6).tolist()
+        [0.0, 0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    return Schedule.make("wsd_shaped", warmup_steps=warmup_steps, stable_steps=stable_steps, decay_steps=decay_steps,
+                         warmup_type=warmup_type, decay_type=decay_type, min_lr_ratio=min_lr_ratio,
+                         num_cycles=num_cycles)
 
 
 def steps_per_epoch(num_samples: int, batch_size: int, drop_last: bool = False, accumulation_steps: int = 1) -> int:

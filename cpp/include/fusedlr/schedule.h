@@ -66,6 +66,7 @@ enum class ScheduleKind : int32_t {
   kCyclesCosineRestarts,  // transformers' cosine with hard restarts
   kPolynomialTo,          // transformers' polynomial decay to an absolute end lr
   kReciprocalSqrt,        // transformers' inverse square root, 1 / sqrt((t + timescale) / timescale)
+  kWsdShaped,             // transformers' warmup-stable-decay, its warmup and decay shapes
   kCount
 };
 
@@ -380,6 +381,28 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
     }
     case ScheduleKind::kReciprocalSqrt:  // _get_inverse_sqrt_schedule_lr_lambda: 1 / sqrt((t + shift) / timescale)
       return b * (1.0 / sqrt((t + p[0]) / p[0]));
+    case ScheduleKind::kWsdShaped: {  // transformers' _get_wsd_scheduler_lambda
+      // p0 warmup W, p1 stable S, p2 decay D, p3 min_lr_ratio, p4 num_cycles; flags: warmup shape | decay shape << 2.
+      constexpr double kPi = 3.141592653589793;  // math.pi
+      const double m = p[3];
+      double f;
+      if (t < p[0]) {
+        const double progress = t / fmax(1.0, p[0]);
+        const int shape = n.flags & 3;
+        f = shape == 0 ? progress : shape == 1 ? 0.5 * (1.0 - cos(kPi * progress)) : 1.0 - sqrt(1.0 - progress);
+      } else if (t < p[0] + p[1]) {
+        return b * 1.0;
+      } else if (t < p[0] + p[1] + p[2]) {
+        const double progress = (t - p[0] - p[1]) / fmax(1.0, p[2]);
+        const int shape = (n.flags >> 2) & 3;
+        f = shape == 0 ? 1.0 - progress
+            : shape == 1 ? 0.5 * (1.0 + cos(kPi * p[4] * 2.0 * progress))
+                         : 1.0 - sqrt(progress);
+      } else {
+        return b * m;
+      }
+      return b * fmax(0.0, f * (1.0 - m) + m);
+    }
     default:
       return b;
   }

@@ -99,7 +99,7 @@ inline std::string build_schedule(const std::string& kind, const std::vector<Sch
           list += (c ? ", '" : "'") + std::string(f.choices[c]) + "'";
         }
         if (index < 0) return fn + ": " + f.name + " must be one of " + list + ", got '" + a.text + "'";
-        root.flags |= index;
+        root.flags |= index << f.shift;
         break;
       }
       case FieldKind::kSteps:
@@ -198,7 +198,7 @@ inline std::vector<ScheduleArg> schedule_arguments(const ScheduleData& d, int i 
         a.number = (n.flags & f.mask) ? 1.0 : 0.0;
         break;
       case FieldKind::kChoice:
-        a.text = f.choices[n.flags & f.mask];
+        a.text = f.choices[(n.flags & f.mask) >> f.shift];
         break;
       case FieldKind::kSteps:
       case FieldKind::kFactors: {

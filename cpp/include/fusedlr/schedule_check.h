@@ -200,7 +200,7 @@ class ScheduleChecker {
     uint32_t used = k->derived_slots;
     for (const Field& f : k->fields) {
       if (f.name == nullptr) break;
-      if (f.kind == FieldKind::kChoice && ((n.flags & f.mask) >= f.n_choices)) {
+      if (f.kind == FieldKind::kChoice && (((n.flags & f.mask) >> f.shift) >= f.n_choices)) {
         fail(std::string(kind_) + ": invalid flags " + std::to_string(n.flags));
         return;
       }

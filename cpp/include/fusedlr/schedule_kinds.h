@@ -58,6 +58,7 @@ struct Field {
   int32_t mask = 0;               // kBool, kChoice
   const char* const* choices = nullptr;  // kChoice: n_choices names
   int8_t n_choices = 0;
+  int8_t shift = 0;                      // kChoice: the choice's index is (flags & mask) >> shift
   int8_t only_if_flag = 0;        // kNumber: +b held and shown only when flags & b, -b only when not
   bool strict = false;            // kSteps: strictly increasing
   bool hide_false = false;        // kBool: left out of repr when false
@@ -114,6 +115,7 @@ inline const char* const kAnneal[] = {"cos", "linear"};
 inline const char* const kWsdShapes[] = {"linear", "cosine", "sqrt"};
 inline const char* const kWarmupModes[] = {"linear", "exponential"};
 inline const char* const kNoiseDistributions[] = {"normal", "uniform"};
+inline const char* const kTransformersShapes[] = {"linear", "cosine", "1-sqrt"};
 
 constexpr Field number(const char* name, int slot, ValueRange range, int only_if_flag = 0) {
   Field f{name, FieldKind::kNumber};
@@ -139,6 +141,7 @@ constexpr Field choice(const char* name, int32_t mask, const char* const (&choic
   f.mask = mask;
   f.choices = choices;
   f.n_choices = static_cast<int8_t>(N);
+  while (f.shift < 31 && !((mask >> f.shift) & 1)) ++f.shift;
   return f;
 }
 constexpr Field steps(const char* name, bool strict) {
@@ -235,6 +238,11 @@ inline std::string polynomial_to_relation(const ScheduleNode& n) {
   return {};
 }
 
+inline std::string wsd_shaped_relation(const ScheduleNode& n) {
+  if (n.p[1] != std::floor(n.p[1])) return "stable_steps must be a whole number, got " + format_number(n.p[1]);
+  return {};
+}
+
 // -- the rows: fields in the order of the factory's arguments (python/fusedlr/schedules.py) ------
 
 inline const KindSpec kKinds[] = {
@@ -309,6 +317,13 @@ inline const KindSpec kKinds[] = {
       number("lr_end", 2, ValueRange::kNonNegative), number("power", 3, ValueRange::kNonNegative)},
      0, Values::kNone, 0, 0, 0, nullptr, polynomial_to_relation},
     {ScheduleKind::kReciprocalSqrt, "reciprocal_sqrt", {number("timescale", 0, ValueRange::kPositiveSteps)}},
+    // (stable_steps may be negative: transformers' num_training_steps < warmup + decay.)
+    {ScheduleKind::kWsdShaped, "wsd_shaped",
+     {number("warmup_steps", 0, ValueRange::kSteps), number("stable_steps", 1, ValueRange::kFinite),
+      number("decay_steps", 2, ValueRange::kSteps), choice("warmup_type", 3, kTransformersShapes),
+      choice("decay_type", 12, kTransformersShapes), number("min_lr_ratio", 3, ValueRange::kFinite),
+      number("num_cycles", 4, ValueRange::kFinite)},
+     15, Values::kNone, 0, 0, 0, nullptr, wsd_shaped_relation},
 };
 
 }  // namespace kinds
