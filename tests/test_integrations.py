@@ -417,7 +417,10 @@ def test_transformers_schedule_functions_give_its_learning_rates_bit_for_bit(war
 
     cases = [("get_constant_schedule", (), {}), ("get_constant_schedule_with_warmup", (warmup,), {}),
              ("get_linear_schedule_with_warmup", (warmup, total), {})]
-    cases += [("get_inverse_sqrt_schedule", (warmup,), {}), ("get_inverse_sqrt_schedule", (warmup,), {"timescale": 37}),
+    cases += [("get_cosine_with_min_lr_schedule_with_warmup_lr_rate", (warmup, total), {"min_lr_rate": 0.1}),
+              ("get_cosine_with_min_lr_schedule_with_warmup_lr_rate", (warmup, total),
+               {"min_lr": 0.01, "warmup_lr_rate": 0.2, "num_cycles": 1.5}),
+              ("get_inverse_sqrt_schedule", (warmup,), {}), ("get_inverse_sqrt_schedule", (warmup,), {"timescale": 37}),
               ("get_polynomial_decay_schedule_with_warmup", (warmup, total), {}),
               ("get_polynomial_decay_schedule_with_warmup", (warmup, total), {"lr_end": 0.01, "power": 2.5})]
     for restarts in (1, 3):
@@ -474,9 +477,10 @@ def test_transformers_get_scheduler_by_every_name_it_has_a_twin_of():
     import transformers.optimization as hf
 
     kwargs = {"cosine_with_min_lr": {"min_lr_rate": 0.1}, "warmup_stable_decay": {"num_decay_steps": 200},
+              "cosine_warmup_with_min_lr": {"min_lr_rate": 0.05, "warmup_lr_rate": 0.1},
               "polynomial": {"lr_end": 0.001, "power": 2.0}, "inverse_sqrt": {"timescale": 50}}
     for name in ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-                 "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"):
+                 "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay"):
         def make(module, o, name=name):
             return module.get_scheduler(name, o, num_warmup_steps=20, num_training_steps=1000,
                                         scheduler_specific_kwargs=kwargs.get(name))

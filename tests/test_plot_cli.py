@@ -54,6 +54,7 @@ SPEC_EXAMPLES = {
     "cycles_cosine_restarts": ("cycles_cosine_restarts(100, num_cycles=3)", S.cycles_cosine_restarts(100, 3)),
     "polynomial_to": ("polynomial_to(100, 0.1, lr_end=0.001, power=2.0)", S.polynomial_to(100, 0.1, 0.001, 2.0)),
     "reciprocal_sqrt": ("reciprocal_sqrt(500)", S.reciprocal_sqrt(500)),
+    "ramp_rate": ("ramp_rate(10, rate=0.1)", S.ramp_rate(10, 0.1)),
     "wsd_shaped": ("wsd_shaped(10, 50, 40, warmup_type='cosine', decay_type='1-sqrt', min_lr_ratio=0.1)",
                    S.wsd_shaped(10, 50, 40, "cosine", "1-sqrt", 0.1)),
     "noise": ("noise(cosine(90), start=10, end=50, pct=0.3, std=0.5, seed=7, distribution='uniform')",

@@ -302,7 +302,7 @@ def _example_args(name):
             "piecewise_constant": ([3], [1.0, 0.1]), "piecewise_linear": ([0, 3], [0.0, 1.0]),
             "noise": (S.cosine(10),), "linear_remaining": (5, 5), "cycles_cosine": (10,),
             "cycles_cosine_restarts": (10,), "polynomial_to": (10, 0.1), "reciprocal_sqrt": (10,),
-            "wsd_shaped": (2, 5, 3)}.get(name, ())
+            "wsd_shaped": (2, 5, 3), "ramp_rate": (4,)}.get(name, ())
 
 
 def test_curve_equals_per_step_evaluation_exactly():

@@ -28,6 +28,7 @@ __all__ = [
     "get_constant_schedule_with_warmup",
     "get_cosine_schedule_with_warmup",
     "get_cosine_with_min_lr_schedule_with_warmup",
+    "get_cosine_with_min_lr_schedule_with_warmup_lr_rate",
     "get_linear_schedule_with_warmup",
 ]
 
@@ -91,6 +92,27 @@ def get_cosine_with_min_lr_schedule_with_warmup(optimizer: Optimizer, num_warmup
     return _with_warmup(optimizer, S.cycles_cosine(length, num_cycles, min_lr_rate), num_warmup_steps, last_epoch)
 
 
+def get_cosine_with_min_lr_schedule_with_warmup_lr_rate(optimizer: Optimizer, num_warmup_steps: int,
+                                                        num_training_steps: int, num_cycles: float = 0.5,
+                                                        last_epoch: int = -1, min_lr: float | None = None,
+                                                        min_lr_rate: float | None = None,
+                                                        warmup_lr_rate: float | None = None) -> ScheduleLR:
+    """transformers' variant whose warmup starts at ``warmup_lr_rate`` (or ``1 / W``) and whose
+    cosine counts from the warmup's last step (its function and errors)."""
+    if min_lr is not None and min_lr_rate is not None:
+        raise ValueError("Only one of min_lr or min_lr_rate should be set")
+    if min_lr is not None:
+        min_lr_rate = min_lr / optimizer.defaults["lr"]
+    elif min_lr_rate is None:
+        raise ValueError("One of min_lr or min_lr_rate should be set through the `lr_scheduler_kwargs`")
+    length = max(1, num_training_steps - num_warmup_steps)
+    decay = S.cycles_cosine(length, num_cycles, min_lr_rate, shift=1)
+    if num_warmup_steps <= 0:
+        return ScheduleLR(optimizer, decay, last_epoch)
+    ramp = S.ramp_rate(num_warmup_steps, warmup_lr_rate)
+    return ScheduleLR(optimizer, S.sequential([ramp, decay], [num_warmup_steps]), last_epoch)
+
+
 def get_cosine_with_hard_restarts_schedule_with_warmup(optimizer: Optimizer, num_warmup_steps: int,
                                                        num_training_steps: int, num_cycles: int = 1,
                                                        last_epoch: int = -1) -> ScheduleLR:
@@ -147,7 +169,7 @@ def get_wsd_schedule(optimizer: Optimizer, num_warmup_steps: int, num_decay_step
 
 
 # transformers' SchedulerType names and the functions get_scheduler calls for them ("greedy",
-# transformers' GreedyLR, has no fusedlr twin yet).
+# transformers' GreedyLR, a metric-driven state machine, has no fusedlr twin yet).
 _BY_NAME = {
     "linear": get_linear_schedule_with_warmup,
     "cosine": get_cosine_schedule_with_warmup,
@@ -158,6 +180,7 @@ _BY_NAME = {
     "inverse_sqrt": get_inverse_sqrt_schedule,
     "reduce_lr_on_plateau": get_reduce_on_plateau_schedule,
     "cosine_with_min_lr": get_cosine_with_min_lr_schedule_with_warmup,
+    "cosine_warmup_with_min_lr": get_cosine_with_min_lr_schedule_with_warmup_lr_rate,
     "warmup_stable_decay": get_wsd_schedule,
 }
 
@@ -166,7 +189,7 @@ def get_scheduler(name: Any, optimizer: Optimizer, num_warmup_steps: int | None 
                   num_training_steps: int | None = None, scheduler_specific_kwargs: dict | None = None) -> Any:
     """transformers' ``get_scheduler``: the schedule function of ``name`` (a string or transformers'
     ``SchedulerType``) with the arguments it needs, and transformers' errors when one is missing.
-    ("cosine_warmup_with_min_lr" and "greedy" are not available yet.)"""
+    ("greedy" is not available yet.)"""
     key = getattr(name, "value", name)
     if key not in _BY_NAME:
         raise ValueError(f"{name!r} is not a scheduler fusedlr has a twin of; choose one of {sorted(_BY_NAME)}")

@@ -51,6 +51,7 @@ __all__ = [
     "noise",
     "one_cycle",
     "polynomial_to",
+    "ramp_rate",
     "piecewise_constant",
     "piecewise_linear",
     "polynomial",
@@ -513,22 +514,23 @@ def linear_remaining(remaining: int, length: float) -> Schedule:
     return Schedule.make("linear_remaining", remaining=remaining, length=length)
 
 
-def cycles_cosine(length: float, num_cycles: float = 0.5, min_rate: float = 0.0) -> Schedule:
+def cycles_cosine(length: float, num_cycles: float = 0.5, min_rate: float = 0.0, shift: int = 0) -> Schedule:
     r"""transformers' cosine decay after its warmup (``num_cycles`` periods over ``length`` steps,
     a floor ``min_rate``), in its order of operations (``math.cos`` of ``math.pi * c * 2 * p``).
 
-    .. math:: \eta_t = b \max\left(0, \tfrac{1}{2}\left(1 + \cos(2 \pi c \, t / L)\right)(1 - m) + m\right)
+    .. math:: \eta_t = b \max\left(0, \tfrac{1}{2}\left(1 + \cos(2 \pi c \, (t + s) / L)\right)(1 - m) + m\right)
 
     Args:
         length: :math:`L` in steps (> 0), transformers' ``max(1, T - W)``.
         num_cycles: :math:`c`; 0.5 decays once to the floor. Default 0.5.
         min_rate: :math:`m`, the floor as a fraction of the base. Default 0.
+        shift: :math:`s`, whole steps (1 in transformers' ``..._warmup_lr_rate`` variant). Default 0.
 
     Example:
         >>> [round(v, 6) for v in cycles_cosine(4).curve(5).tolist()]
         [1.0, 0.853553, 0.5, 0.146447, 0.0]
     """
-    return Schedule.make("cycles_cosine", length=length, num_cycles=num_cycles, min_rate=min_rate)
+    return Schedule.make("cycles_cosine", length=length, num_cycles=num_cycles, min_rate=min_rate, shift=shift)
 
 
 def cycles_cosine_restarts(length: float, num_cycles: float = 1) -> Schedule:
@@ -621,6 +623,23 @@ def wsd_shaped(
     return Schedule.make("wsd_shaped", warmup_steps=warmup_steps, stable_steps=stable_steps, decay_steps=decay_steps,
                          warmup_type=warmup_type, decay_type=decay_type, min_lr_ratio=min_lr_ratio,
                          num_cycles=num_cycles)
+
+
+def ramp_rate(steps: int, rate: float | None = None) -> Schedule:
+    r"""The warmup of transformers' ``get_cosine_with_min_lr_schedule_with_warmup_lr_rate``.
+
+    .. math:: \eta_t = b \frac{t + 1}{\max(1, W)} \qquad\text{or, with a rate } r:\qquad
+        \eta_t = b \left(r + (1 - r) \frac{t}{\max(1, W - 1)}\right)
+
+    Args:
+        steps: :math:`W`, the warmup's length (>= 0).
+        rate: :math:`r`, the first step's factor; ``None``: :math:`1 / W`.
+
+    Example:
+        >>> ramp_rate(4).curve(4).tolist()
+        [0.25, 0.5, 0.75, 1.0]
+    """
+    return Schedule.make("ramp_rate", steps=steps, rate=rate)
 
 
 def steps_per_epoch(num_samples: int, batch_size: int, drop_last: bool = False, accumulation_steps: int = 1) -> int:

@@ -67,6 +67,7 @@ enum class ScheduleKind : int32_t {
   kPolynomialTo,          // transformers' polynomial decay to an absolute end lr
   kReciprocalSqrt,        // transformers' inverse square root, 1 / sqrt((t + timescale) / timescale)
   kWsdShaped,             // transformers' warmup-stable-decay, its warmup and decay shapes
+  kRampRate,              // transformers' warmup of its "_warmup_lr_rate" cosine
   kCount
 };
 
@@ -362,7 +363,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
     case ScheduleKind::kLinearRemaining:  // transformers: max(0, float(T - t) / float(max(1, T - W)))
       return b * fmax(0.0, (p[0] - t) / p[1]);
     case ScheduleKind::kCyclesCosine: {  // transformers' _get_cosine_schedule_with_warmup_lr_lambda
-      const double progress = t / p[0];
+      const double progress = (t + p[3]) / p[0];  // p3: 0, or 1 for the "_warmup_lr_rate" variant
       const double f = 0.5 * (1.0 + cos(3.141592653589793 * p[1] * 2.0 * progress));  // math.pi, math.cos
       return b * fmax(0.0, f * (1.0 - p[2]) + p[2]);
     }
@@ -403,6 +404,10 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       }
       return b * fmax(0.0, f * (1.0 - m) + m);
     }
+    case ScheduleKind::kRampRate:  // _get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda, t < W
+      // p0 W, p1 warmup_lr_rate; flags 1: the rate is given.
+      if (!(n.flags & 1)) return b * ((t + 1.0) / fmax(1.0, p[0]));
+      return b * (p[1] + (1.0 - p[1]) * t / fmax(1.0, p[0] - 1.0));
     default:
       return b;
   }

@@ -60,6 +60,7 @@ void leaf_curve(const ScheduleData& s, const ScheduleNode& n, int64_t t0, int64_
     FUSEDLR_LEAF_CURVE_CASE(kPolynomialTo)
     FUSEDLR_LEAF_CURVE_CASE(kReciprocalSqrt)
     FUSEDLR_LEAF_CURVE_CASE(kWsdShaped)
+    FUSEDLR_LEAF_CURVE_CASE(kRampRate)
 #undef FUSEDLR_LEAF_CURVE_CASE
     default:  // composites never get here; an unknown kind evaluates as leaf_lr does
       for (int64_t i = 0; i < count; ++i) out[i] = leaf_lr(s, n, t0 + i, kPerStep ? base[i] : b);

@@ -238,6 +238,11 @@ inline std::string polynomial_to_relation(const ScheduleNode& n) {
   return {};
 }
 
+inline const char* ramp_rate_fill(ScheduleNode& n, const bool* given) {
+  if (given[1]) n.flags |= 1;  // the rate is given: r + (1 - r) t / max(1, W - 1); else (t + 1) / max(1, W)
+  return nullptr;
+}
+
 inline std::string wsd_shaped_relation(const ScheduleNode& n) {
   if (n.p[1] != std::floor(n.p[1])) return "stable_steps must be a whole number, got " + format_number(n.p[1]);
   return {};
@@ -308,7 +313,7 @@ inline const KindSpec kKinds[] = {
      {number("remaining", 0, ValueRange::kFinite), number("length", 1, ValueRange::kLength)}},
     {ScheduleKind::kCyclesCosine, "cycles_cosine",
      {number("length", 0, ValueRange::kLength), number("num_cycles", 1, ValueRange::kFinite),
-      number("min_rate", 2, ValueRange::kFinite)}},
+      number("min_rate", 2, ValueRange::kFinite), number("shift", 3, ValueRange::kSteps)}},
     {ScheduleKind::kCyclesCosineRestarts, "cycles_cosine_restarts",
      {number("length", 0, ValueRange::kLength), number("num_cycles", 1, ValueRange::kFinite)}},
     // (decay_steps may be negative: transformers' T < W, where every step past the warmup holds lr_end.)
@@ -318,6 +323,9 @@ inline const KindSpec kKinds[] = {
      0, Values::kNone, 0, 0, 0, nullptr, polynomial_to_relation},
     {ScheduleKind::kReciprocalSqrt, "reciprocal_sqrt", {number("timescale", 0, ValueRange::kPositiveSteps)}},
     // (stable_steps may be negative: transformers' num_training_steps < warmup + decay.)
+    {ScheduleKind::kRampRate, "ramp_rate",
+     {number("steps", 0, ValueRange::kSteps), optional_number("rate", 1, ValueRange::kFinite, +1)},
+     1, Values::kNone, 0, 0, 0, ramp_rate_fill},
     {ScheduleKind::kWsdShaped, "wsd_shaped",
      {number("warmup_steps", 0, ValueRange::kSteps), number("stable_steps", 1, ValueRange::kFinite),
       number("decay_steps", 2, ValueRange::kSteps), choice("warmup_type", 3, kTransformersShapes),
