@@ -43,6 +43,17 @@ def _with_warmup(optimizer: Optimizer, decay: S.Schedule, num_warmup_steps: int,
     return ScheduleLR(optimizer, S.sequential([ramp, decay], [num_warmup_steps]), last_epoch)
 
 
+def _min_lr_rate(optimizer: Optimizer, min_lr: float | None, min_lr_rate: float | None) -> float:
+    """transformers' floor as a fraction of the optimizer's default lr, from exactly one of the two."""
+    if min_lr is not None and min_lr_rate is not None:
+        raise ValueError("Only one of min_lr or min_lr_rate should be set")
+    if min_lr is not None:
+        return min_lr / optimizer.defaults["lr"]
+    if min_lr_rate is None:
+        raise ValueError("One of min_lr or min_lr_rate should be set through the `lr_scheduler_kwargs`")
+    return min_lr_rate
+
+
 def get_constant_schedule(optimizer: Optimizer, last_epoch: int = -1) -> ScheduleLR:
     """A constant learning rate (transformers' ``get_constant_schedule``)."""
     return ScheduleLR(optimizer, S.constant(), last_epoch)
@@ -82,12 +93,7 @@ def get_cosine_with_min_lr_schedule_with_warmup(optimizer: Optimizer, num_warmup
                                                 min_lr_rate: float | None = None) -> ScheduleLR:
     """As :func:`get_cosine_schedule_with_warmup`, decaying to ``min_lr`` (or ``min_lr_rate`` times
     the optimizer's default lr) instead of 0 (transformers' function, its errors)."""
-    if min_lr is not None and min_lr_rate is not None:
-        raise ValueError("Only one of min_lr or min_lr_rate should be set")
-    if min_lr is not None:
-        min_lr_rate = min_lr / optimizer.defaults["lr"]
-    elif min_lr_rate is None:
-        raise ValueError("One of min_lr or min_lr_rate should be set through the `lr_scheduler_kwargs`")
+    min_lr_rate = _min_lr_rate(optimizer, min_lr, min_lr_rate)
     length = max(1, num_training_steps - num_warmup_steps)
     return _with_warmup(optimizer, S.cycles_cosine(length, num_cycles, min_lr_rate), num_warmup_steps, last_epoch)
 
@@ -99,12 +105,7 @@ def get_cosine_with_min_lr_schedule_with_warmup_lr_rate(optimizer: Optimizer, nu
                                                         warmup_lr_rate: float | None = None) -> ScheduleLR:
     """transformers' variant whose warmup starts at ``warmup_lr_rate`` (or ``1 / W``) and whose
     cosine counts from the warmup's last step (its function and errors)."""
-    if min_lr is not None and min_lr_rate is not None:
-        raise ValueError("Only one of min_lr or min_lr_rate should be set")
-    if min_lr is not None:
-        min_lr_rate = min_lr / optimizer.defaults["lr"]
-    elif min_lr_rate is None:
-        raise ValueError("One of min_lr or min_lr_rate should be set through the `lr_scheduler_kwargs`")
+    min_lr_rate = _min_lr_rate(optimizer, min_lr, min_lr_rate)
     length = max(1, num_training_steps - num_warmup_steps)
     decay = S.cycles_cosine(length, num_cycles, min_lr_rate, shift=1)
     if num_warmup_steps <= 0:
