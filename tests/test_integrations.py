@@ -493,3 +493,27 @@ def test_transformers_get_scheduler_by_every_name_it_has_a_twin_of():
         F.get_scheduler("linear", opt, num_warmup_steps=1)
     with pytest.raises(ValueError, match="'greedy' is not a scheduler fusedlr has a twin of"):
         F.get_scheduler("greedy", opt, num_warmup_steps=1)
+
+
+def test_transformers_trainer_resumes_a_fusedlr_twin_of_its_schedule_bit_exactly(tmp_path):
+    """transformers.Trainer(optimizers=(fusedlr.SGD, fusedlr's get_cosine_schedule_with_warmup)):
+    a run resumed from its step-4 checkpoint ends with the weights and logged lrs of the run that
+    never stopped (the scheduler's state is plain data: Trainer saves and loads it with torch)."""
+    def run(output, resume=None):
+        torch.manual_seed(0)
+        model = _TinyRegression()
+        opt = fusedlr.SGD(model.parameters(), lr=LR, momentum=0.9)
+        sched = F.get_cosine_schedule_with_warmup(opt, num_warmup_steps=2, num_training_steps=8)
+        trainer = _trainer(output, model, (opt, sched))
+        trainer.args.save_strategy = "steps"
+        trainer.args.save_steps = 4
+        trainer.train(resume_from_checkpoint=resume)
+        lrs = [row["learning_rate"] for row in trainer.state.log_history if "learning_rate" in row]
+        return lrs, [p.detach().clone() for p in model.parameters()]
+
+    full_lrs, full = run(tmp_path / "full")
+    resumed_lrs, resumed = run(tmp_path / "resumed", resume=str(tmp_path / "full" / "checkpoint-4"))
+    # (The resumed run's history holds the checkpoint's four steps, then its own four.)
+    assert len(full_lrs) == 8 and resumed_lrs == full_lrs
+    for p, q in zip(resumed, full):
+        assert torch.equal(p, q)
