@@ -2,6 +2,7 @@
 // Argument checks at the op boundary, shared by the CPU and CUDA implementations of
 // fusedlr::sgd_. Kernels behind the boundary assume what is checked here.
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -92,6 +93,24 @@ inline void prefetch_storage(const at::Tensor& t) {
 
 /** How many tensors ahead a loop over a call's tensors prefetches their metadata. */
 constexpr size_t kMetadataAhead = 8;
+
+/** From this many tensors on, per-tensor work runs on torch's threads, in ranges of kTensorGrain. */
+constexpr size_t kParallelTensors = 256;
+constexpr int64_t kTensorGrain = 128;
+
+/**
+ * fn(lo, hi) over the tensor indices [0, n): split across torch's threads when there are many
+ * tensors (their metadata loads are cache misses, each waiting for the one before), on this
+ * thread otherwise (or when already inside a parallel region).
+ */
+template <typename Fn>
+void for_tensor_ranges(size_t n, const Fn& fn) {
+  if (n >= kParallelTensors && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    at::parallel_for(0, static_cast<int64_t>(n), kTensorGrain, fn);
+  } else {
+    fn(int64_t{0}, static_cast<int64_t>(n));
+  }
+}
 
 /** True when param, grad and buffer can be walked as one flat array: dense, and laid out alike. */
 bool is_flat_alike(const at::Tensor& param, const at::Tensor& grad, const at::Tensor* buf);

@@ -110,19 +110,12 @@ constexpr int kToStage = -2;
 // sgd_cpu_kernel.cpp); a smaller one is likely cache-resident, where prefetches only cost.
 constexpr int64_t kPrefetchAboveBytes = int64_t{4} << 20;
 
-// From this many tensors on, each tensor's check and piece are prepared on torch's threads: the
-// loads of thousands of tensors' metadata (cache misses, each waiting for the one before) are
-// most of a step's fixed cost per tensor.
-constexpr size_t kParallelTensors = 256;
-constexpr int64_t kTensorGrain = 128;
-
 /**
- * Prefetch the first kPieceStartBytes of a piece's streams: all of a short piece, the start of a
- * long one (whose kernel prefetches the rest as it goes, sgd_cpu_kernel.cpp).
+ * Prefetch the first kShortSpanBytes of a piece's streams: all of a short piece (whose kernel
+ * does not prefetch), the start of a long one (whose kernel prefetches the rest as it goes).
  */
-constexpr int64_t kPieceStartBytes = 4096;
 inline void prefetch_start(const Piece& pc) {
-  const int64_t bytes = std::min(pc.numel * pc.itemsize, kPieceStartBytes);
+  const int64_t bytes = std::min(pc.numel * pc.itemsize, kShortSpanBytes);
   for (int64_t o = 0; o < bytes; o += 64) {
     __builtin_prefetch(pc.param + o, 1);
     __builtin_prefetch(pc.grad + o, 0);
@@ -203,30 +196,24 @@ void sgd_cpu_(const SgdArgs& a) {
       if (buf != nullptr) m[2] = address_range(*buf);
     }
   };
-  if (n >= kParallelTensors && at::get_num_threads() > 1 && !at::in_parallel_region()) {
-    // The error of the first bad tensor in list order, as the serial loop would raise it.
-    std::mutex mutex;
-    size_t bad_index = n;
-    std::exception_ptr bad;
-    at::parallel_for(0, static_cast<int64_t>(n), kTensorGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        if (i + static_cast<int64_t>(kMetadataAhead) < hi) prefetch_sgd_tensor(a, i + kMetadataAhead);
-        try {
-          prepare(static_cast<size_t>(i));
-        } catch (...) {
-          const std::lock_guard<std::mutex> lock(mutex);
-          if (static_cast<size_t>(i) < bad_index) bad_index = static_cast<size_t>(i), bad = std::current_exception();
-          return;
-        }
+  // Each tensor's check and piece, on torch's threads when there are many. The error raised is the
+  // first bad tensor's in list order, as a serial loop would raise it.
+  std::mutex mutex;
+  size_t bad_index = n;
+  std::exception_ptr bad;
+  for_tensor_ranges(n, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      if (i + static_cast<int64_t>(kMetadataAhead) < hi) prefetch_sgd_tensor(a, i + kMetadataAhead);
+      try {
+        prepare(static_cast<size_t>(i));
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(mutex);
+        if (static_cast<size_t>(i) < bad_index) bad_index = static_cast<size_t>(i), bad = std::current_exception();
+        return;
       }
-    });
-    if (bad) std::rethrow_exception(bad);
-  } else {
-    for (size_t i = 0; i < n; ++i) {
-      if (i + kMetadataAhead < n) prefetch_sgd_tensor(a, i + kMetadataAhead);
-      prepare(i);
     }
-  }
+  });
+  if (bad) std::rethrow_exception(bad);
 
   // On the CPU these reads are plain loads, not device synchronisations.
   double step_lr = a.lr_tensor.has_value() ? a.lr_tensor->item<double>() : a.hyper.lr;
@@ -297,14 +284,9 @@ void sgd_cpu_(const SgdArgs& a) {
     for (Staged& st : staged) st.copy_back(args.unscale);
   }
   if (has_momentum) {
-    auto advance = [&](int64_t lo, int64_t hi) {
+    for_tensor_ranges(n, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) *static_cast<float*>(steps[i].data_ptr()) += 1.f;
-    };
-    if (n >= kParallelTensors && !at::in_parallel_region()) {
-      at::parallel_for(0, static_cast<int64_t>(n), kTensorGrain, advance);
-    } else {
-      advance(0, static_cast<int64_t>(n));
-    }
+    });
   }
 }
 

@@ -20,15 +20,6 @@ namespace {
 
 using at::vec::Vectorized;
 
-/**
- * How far ahead of the element being updated each stream is prefetched. The hardware prefetcher
- * alone leaves memory idle while the core converts and computes: 2 KiB ahead took one 128M-element
- * bfloat16 step from 35 to 47 GB/s on the AVX-512 Xeon (the streaming reference: 52), 256 B gave 42.
- * Only for calls larger than the caches near the core (StepArgs::prefetch): on data already in L2
- * the prefetches are pure cost (the demo's MLP step: 16.0 -> 18.3 us).
- */
-constexpr int64_t kPrefetchBytes = 2048;
-
 /** Prefetch the lines kPrefetchBytes past param, grad (and buf) + i. */
 template <typename T>
 FUSEDLR_INLINE void prefetch_ahead(const T* param, const T* grad, const T* buf, int64_t i) {
@@ -38,13 +29,9 @@ FUSEDLR_INLINE void prefetch_ahead(const T* param, const T* grad, const T* buf, 
   if (buf != nullptr) __builtin_prefetch(buf + i + ahead, 1);
 }
 
-/**
- * Whether a span of `bytes` per stream prefetches ahead: in a call that streams from memory, and
- * only when the span is long enough for the lines ahead to be its own (a short piece's start is
- * prefetched whole by the caller, sgd_cpu.cpp).
- */
+/** Whether a span of `bytes` per stream prefetches ahead (see kPrefetchBytes, kShortSpanBytes). */
 FUSEDLR_INLINE bool prefetch_span(const StepArgs& args, int64_t bytes) {
-  return args.prefetch && bytes > 2 * kPrefetchBytes;
+  return args.prefetch && bytes > kShortSpanBytes;
 }
 
 /**

@@ -1,18 +1,12 @@
 #include "sgd_group.h"
 
-#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <atomic>
 
+#include "sgd_check.h"
+
 namespace fusedlr {
-namespace {
-
-// From this many parameters on, the gradients are gathered (and let go) on torch's threads.
-constexpr size_t kParallelGroupTensors = 256;
-constexpr int64_t kGroupGrain = 128;
-
-}  // namespace
 
 SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::optional<at::Tensor>>& momentum_buffers,
                    const std::vector<std::optional<at::Tensor>>& steps)
@@ -53,11 +47,7 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
       g_[i] = grad;
     }
   };
-  if (n >= kParallelGroupTensors && at::get_num_threads() > 1 && !at::in_parallel_region()) {
-    at::parallel_for(0, static_cast<int64_t>(n), kGroupGrain, gather);
-  } else {
-    gather(0, static_cast<int64_t>(n));
-  }
+  for_tensor_ranges(n, gather);
   if (worst.load() & 2) return release_grads(-1);
   const bool complete = worst.load() == 0;
   static const std::vector<at::Tensor> none;
@@ -99,15 +89,9 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
 
 int64_t SgdGroup::release_grads(int64_t result) {
   // Drop our references so zero_grad(set_to_none=True) really frees the gradients.
-  auto release = [&](int64_t lo, int64_t hi) {
+  for_tensor_ranges(g_.size(), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) g_[i].reset();
-  };
-  const auto n = static_cast<int64_t>(g_.size());
-  if (static_cast<size_t>(n) >= kParallelGroupTensors && at::get_num_threads() > 1 && !at::in_parallel_region()) {
-    at::parallel_for(0, n, kGroupGrain, release);
-  } else {
-    release(0, n);
-  }
+  });
   return result;
 }
 

@@ -33,13 +33,15 @@ __all__ = [
 ]
 
 
-def _with_warmup(optimizer: Optimizer, decay: S.Schedule, num_warmup_steps: int, last_epoch: int) -> ScheduleLR:
-    """``decay`` (seeing ``t - W``) after transformers' linear warmup ``t / max(1, W)`` for ``t < W``.
-    (A sequence, not :func:`fusedlr.schedules.warmup`: transformers' ramp does not scale the decay's
-    first value, which differs from 1 when ``T < W``.)"""
+def _with_warmup(optimizer: Optimizer, decay: S.Schedule, num_warmup_steps: int, last_epoch: int,
+                 ramp: S.Schedule | None = None) -> ScheduleLR:
+    """``decay`` (seeing ``t - W``) after transformers' warmup ``ramp`` for ``t < W`` (by default its
+    linear ``t / max(1, W)``). A sequence, not :func:`fusedlr.schedules.warmup`: transformers' ramp
+    does not scale the decay's first value, which differs from 1 when ``T < W``."""
     if num_warmup_steps <= 0:
         return ScheduleLR(optimizer, decay, last_epoch)
-    ramp = S.linear(0.0, 1.0, num_warmup_steps)  # t / W exactly: (1 - 0) * t / W
+    if ramp is None:
+        ramp = S.linear(0.0, 1.0, num_warmup_steps)  # t / W exactly: (1 - 0) * t / W
     return ScheduleLR(optimizer, S.sequential([ramp, decay], [num_warmup_steps]), last_epoch)
 
 
@@ -108,10 +110,8 @@ def get_cosine_with_min_lr_schedule_with_warmup_lr_rate(optimizer: Optimizer, nu
     min_lr_rate = _min_lr_rate(optimizer, min_lr, min_lr_rate)
     length = max(1, num_training_steps - num_warmup_steps)
     decay = S.cycles_cosine(length, num_cycles, min_lr_rate, shift=1)
-    if num_warmup_steps <= 0:
-        return ScheduleLR(optimizer, decay, last_epoch)
-    ramp = S.ramp_rate(num_warmup_steps, warmup_lr_rate)
-    return ScheduleLR(optimizer, S.sequential([ramp, decay], [num_warmup_steps]), last_epoch)
+    ramp = S.ramp_rate(num_warmup_steps, warmup_lr_rate) if num_warmup_steps > 0 else None
+    return _with_warmup(optimizer, decay, num_warmup_steps, last_epoch, ramp)
 
 
 def get_cosine_with_hard_restarts_schedule_with_warmup(optimizer: Optimizer, num_warmup_steps: int,
