@@ -443,6 +443,9 @@ def test_transformers_schedule_functions_give_its_learning_rates_bit_for_bit(war
 
 def test_transformers_min_lr_arguments_are_refused_as_transformers_does():
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    for name in ("get_linear_schedule_with_warmup", "get_cosine_schedule_with_warmup"):
+        with pytest.raises(ValueError, match="num_warmup_steps must be >= 0, got -2"):  # transformers: a shifted decay
+            getattr(F, name)(opt, -2, 10)
     with pytest.raises(ValueError, match=r"lr_end \(0.5\) must be smaller than initial lr \(0.1\)"):
         F.get_polynomial_decay_schedule_with_warmup(opt, 1, 10, lr_end=0.5)
     with pytest.raises(ValueError, match="polynomial_to: decay_steps must not be 0"):

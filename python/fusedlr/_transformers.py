@@ -37,8 +37,13 @@ def _with_warmup(optimizer: Optimizer, decay: S.Schedule, num_warmup_steps: int,
                  ramp: S.Schedule | None = None) -> ScheduleLR:
     """``decay`` (seeing ``t - W``) after transformers' warmup ``ramp`` for ``t < W`` (by default its
     linear ``t / max(1, W)``). A sequence, not :func:`fusedlr.schedules.warmup`: transformers' ramp
-    does not scale the decay's first value, which differs from 1 when ``T < W``."""
-    if num_warmup_steps <= 0:
+    does not scale the decay's first value, which differs from 1 when ``T < W``.
+
+    A negative ``num_warmup_steps`` is refused: transformers takes it and moves its decay by
+    ``-W`` steps, which these closed forms (each decay sees ``t - W`` from ``W`` on) do not."""
+    if num_warmup_steps < 0:
+        raise ValueError(f"num_warmup_steps must be >= 0, got {num_warmup_steps}")
+    if num_warmup_steps == 0:
         return ScheduleLR(optimizer, decay, last_epoch)
     if ramp is None:
         ramp = S.linear(0.0, 1.0, num_warmup_steps)  # t / W exactly: (1 - 0) * t / W
