@@ -202,7 +202,8 @@ Schedule set_state_format1(const py::tuple& state, const char* ctx) {
     n.cfirst = t[4].cast<int16_t>();
     n.ccount = t[5].cast<int16_t>();
     const auto params = t[6].cast<std::vector<double>>();
-    if (params.size() != kScheduleParams) bad("node " + std::to_string(i) + " must have 6 parameters");
+    constexpr size_t kFormat1Params = 6;  // the slots a node had then (the rest are 0)
+    if (params.size() != kFormat1Params) bad("node " + std::to_string(i) + " must have 6 parameters");
     std::copy(params.begin(), params.end(), n.p);
     upgrade_format1_params(n);
     derive_params(n);  // never trusted from outside

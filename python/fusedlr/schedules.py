@@ -44,6 +44,7 @@ __all__ = [
     "inverse_sqrt",
     "inverse_time",
     "linear",
+    "cycles",
     "cycles_cosine",
     "cycles_cosine_restarts",
     "linear_remaining",
@@ -57,6 +58,7 @@ __all__ = [
     "polynomial",
     "reciprocal_sqrt",
     "sequential",
+    "stable_decay",
     "step",
     "steps_per_epoch",
     "warmup",
@@ -81,13 +83,14 @@ def constant(factor: float = 1.0, total_steps: int | None = None) -> Schedule:
     return Schedule.make("constant", factor=factor, total_steps=total_steps)
 
 
-def step(step_size: int, gamma: float = 0.1) -> Schedule:
-    r"""Decay by ``gamma`` every ``step_size`` steps (torch's ``StepLR``).
+def step(step_size: float, gamma: float = 0.1) -> Schedule:
+    r"""Decay by ``gamma`` every ``step_size`` steps (torch's ``StepLR``; timm's ``StepLRScheduler``).
 
     .. math:: \eta_t = b \cdot \gamma^{\lfloor t / \text{step\_size} \rfloor}
 
     Args:
-        step_size: steps between decays (> 0).
+        step_size: steps between decays (> 0); a fractional one (timm's ``decay_t=2.4``) counts
+            blocks as Python's ``t // step_size`` does.
         gamma: decay factor (> 0). Default 0.1.
 
     Example:
@@ -398,23 +401,45 @@ def piecewise_linear(steps: Sequence[int], factors: Sequence[float]) -> Schedule
     return Schedule.make("piecewise_linear", steps=list(steps), factors=list(factors))
 
 
-def warmup(schedule: Schedule, steps: int, start_factor: float = 0.0, mode: str = "linear") -> Schedule:
-    r"""Put a warmup ramp in front of any schedule, which then starts (at its own step 0) after it.
+def warmup(
+    schedule: Schedule,
+    steps: int,
+    start_factor: float = 0.0,
+    mode: str = "linear",
+    start_lr: float | None = None,
+    to_base: bool = False,
+    overlap: bool = False,
+) -> Schedule:
+    r"""Put a warmup ramp in front of any schedule (or over its first steps, with ``overlap``).
 
-    .. math:: \eta_t = \begin{cases} w(t)\; s(0) & t < W \\ s(t - W) & t \ge W \end{cases}, \qquad
-        w(t) = s_0 + (1 - s_0)\frac{t}{W} \;\text{(linear)}, \quad w(t) = s_0^{\,1 - t/W} \;\text{(exponential)}
+    .. math:: \eta_t = \begin{cases} r(t) & t < W \\ s(t - W) & t \ge W \end{cases}, \qquad
+        r(t) = w(t)\, e \quad\text{or}\quad r(t) = a + t\,\frac{e - a}{W} \;\text{(from start\_lr } a),
+        \qquad w(t) = s_0 + (1 - s_0)\frac{t}{W} \;\text{(linear)}, \quad w(t) = s_0^{\,1 - t/W} \;\text{(exponential)}
+
+    The ramp's end :math:`e` is :math:`s(0)`, the schedule where it takes over; :math:`b` with
+    ``to_base``. With ``overlap`` the schedule runs from step 0 underneath the ramp: it takes over
+    at step :math:`W` with :math:`s(W)` (so :math:`e = s(W)`) and :math:`s(t)` follows. timm's
+    ``warmup_prefix=True`` is ``to_base=True``; its ``warmup_prefix=False`` adds ``overlap=True``
+    (its tanh ramps to :math:`s(W)`: ``to_base=False``).
 
     Args:
-        schedule: the schedule after the warmup.
+        schedule: the schedule after (or under) the warmup.
         steps: :math:`W`, warmup steps (>= 0).
-        start_factor: :math:`s_0`, the factor at step 0 (> 0 for exponential). Default 0.0.
+        start_factor: :math:`s_0`, the ramp's factor at step 0 (> 0 for exponential). Default 0.0.
         mode: ``"linear"`` or ``"exponential"``. Default ``"linear"``.
+        start_lr: :math:`a`, an absolute learning rate to start from instead (linear; timm's
+            ``warmup_lr_init``). Default ``None``.
+        to_base: ramp to the base learning rate :math:`b` rather than to the schedule. Default False.
+        overlap: the schedule counts its steps from 0, under the ramp. Default False.
 
     Example:
         >>> warmup(constant(), steps=4).curve(6).tolist()
         [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+        >>> warmup(linear(1.0, 0.0, total_steps=8), steps=4, overlap=True).curve(6).tolist()
+        [0.0, 0.125, 0.25, 0.375, 0.5, 0.375]
     """
-    return Schedule.make("warmup", schedule=schedule, steps=steps, start_factor=start_factor, mode=mode)
+    return Schedule.make("warmup", schedule=schedule, steps=steps, start_factor=start_factor, mode=mode,
+                         start_lr=start_lr, to_base=to_base, overlap=overlap)
 
 
 def sequential(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
@@ -640,6 +665,97 @@ def ramp_rate(steps: int, rate: float | None = None) -> Schedule:
         [0.25, 0.5, 0.75, 1.0]
     """
     return Schedule.make("ramp_rate", steps=steps, rate=rate)
+
+
+def cycles(
+    t_initial: float,
+    shape: str = "cosine",
+    lr_min: float = 0.0,
+    cycle_mul: float = 1.0,
+    cycle_decay: float = 1.0,
+    cycle_limit: int = 1,
+    k_decay: float = 1.0,
+    power: float = 0.5,
+    lb: float = -7.0,
+    ub: float = 3.0,
+) -> Schedule:
+    r"""Annealing cycles with restarts, timm's ``CosineLRScheduler`` / ``PolyLRScheduler`` /
+    ``TanhLRScheduler`` after their warmup, in timm's order of operations.
+
+    Cycle :math:`i` is :math:`T m^i` steps long (:math:`m` = ``cycle_mul``, any positive real);
+    the step :math:`t` falls in cycle :math:`i = \lfloor \log_m (1 - t (1 - m) / T) \rfloor`
+    (:math:`\lfloor t / T \rfloor` for :math:`m = 1`) at :math:`t_c` steps into it, and with
+    :math:`\hat b = b \cdot \text{cycle\_decay}^i`, :math:`\ell` = ``lr_min``, :math:`k` = ``k_decay``:
+
+    .. math:: \eta_t = \begin{cases}
+        \ell + \tfrac12 (\hat b - \ell)\,(1 + \cos(\pi\, t_c^k / T_i^k)) & \text{cosine} \\
+        \ell + (\hat b - \ell)\,(1 - t_c^k / T_i^k)^{p} & \text{poly} \\
+        \ell + \tfrac12 (\hat b - \ell)\,(1 - \tanh(l_b (1 - t_c/T_i) + u_b\, t_c/T_i)) & \text{tanh}
+        \end{cases}
+
+    for :math:`i <` ``cycle_limit``, and :math:`\ell` from cycle ``cycle_limit`` on. For
+    :math:`m < 1` the cycles add up to :math:`T / (1 - m)` steps; past that (where timm's
+    logarithm raises ``ValueError``) the value is :math:`\ell`. ``lr_min`` is an absolute rate.
+
+    Args:
+        t_initial: :math:`T`, the first cycle's length in steps (> 0, may be fractional).
+        shape: ``"cosine"``, ``"poly"`` or ``"tanh"``. Default ``"cosine"``.
+        lr_min: :math:`\ell` (>= 0). Default 0.0.
+        cycle_mul: :math:`m` (> 0). Default 1.0.
+        cycle_decay: the peak's factor per cycle. Default 1.0.
+        cycle_limit: cycles before :math:`\ell` is held (a whole number >= 0). Default 1.
+        k_decay: :math:`k` (> 0; cosine and poly; arXiv:2004.05909). Default 1.0.
+        power: :math:`p` (poly). Default 0.5.
+        lb, ub: the tanh's bounds (tanh; ``lb < ub``). Default -7.0, 3.0.
+
+    Example:
+        >>> [round(v, 4) for v in cycles(4, cycle_limit=2, cycle_decay=0.5).curve(9).tolist()]
+        [1.0, 0.8536, 0.5, 0.1464, 0.5, 0.4268, 0.25, 0.0732, 0.0]
+    """
+    return Schedule.make("cycles", t_initial=t_initial, shape=shape, lr_min=lr_min, cycle_mul=cycle_mul,
+                         cycle_decay=cycle_decay, cycle_limit=cycle_limit, k_decay=k_decay, power=power, lb=lb, ub=ub)
+
+
+def stable_decay(
+    t_initial: float,
+    decay_t: float,
+    lr_min: float = 0.0,
+    stable_fn: str = "constant",
+    stable_timescale: float | None = None,
+    stable_power: float = 0.5,
+    decay_fn: str = "1-sqrt",
+    decay_power: float = 0.5,
+    decay_ratio: float = 0.1,
+) -> Schedule:
+    r"""A stable phase, then a decay to ``lr_min`` over the last ``decay_t`` of ``t_initial`` steps:
+    timm's ``WSDLRScheduler`` after its warmup, in timm's order of operations.
+
+    .. math:: \eta_t = \ell + (\max(b\, f(t), \ell) - \ell)\; d\!\left(\min\!\left(\tfrac{t - (T - D)}{D}, 1\right)\right)
+        \quad (t > T - D), \qquad \eta_t = \max(b\, f(t), \ell) \text{ before}
+
+    with :math:`f(t) = 1` (``"constant"``) or :math:`(1 + t/\tau)^{-q}` (``"rsqrt"``: :math:`q = 1/2`;
+    ``"power"``: :math:`q` = ``stable_power``), and :math:`d(x)` = :math:`1 - x` (``"linear"``),
+    :math:`1 - \sqrt{x}` (``"1-sqrt"``), :math:`\tfrac12(1 + \cos \pi x)` (``"cosine"``),
+    :math:`1 - x^{p}` (``"power"``), :math:`(r^x - r)/(1 - r)` (``"exp"``).
+
+    Args:
+        t_initial: :math:`T`, stable + decay steps (> 0).
+        decay_t: :math:`D`, decay steps (> 0, <= ``t_initial``).
+        lr_min: :math:`\ell`, an absolute rate (>= 0). Default 0.0.
+        stable_fn: ``"constant"``, ``"rsqrt"`` or ``"power"``. Default ``"constant"``.
+        stable_timescale: :math:`\tau` (> 0; needed by ``"rsqrt"`` and ``"power"``).
+        stable_power: :math:`q` of ``"power"`` (> 0). Default 0.5.
+        decay_fn: ``"linear"``, ``"1-sqrt"``, ``"cosine"``, ``"power"`` or ``"exp"``. Default ``"1-sqrt"``.
+        decay_power: :math:`p` of ``"power"`` (> 0). Default 0.5.
+        decay_ratio: :math:`r` of ``"exp"``, in (0, 1). Default 0.1.
+
+    Example:
+        >>> stable_decay(4, 2, decay_fn="linear").curve(6).tolist()
+        [1.0, 1.0, 1.0, 0.5, 0.0, 0.0]
+    """
+    return Schedule.make("stable_decay", t_initial=t_initial, decay_t=decay_t, lr_min=lr_min, stable_fn=stable_fn,
+                         stable_timescale=stable_timescale, stable_power=stable_power, decay_fn=decay_fn,
+                         decay_power=decay_power, decay_ratio=decay_ratio)
 
 
 def steps_per_epoch(num_samples: int, batch_size: int, drop_last: bool = False, accumulation_steps: int = 1) -> int:

@@ -18,7 +18,7 @@ using namespace fusedlr;
 
 static_assert(std::is_trivially_copyable_v<ScheduleData>, "a kernel takes ScheduleData by value");
 static_assert(std::is_standard_layout_v<ScheduleData>, "plain data");
-static_assert(sizeof(ScheduleData) <= 1200, "small enough for kernel arguments");
+static_assert(sizeof(ScheduleData) <= 2048, "small enough for kernel arguments (CUDA takes 4 KB of them)");
 
 static int failures = 0;
 #define CHECK_NEAR(a, b)                                                                  \
@@ -154,7 +154,8 @@ int main() {
     const ScheduleData inner = build("sequential", {kids({build("step", {num(10), num(0.5)}),
                                                          build("cosine", {num(100), num(0.0), num(0)})}),
                                                    list({30})});
-    const ScheduleData built = build("chained", {kids({build("warmup", {kids({inner}), num(5), num(0.2), text("linear")}),
+    const ScheduleData built = build("chained", {kids({build("warmup", {kids({inner}), num(5), num(0.2), text("linear"), ScheduleArg(),
+                                                                        ScheduleArg(), ScheduleArg()}),
                                                        build("exponential", {num(0.99), ScheduleArg()})})});
     for (int64_t t = 0; t < 300; t += 7) CHECK_NEAR(schedule_lr(built, t, 0.1), schedule_lr(d, t, 0.1));
     const std::string repr = schedule_repr(built);
@@ -181,7 +182,7 @@ int main() {
                                           num(0)}), 3, 1.0), 0.5);  // step_size_down None: as step_size_up
   CHECK_NEAR(schedule_lr(build("wsd", {num(100), num(0), ScheduleArg(), text("linear"), num(0.0), num(0.0)}), 95, 1.0),
              0.5);  // decay_steps None: 10 of 100
-  expect_error("step", {num(0), num(0.5)}, "step: step_size must be a whole number of steps in [1, 2**62], got 0");
+  expect_error("step", {num(0), num(0.5)}, "step: step_size must be > 0, got 0.0");
   expect_error("step", {num(3), ScheduleArg()}, "step: gamma must be a number, got None");
   expect_error("exponential", {ScheduleArg(), ScheduleArg()}, "exponential: give exactly one of gamma and rate");
   expect_error("cosine", {num(10), num(0.0), num(0), num(1)}, "cosine: takes 3 arguments, got 4");

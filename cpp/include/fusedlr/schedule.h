@@ -13,7 +13,9 @@
 //   SEQUENTIAL  child i (counted from 0) runs from boundary[i-1] on and sees t - boundary[i-1];
 //   CHAINED     feeds b through the children in order: c_n(t, ... c_2(t, c_1(t, b))), which is
 //               the product of their factors when they are multiplicative;
-//   WARMUP      ramps w(t) * child(0, b) for t < W, then child(t - W, b).
+//   WARMUP      for t < W a ramp to its target: child(0, b) (child(W, b) when it overlaps the
+//               child, b when it ramps to the base), from start_factor * target or from an
+//               absolute start_lr; then child(t - W, b) (child(t, b) when it overlaps).
 // Node 0 is the root. Nesting is evaluated with an explicit stack of at most kMaxScheduleNodes
 // frames, which keeps device code free of recursion.
 
@@ -26,11 +28,11 @@
 namespace fusedlr {
 
 /** Most nodes in one schedule (leaves and composites together); checked when it is built. */
-constexpr int kMaxScheduleNodes = 12;
+constexpr int kMaxScheduleNodes = 16;
 /** Most numbers (milestones, boundaries, breakpoints) one schedule holds; checked when built. */
 constexpr int kMaxScheduleValues = 40;
 /** Fixed parameters per node. */
-constexpr int kScheduleParams = 6;
+constexpr int kScheduleParams = 8;
 /**
  * The last step a schedule names (a boundary, a length, a counter, the end of a curve): 2^62, so
  * int64 arithmetic on steps (t - boundary, (k + 1) * step_size) never overflows. Checked when built.
@@ -68,11 +70,16 @@ enum class ScheduleKind : int32_t {
   kReciprocalSqrt,        // transformers' inverse square root, 1 / sqrt((t + timescale) / timescale)
   kWsdShaped,             // transformers' warmup-stable-decay, its warmup and decay shapes
   kRampRate,              // transformers' warmup of its "_warmup_lr_rate" cosine
+  kCycles,                // timm's cycles: cosine, poly or tanh annealing, real cycle_mul, cycle_decay, k-decay, limit
+  kStableDecay,           // timm's WSD: a stable function (constant, rsqrt, power), then a decay shape to lr_min
   kCount
 };
 
 enum CyclicMode : int32_t { kTriangular = 0, kTriangular2 = 1, kExpRange = 2 };
 enum WsdDecay : int32_t { kWsdLinear = 0, kWsdCosine = 1, kWsdSqrt = 2 };
+enum CycleShape : int32_t { kCycleCosine = 0, kCyclePoly = 1, kCycleTanh = 2 };
+/** warmup's flag bits: its mode, where its ramp goes, whether the child starts under it, an absolute start. */
+enum WarmupFlags : int32_t { kWarmupExponential = 1, kWarmupToBase = 2, kWarmupOverlap = 4, kWarmupStartLr = 8 };
 
 struct ScheduleNode {
   ScheduleKind kind;
@@ -121,7 +128,106 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double multistep_factor(const ScheduleNode& n
 /** warmup: the ramp factor at local step t < W (linear from start_factor, or geometric). */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double warmup_factor(const ScheduleNode& n, double t) {
   const double w = n.p[0], s0 = n.p[1];
-  return (n.flags & 1) ? exp((1.0 - t / w) * n.p[2]) : s0 + (1.0 - s0) * t / w;
+  return (n.flags & kWarmupExponential) ? exp((1.0 - t / w) * n.p[2]) : s0 + (1.0 - s0) * t / w;
+}
+
+/**
+ * warmup: the value at local step t < W of a ramp that reaches `target` at W. From an absolute
+ * start_lr a (p3): a + t ((target - a) / W), timm's order of operations; else target times the
+ * ramp factor.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double warmup_ramp(const ScheduleNode& n, double t, double target) {
+  if (n.flags & kWarmupStartLr) return n.p[3] + t * ((target - n.p[3]) / n.p[0]);
+  return target * warmup_factor(n, t);
+}
+
+/** warmup: the step its child sees at (or, during the ramp, for its target at) local step t. */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE int64_t warmup_child_step(const ScheduleNode& n, int64_t t) {
+  const int64_t w = static_cast<int64_t>(n.p[0]);
+  if (n.flags & kWarmupOverlap) return t < w ? w : t;
+  return t < w ? 0 : t - w;
+}
+
+/**
+ * Python's float floor division t // d (d > 0), as CPython computes it: from fmod, so a quotient
+ * that t / d would round up to a whole number is not taken for it.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double py_floordiv(double t, double d) {
+  const double mod = fmod(t, d);
+  const double div = (t - mod) / d;
+  if (div == 0.0) return 0.0;
+  double q = floor(div);
+  if (div - q > 0.5) q += 1.0;
+  return q;
+}
+
+/** step: the block that holds step t, t // step_size (in whole steps when step_size is whole). */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE int64_t step_block(const ScheduleNode& n, int64_t step) {
+  const double size = n.p[0];
+  if (size == floor(size)) return step / static_cast<int64_t>(size);
+  return static_cast<int64_t>(fmin(py_floordiv(static_cast<double>(step), size), 4.0e18));  // (size >= 2^-960)
+}
+
+/**
+ * cycles (timm's CosineLRScheduler, PolyLRScheduler, TanhLRScheduler after their warmup), in
+ * timm's order of operations. Slots: p0 t_initial T, p1 lr_min, p2 cycle_mul m, p3 cycle_decay,
+ * p4 cycle_limit, p5 k_decay (tanh: lb), p6 power (tanh: ub). Cycle i of length T m^i holds t;
+ * its peak is b * cycle_decay^i; from cycle cycle_limit on the value is lr_min. For m < 1 the
+ * cycles add up to T / (1 - m) steps: past that (where timm's logarithm raises) it is lr_min.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double cycles_lr(const ScheduleNode& n, double t, double b) {
+  constexpr double kPi = 3.141592653589793;  // math.pi
+  const double* p = n.p;
+  const double T = p[0], m = p[2], lr_min = p[1];
+  double i, t_i, t_curr;
+  if (m != 1.0) {
+    const double arg = 1.0 - t / T * (1.0 - m);
+    if (!(arg > 0.0)) return lr_min;
+    i = floor(log(arg) / log(m));  // math.log(arg, m)
+    const double mi = pow(m, i);
+    t_i = mi * T;
+    t_curr = t - (1.0 - mi) / (1.0 - m) * T;
+  } else {
+    i = py_floordiv(t, T);
+    t_i = T;
+    t_curr = t - T * i;
+  }
+  if (!(i < p[4])) return lr_min;
+  const double lr_max = b * pow(p[3], i);
+  const int shape = n.flags & 3;
+  if (shape == kCycleTanh) {
+    const double tr = t_curr / t_i;
+    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 - tanh(p[5] * (1.0 - tr) + p[6] * tr));
+  }
+  const double k = p[5];
+  if (shape == kCyclePoly) return lr_min + (lr_max - lr_min) * pow(1.0 - pow(t_curr, k) / pow(t_i, k), p[6]);
+  return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + cos(kPi * pow(t_curr, k) / pow(t_i, k)));
+}
+
+/**
+ * stable_decay (timm's WSDLRScheduler after its warmup), in timm's order of operations, at local
+ * step t. Slots: p0 t_initial T, p1 decay_t D, p2 lr_min, p3 stable timescale, p4 stable power,
+ * p5 decay power, p6 decay ratio r; flags: stable function | decay shape << 2.
+ */
+FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double stable_decay_lr(const ScheduleNode& n, double t, double b) {
+  constexpr double kPi = 3.141592653589793;  // math.pi
+  const double* p = n.p;
+  const int stable = n.flags & 3, shape = (n.flags >> 2) & 7;
+  double factor = 1.0;
+  if (stable != 0) factor = pow(1.0 + t / p[3], -(stable == 1 ? 0.5 : p[4]));
+  const double lr = fmax(b * factor, p[2]);
+  const double t_decay = t - (p[0] - p[1]);
+  if (t_decay <= 0.0) return lr;
+  const double frac = fmin(t_decay / p[1], 1.0);
+  double d;
+  switch (shape) {
+    case 0: d = 1.0 - frac; break;                                   // linear
+    case 1: d = 1.0 - sqrt(frac); break;                             // 1-sqrt
+    case 2: d = 0.5 * (1.0 + cos(kPi * frac)); break;                // cosine
+    case 3: d = 1.0 - pow(frac, p[5]); break;                        // power
+    default: d = (pow(p[6], frac) - p[6]) / (1.0 - p[6]); break;     // exp
+  }
+  return p[2] + (lr - p[2]) * d;
 }
 
 /** Boundary i of cosine_restarts (node parameters p): round(T_0 (T_mult^i - 1) / (T_mult - 1)), T_mult > 1. */
@@ -285,7 +391,7 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
     case ScheduleKind::kConstant:
       return (p[1] < 0 || step < whole_step(p[1])) ? b * p[0] : b;
     case ScheduleKind::kStep:  // torch StepLR: base_lr * gamma ** (last_epoch // step_size)
-      return b * step_factor(n, step / static_cast<int64_t>(p[0]));
+      return b * step_factor(n, step_block(n, step));
     case ScheduleKind::kMultiStep:
       return b * multistep_factor(n, count_steps_le(s.values + n.vfirst, n.vcount, step));
     case ScheduleKind::kLinear:  // torch LinearLR's closed form
@@ -408,6 +514,10 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double leaf_lr_of_kind(const ScheduleData& s,
       // p0 W, p1 warmup_lr_rate; flags 1: the rate is given.
       if (!(n.flags & 1)) return b * ((t + 1.0) / fmax(1.0, p[0]));
       return b * (p[1] + (1.0 - p[1]) * t / fmax(1.0, p[0] - 1.0));
+    case ScheduleKind::kCycles:
+      return cycles_lr(n, t, b);
+    case ScheduleKind::kStableDecay:
+      return stable_decay_lr(n, t, b);
     default:
       return b;
   }
@@ -442,14 +552,13 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
     int node;
     int next_child;  // CHAINED: the next child to run
     int64_t t;       // the step this node sees
-    double mul;      // WARMUP: the ramp factor applied to the child's value
   };
   Frame st[kMaxScheduleNodes];
   int sp = 0;
-  st[0] = Frame{0, 0, step, 1.0};
+  st[0] = Frame{0, 0, step};
   double value = base_lr;  // entering a node: its base; leaving it: its value
   for (;;) {
-    // Enter frames until a leaf has produced a value.
+    // Enter frames until a leaf (or a warmup ramping to its base) has produced a value.
     for (;;) {
       Frame& f = st[sp];
       const ScheduleNode& n = s.nodes[f.node];
@@ -457,38 +566,40 @@ FUSEDLR_HOST_DEVICE inline double schedule_lr(const ScheduleData& s, int64_t ste
         const double* bounds = s.values + n.vfirst;
         const int i = detail::count_steps_le(bounds, n.vcount, f.t);
         const int64_t shift = i == 0 ? 0 : detail::whole_step(bounds[i - 1]);
-        st[++sp] = Frame{s.links[n.cfirst + i], 0, f.t - shift, 1.0};
+        st[++sp] = Frame{s.links[n.cfirst + i], 0, f.t - shift};
       } else if (n.kind == ScheduleKind::kWarmup) {
-        const double w = n.p[0];
-        if (f.t < detail::whole_step(w)) {
-          f.mul = detail::warmup_factor(n, static_cast<double>(f.t));
-          st[++sp] = Frame{s.links[n.cfirst], 0, 0, 1.0};
-        } else {
-          st[++sp] = Frame{s.links[n.cfirst], 0, f.t - detail::whole_step(w), 1.0};
+        if ((n.flags & kWarmupToBase) && f.t < detail::whole_step(n.p[0])) {
+          value = detail::warmup_ramp(n, static_cast<double>(f.t), value);
+          break;  // the ramp's target is the base: no child to ask
         }
+        st[++sp] = Frame{s.links[n.cfirst], 0, detail::warmup_child_step(n, f.t)};
       } else if (n.kind == ScheduleKind::kNoise) {
-        f.mul = detail::noise_factor(n, f.t);
-        st[++sp] = Frame{s.links[n.cfirst], 0, f.t, 1.0};
+        st[++sp] = Frame{s.links[n.cfirst], 0, f.t};
       } else if (n.kind == ScheduleKind::kChained) {
         f.next_child = 1;
-        st[sp + 1] = Frame{s.links[n.cfirst], 0, f.t, 1.0};
+        st[sp + 1] = Frame{s.links[n.cfirst], 0, f.t};
         ++sp;
       } else {
         value = detail::leaf_lr(s, n, f.t, value);
         break;
       }
     }
-    // Leave frames until one has more work (a CHAINED node with children left) or the root is done.
+    // Leave frames until one has more work (a CHAINED node with children left) or the root is done:
+    // a warmup turns its child's value into the ramp's, a noise node multiplies it by 1 + noise.
     for (;;) {
       if (sp == 0) return value;
       Frame& parent = st[sp - 1];
       const ScheduleNode& pn = s.nodes[parent.node];
       if (pn.kind == ScheduleKind::kChained && parent.next_child < pn.ccount) {
-        st[sp] = Frame{s.links[pn.cfirst + parent.next_child], 0, parent.t, 1.0};
+        st[sp] = Frame{s.links[pn.cfirst + parent.next_child], 0, parent.t};
         ++parent.next_child;
         break;  // enter the next child with `value` as its base
       }
-      value *= parent.mul;
+      if (pn.kind == ScheduleKind::kWarmup && parent.t < detail::whole_step(pn.p[0])) {
+        value = detail::warmup_ramp(pn, static_cast<double>(parent.t), value);
+      } else if (pn.kind == ScheduleKind::kNoise) {
+        value *= detail::noise_factor(pn, parent.t);
+      }
       --sp;
     }
   }

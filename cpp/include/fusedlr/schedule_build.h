@@ -131,6 +131,13 @@ inline std::string build_schedule(const std::string& kind, const std::vector<Sch
            " boundaries), got " + std::to_string(lengths[0]) + " boundaries";
   if (k->fill != nullptr)
     if (const char* problem = k->fill(root, given)) return fn + ": " + problem;
+  // Fields that share a slot (one per choice: cycles' k_decay and tanh's lb): the one the flags
+  // hold keeps it; a field not held leaves nothing behind (equal schedules are equal bytes).
+  for (int i = 0; i < nf; ++i)
+    if (k->fields[i].kind == FieldKind::kNumber && !field_held(k->fields[i], root)) root.p[k->fields[i].slot] = 0.0;
+  for (int i = 0; i < nf; ++i)
+    if (k->fields[i].kind == FieldKind::kNumber && field_held(k->fields[i], root) && args[i].given)
+      root.p[k->fields[i].slot] = args[i].number;
   derive_params(root);
   int nodes = 1, nvalues = static_cast<int>(values.size());
   for (const ScheduleData* c : kids) nodes += c->n_nodes, nvalues += c->n_values;

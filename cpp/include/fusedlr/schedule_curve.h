@@ -6,7 +6,7 @@
 // warmup), and each leaf then fills its stretch in a loop of its own kind, with the kind's switch
 // folded away by the compiler. Every value is produced by the same operations, in the same order,
 // as schedule_lr(data, step, base_lr) would apply to it (leaf_lr_of_kind is shared; a warmup
-// multiplies by its ramp factor, the others by nothing), so the curve equals per-step evaluation
+// ramps to its target, noise multiplies, the others pass values on), so the curve equals per-step evaluation
 // bit for bit; tests/test_schedules.py checks that over random nested schedules. Leaves whose
 // value is constant over blocks (step, multistep) or whose cycle is (cosine_restarts) take the
 // block's factor or cycle once. Boundaries are whole steps compared as integers, as schedule_lr
@@ -61,6 +61,8 @@ void leaf_curve(const ScheduleData& s, const ScheduleNode& n, int64_t t0, int64_
     FUSEDLR_LEAF_CURVE_CASE(kReciprocalSqrt)
     FUSEDLR_LEAF_CURVE_CASE(kWsdShaped)
     FUSEDLR_LEAF_CURVE_CASE(kRampRate)
+    FUSEDLR_LEAF_CURVE_CASE(kCycles)
+    FUSEDLR_LEAF_CURVE_CASE(kStableDecay)
 #undef FUSEDLR_LEAF_CURVE_CASE
     default:  // composites never get here; an unknown kind evaluates as leaf_lr does
       for (int64_t i = 0; i < count; ++i) out[i] = leaf_lr(s, n, t0 + i, kPerStep ? base[i] : b);
@@ -92,21 +94,24 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
       return;
     }
     case ScheduleKind::kWarmup: {
-      const double w = n.p[0];
+      const int64_t w = whole_step(n.p[0]);
       const int child = s.links[n.cfirst];
-      const int64_t ramp_end = whole_step(w) - t0;  // local steps t < w ramp
+      const int64_t ramp_end = w - t0;  // local steps t < w ramp
       const int64_t ramp = ramp_end <= 0 ? 0 : (ramp_end < count ? ramp_end : count);
       if (ramp > 0) {
-        // The child at step 0 times the ramp factor of each step (schedule_lr's `value *= mul`).
-        double at0 = 0.0;
-        if (!base.per_step) node_curve(s, child, 0, 1, base, &at0);
+        // Each step's ramp to its target (schedule_lr's warmup_ramp): the base, or the child at
+        // the step where it takes over, taken once when the base is the same for every step.
+        const bool to_base = (n.flags & kWarmupToBase) != 0;
+        const int64_t at = warmup_child_step(n, 0);
+        double target = base.scalar;
+        if (!to_base && !base.per_step) node_curve(s, child, at, 1, base, &target);
         for (int64_t i = 0; i < ramp; ++i) {
-          double v = at0;
-          if (base.per_step) node_curve(s, child, 0, 1, base.shifted(i), &v);
-          out[i] = v * warmup_factor(n, static_cast<double>(t0 + i));
+          if (to_base) target = base.at(i);
+          else if (base.per_step) node_curve(s, child, at, 1, base.shifted(i), &target);
+          out[i] = warmup_ramp(n, static_cast<double>(t0 + i), target);
         }
       }
-      node_curve(s, child, t0 + ramp - whole_step(w), count - ramp, base.shifted(ramp), out + ramp);
+      node_curve(s, child, warmup_child_step(n, t0 + ramp), count - ramp, base.shifted(ramp), out + ramp);
       return;
     }
     case ScheduleKind::kNoise: {
@@ -122,12 +127,17 @@ inline void node_curve(const ScheduleData& s, int ni, int64_t t0, int64_t count,
       return;
     }
     case ScheduleKind::kStep: {
-      // One gamma^k per block of step_size steps (leaf_lr: b * step_factor(t / step_size)).
-      const int64_t size = static_cast<int64_t>(n.p[0]);
+      // One gamma^k per block of step_size steps (leaf_lr: b * step_factor(t // step_size)).
       int64_t done = 0;
       while (done < count) {
-        const int64_t k = (t0 + done) / size;
-        const int64_t end = (k + 1) * size - t0 < count ? (k + 1) * size - t0 : count;
+        const int64_t k = step_block(n, t0 + done);
+        int64_t end = done + 1;
+        if (n.p[0] == std::floor(n.p[0])) {
+          const int64_t size = static_cast<int64_t>(n.p[0]), block_end = (k + 1) * size - t0;
+          end = block_end < count ? block_end : count;
+        } else {
+          while (end < count && step_block(n, t0 + end) == k) ++end;  // a fractional step_size
+        }
         const double factor = step_factor(n, k);
         for (int64_t i = done; i < end; ++i) out[i] = base.at(i) * factor;
         done = end;

@@ -72,7 +72,7 @@ using RelationFn = std::string (*)(const ScheduleNode& n);
 /** Fills the slots derived from the others (logarithms taken once, when built). */
 using DeriveFn = void (*)(ScheduleNode& n);
 
-constexpr int kMaxKindFields = 8;
+constexpr int kMaxKindFields = 10;
 
 struct KindSpec {
   ScheduleKind kind;
@@ -116,6 +116,9 @@ inline const char* const kWsdShapes[] = {"linear", "cosine", "sqrt"};
 inline const char* const kWarmupModes[] = {"linear", "exponential"};
 inline const char* const kNoiseDistributions[] = {"normal", "uniform"};
 inline const char* const kTransformersShapes[] = {"linear", "cosine", "1-sqrt"};
+inline const char* const kCycleShapes[] = {"cosine", "poly", "tanh"};
+inline const char* const kStableFns[] = {"constant", "rsqrt", "power"};
+inline const char* const kDecayFns[] = {"linear", "1-sqrt", "cosine", "power", "exp"};
 
 constexpr Field number(const char* name, int slot, ValueRange range, int only_if_flag = 0) {
   Field f{name, FieldKind::kNumber};
@@ -213,13 +216,36 @@ inline std::string wsd_relation(const ScheduleNode& n) {
 
 inline void wsd_derive(ScheduleNode& n) { n.p[5] = n.p[1] - n.p[2]; }
 
+inline const char* warmup_fill(ScheduleNode& n, const bool* given) {
+  if (given[4]) n.flags |= kWarmupStartLr;  // from an absolute lr: start_factor is not held
+  return nullptr;
+}
 inline std::string warmup_relation(const ScheduleNode& n) {
-  if ((n.flags & 1) && !(n.p[1] > 0))
+  if ((n.flags & kWarmupExponential) && (n.flags & kWarmupStartLr))
+    return "start_lr takes mode 'linear' (an exponential ramp starts from start_factor)";
+  if ((n.flags & kWarmupExponential) && !(n.p[1] > 0))
     return "start_factor must be > 0 (mode 'exponential' takes its logarithm), got " + format_number(n.p[1]);
   return {};
 }
 
-inline void warmup_derive(ScheduleNode& n) { n.p[2] = (n.flags & 1) ? std::log(n.p[1]) : 0.0; }
+inline void warmup_derive(ScheduleNode& n) { n.p[2] = (n.flags & kWarmupExponential) ? std::log(n.p[1]) : 0.0; }
+
+inline std::string cycles_relation(const ScheduleNode& n) {
+  if ((n.flags & 3) == kCycleTanh && !(n.p[5] < n.p[6]))
+    return "lb must be < ub, got lb=" + format_number(n.p[5]) + ", ub=" + format_number(n.p[6]);
+  return {};
+}
+
+inline const char* stable_decay_fill(ScheduleNode& n, const bool* given) {
+  if ((n.flags & 3) != 0 && !given[4]) return "stable_fn 'rsqrt' and 'power' need a stable_timescale, got None";
+  return nullptr;
+}
+inline std::string stable_decay_relation(const ScheduleNode& n) {
+  if (!(n.p[1] <= n.p[0]))
+    return "decay_t must be <= t_initial = " + format_number(n.p[0], true) + ", got " + format_number(n.p[1], true);
+  if (!(n.p[6] > 0.0 && n.p[6] < 1.0)) return "decay_ratio must be in (0, 1), got " + format_number(n.p[6]);
+  return {};
+}
 
 inline const char* noise_fill(ScheduleNode& n, const bool* given) {
   if (!given[2]) n.p[1] = -1.0;  // end None: noise from start on, for ever
@@ -255,7 +281,7 @@ inline const KindSpec kKinds[] = {
      {number("factor", 0, ValueRange::kNonNegative), optional_number("total_steps", 1, ValueRange::kOptionalSteps)},
      0, Values::kNone, 0, 0, 0, constant_fill},
     {ScheduleKind::kStep, "step",
-     {number("step_size", 0, ValueRange::kPositiveSteps), number("gamma", 1, ValueRange::kPositive)}},
+     {number("step_size", 0, ValueRange::kLength), number("gamma", 1, ValueRange::kPositive)}},
     {ScheduleKind::kMultiStep, "multistep",
      {steps("milestones", false), number("gamma", 0, ValueRange::kPositive)}, 0, Values::kAll},
     {ScheduleKind::kLinear, "linear",
@@ -297,9 +323,11 @@ inline const KindSpec kKinds[] = {
     {ScheduleKind::kPiecewiseLinear, "piecewise_linear", {steps("steps", true), factors("factors")},
      0, Values::kPairs},
     {ScheduleKind::kWarmup, "warmup",
-     {child("schedule"), number("steps", 0, ValueRange::kSteps), number("start_factor", 1, ValueRange::kNonNegative),
-      choice("mode", 1, kWarmupModes)},
-     1, Values::kNone, 1, 1, 1u << 2, nullptr, warmup_relation, warmup_derive},
+     {child("schedule"), number("steps", 0, ValueRange::kSteps),
+      optional_number("start_factor", 1, ValueRange::kNonNegative, -kWarmupStartLr), choice("mode", kWarmupExponential, kWarmupModes),
+      optional_number("start_lr", 3, ValueRange::kNonNegative, +kWarmupStartLr), flag("to_base", kWarmupToBase, true),
+      flag("overlap", kWarmupOverlap, true)},
+     15, Values::kNone, 1, 1, 1u << 2, warmup_fill, warmup_relation, warmup_derive},
     {ScheduleKind::kSequential, "sequential", {children("schedules"), steps("boundaries", false)},
      0, Values::kOnePerBoundary, 1, kMaxScheduleNodes},
     {ScheduleKind::kChained, "chained", {children("schedules")}, 0, Values::kNone, 1, kMaxScheduleNodes},
@@ -332,6 +360,21 @@ inline const KindSpec kKinds[] = {
       choice("decay_type", 12, kTransformersShapes), number("min_lr_ratio", 3, ValueRange::kFinite),
       number("num_cycles", 4, ValueRange::kFinite)},
      15, Values::kNone, 0, 0, 0, nullptr, wsd_shaped_relation},
+    // timm's decays after their warmup (python/fusedlr/timm.py puts the warmup in front or under them)
+    {ScheduleKind::kCycles, "cycles",
+     {number("t_initial", 0, ValueRange::kLength), choice("shape", 3, kCycleShapes),
+      number("lr_min", 1, ValueRange::kNonNegative), number("cycle_mul", 2, ValueRange::kPositive),
+      number("cycle_decay", 3, ValueRange::kFinite), number("cycle_limit", 4, ValueRange::kSteps),
+      number("k_decay", 5, ValueRange::kPositive, -kCycleTanh), number("power", 6, ValueRange::kFinite, +kCyclePoly),
+      number("lb", 5, ValueRange::kFinite, +kCycleTanh), number("ub", 6, ValueRange::kFinite, +kCycleTanh)},
+     3, Values::kNone, 0, 0, 0, nullptr, cycles_relation},
+    {ScheduleKind::kStableDecay, "stable_decay",
+     {number("t_initial", 0, ValueRange::kLength), number("decay_t", 1, ValueRange::kLength),
+      number("lr_min", 2, ValueRange::kNonNegative), choice("stable_fn", 3, kStableFns),
+      optional_number("stable_timescale", 3, ValueRange::kPositive, 3), number("stable_power", 4, ValueRange::kPositive),
+      choice("decay_fn", 28, kDecayFns), number("decay_power", 5, ValueRange::kPositive),
+      number("decay_ratio", 6, ValueRange::kFinite)},
+     31, Values::kNone, 0, 0, 0, stable_decay_fill, stable_decay_relation},
 };
 
 }  // namespace kinds
