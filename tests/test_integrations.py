@@ -11,6 +11,7 @@ import csv
 import math
 import warnings
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import timm.scheduler
@@ -494,8 +495,72 @@ def test_transformers_get_scheduler_by_every_name_it_has_a_twin_of():
         F.get_scheduler("cosine", opt)
     with pytest.raises(ValueError, match="linear requires `num_training_steps`"):
         F.get_scheduler("linear", opt, num_warmup_steps=1)
-    with pytest.raises(ValueError, match="'greedy' is not a scheduler fusedlr has a twin of"):
-        F.get_scheduler("greedy", opt, num_warmup_steps=1)
+    greedy = F.get_scheduler(hf.SchedulerType.GREEDY, opt, scheduler_specific_kwargs={"patience": 3})
+    assert isinstance(greedy, F.GreedyLR) and greedy.patience == 3
+    with pytest.raises(ValueError, match="'adafactor' is not a scheduler fusedlr has a twin of"):
+        F.get_scheduler("adafactor", opt, num_warmup_steps=1)
+
+
+def _metrics(seed: int, n: int) -> list[float]:
+    """A noisy loss that improves, stalls and improves again: both of GreedyLR's moves happen."""
+    rng = np.random.default_rng(seed)
+    trend = np.concatenate([np.linspace(2.0, 1.0, n // 3), np.full(n // 3, 1.0), np.linspace(1.0, 0.3, n - 2 * (n // 3))])
+    return (trend + rng.normal(0, 0.002, n)).tolist()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"patience": 3, "factor": 0.8, "min_lr": 0.01, "max_lr": 0.5, "cooldown": 2, "warmup": 3, "reset_start": 4},
+    {"mode": "max", "threshold_mode": "rel", "threshold": 1e-3, "patience": 2, "smooth": True, "window_size": 7},
+    {"patience": 1, "factor": 0.5, "min_lr": [0.02, 0.001], "max_lr": [1.0, 0.2], "reset_start": 2, "eps": 1e-3},
+])
+def test_transformers_greedy_lr_decides_as_transformers(kwargs):
+    """fusedlr's GreedyLR against transformers' on the same metrics: every lr, every counter, and a
+    state saved by either resumes the other."""
+    import transformers.optimization as hf
+
+    metrics = _metrics(0, 600)
+    if kwargs.get("mode") == "max":
+        metrics = [1.0 / m for m in metrics]  # an accuracy-like metric that rises
+
+    def opt(cls):
+        a, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+        return cls([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.05}], lr=0.1)
+
+    ref_opt, our_opt = opt(torch.optim.SGD), opt(fusedlr.SGD)
+    ref, ours = hf.GreedyLR(ref_opt, **kwargs), F.GreedyLR(our_opt, **kwargs)
+    moves = set()
+    for i, m in enumerate(metrics):
+        before = ref_opt.param_groups[0]["lr"]
+        ref.step(m)
+        ours.step(m)
+        moves.add(np.sign(ref_opt.param_groups[0]["lr"] - before))
+        assert [g["lr"] for g in our_opt.param_groups] == [g["lr"] for g in ref_opt.param_groups], i
+        assert ours.get_last_lr() == ref.get_last_lr()
+        assert ours.state_dict() == ref.state_dict(), i
+        if i == 300:  # swap the states: each resumes from the other's checkpoint
+            ours2_opt, ref2_opt = opt(fusedlr.SGD), opt(torch.optim.SGD)
+            ours2, ref2 = F.GreedyLR(ours2_opt), hf.GreedyLR(ref2_opt)
+            ours2.load_state_dict(ref.state_dict())
+            ref2.load_state_dict(ours.state_dict())
+    for m in metrics[301:]:
+        for s in (ours2, ref2):
+            s.step(m)
+    assert [g["lr"] for g in ours2_opt.param_groups] == [g["lr"] for g in ref_opt.param_groups]
+    assert [g["lr"] for g in ref2_opt.param_groups] == [g["lr"] for g in ref_opt.param_groups]
+    assert moves == {-1.0, 0.0, 1.0}  # the lr went up and down
+
+
+def test_transformers_greedy_lr_refuses_as_transformers():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="Factor should be < 1.0."):
+        F.GreedyLR(opt, factor=1.0)
+    with pytest.raises(ValueError, match="mode avg is unknown!"):
+        F.GreedyLR(opt, mode="avg")
+    with pytest.raises(ValueError, match="expected 1 min_lrs, got 2"):
+        F.GreedyLR(opt, min_lr=[0.1, 0.2])
+    with pytest.raises(TypeError, match="is not an Optimizer"):
+        F.GreedyLR(object())
 
 
 def test_transformers_trainer_resumes_a_fusedlr_twin_of_its_schedule_bit_exactly(tmp_path):

@@ -336,7 +336,15 @@ def _random_leaf(rng):
         lambda: S.wsd(n(100, 400), warmup_steps=n(0, 50), decay_steps=n(1, 50), decay=str(rng.choice(["linear", "cosine", "sqrt"]))),
         lambda: S.piecewise_constant([n(1, 50), n(50, 200)], [1.0, 0.5, 0.1]),
         lambda: S.piecewise_linear([n(0, 50), n(50, 200)], [0.1, 1.0]),
-    ][n(0, 16)]()
+        lambda: S.step(r(0.5, 30), r(0.3, 0.99)),  # a fractional step_size (timm's decay_t=2.4)
+        lambda: S.cycles(r(5, 200), str(rng.choice(["cosine", "poly", "tanh"])), lr_min=r(0, 0.01),
+                         cycle_mul=float(rng.choice([1.0, 0.8, 1.5, 2.0])), cycle_decay=r(0.3, 1.0),
+                         cycle_limit=n(0, 6), k_decay=r(0.5, 2), power=r(0.3, 3)),
+        lambda: S.stable_decay(n(50, 400), n(1, 50), lr_min=r(0, 0.01), stable_fn=str(rng.choice(["constant", "rsqrt", "power"])),
+                               stable_timescale=r(1, 50), stable_power=r(0.1, 1),
+                               decay_fn=str(rng.choice(["linear", "1-sqrt", "cosine", "power", "exp"])),
+                               decay_power=r(0.3, 3), decay_ratio=r(0.01, 0.9)),
+    ][n(0, 19)]()
 
 
 def _random_schedule(rng, depth):
@@ -344,7 +352,11 @@ def _random_schedule(rng, depth):
     if kind == 0:
         return _random_leaf(rng)
     if kind == 1:
-        return S.warmup(_random_schedule(rng, depth - 1), int(rng.integers(0, 60)), float(rng.uniform(0, 1)),
+        child, steps = _random_schedule(rng, depth - 1), int(rng.integers(0, 60))
+        if rng.integers(2):  # timm's: from an absolute lr, to the base or the schedule, before or under it
+            return S.warmup(child, steps, start_lr=float(rng.uniform(0, 0.1)), to_base=bool(rng.integers(2)),
+                            overlap=bool(rng.integers(2)))
+        return S.warmup(child, steps, float(rng.uniform(0, 1)),
                         str(rng.choice(["linear", "exponential"])) if rng.integers(2) else "linear")
     parts = [_random_schedule(rng, depth - 1) for _ in range(2)]
     if kind == 2:

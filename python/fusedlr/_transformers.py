@@ -9,15 +9,17 @@ same way; ``state_dict()`` holds the schedule, not a lambda).
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
 from torch.optim import Optimizer
 
 from . import schedules as S
-from .lr_scheduler import ReduceLROnPlateau, ScheduleLR
+from .lr_scheduler import ReduceLROnPlateau, ScheduleLR, _improves, _reduce_lr, _set
 
 __all__ = [
+    "GreedyLR",
     "get_constant_schedule",
     "get_cosine_with_hard_restarts_schedule_with_warmup",
     "get_inverse_sqrt_schedule",
@@ -29,6 +31,7 @@ __all__ = [
     "get_cosine_schedule_with_warmup",
     "get_cosine_with_min_lr_schedule_with_warmup",
     "get_cosine_with_min_lr_schedule_with_warmup_lr_rate",
+    "get_greedy_schedule",
     "get_linear_schedule_with_warmup",
 ]
 
@@ -174,8 +177,181 @@ def get_wsd_schedule(optimizer: Optimizer, num_warmup_steps: int, num_decay_step
     return ScheduleLR(optimizer, schedule, last_epoch)
 
 
-# transformers' SchedulerType names and the functions get_scheduler calls for them ("greedy",
-# transformers' GreedyLR, a metric-driven state machine, has no fusedlr twin yet).
+class _RollingMean:
+    """The mean of the last ``window_size`` values, kept as transformers keeps it (a running sum:
+    the same rounding, so a smoothed GreedyLR decides as transformers' does)."""
+
+    def __init__(self, window_size: int) -> None:
+        self.window_size = window_size
+        self.values: list[float] = []
+        self.sum = 0.0
+
+    def add(self, value: float) -> float:
+        self.values.append(value)
+        self.sum += value
+        if len(self.values) > self.window_size:
+            self.sum -= self.values.pop(0)
+        return self.sum / len(self.values)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"window_size": self.window_size, "values": list(self.values), "sum": self.sum}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.window_size = state.get("window_size", self.window_size)
+        self.values = list(state.get("values", []))
+        self.sum = state.get("sum", 0.0)
+
+
+def _per_group(name: str, value: Any, optimizer: Optimizer) -> list[float]:
+    n = len(optimizer.param_groups)
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"expected {n} {name}s, got {len(value)}")
+        return list(value)
+    return [value] * n
+
+
+class GreedyLR:
+    r"""transformers' ``GreedyLR`` (arXiv:2512.14527): a metric-driven state machine, like
+    ``ReduceLROnPlateau`` but in both directions.
+
+    After more than ``patience`` steps that improve the metric (by ``threshold``), each group's lr
+    is divided by ``factor`` (not above ``max_lr``) and ``warmup`` steps are skipped; after more
+    than ``patience`` steps that do not, it is multiplied by ``factor`` (not below ``min_lr``; the
+    change applied only when larger than ``eps``) and ``cooldown`` steps are skipped. When every
+    group sits at its ``min_lr`` for ``reset_start`` reductions, the lrs, the best metric and the
+    counters start over. ``smooth`` averages the metric over the last ``window_size`` steps.
+
+    The same arguments, decisions and ``state_dict`` keys as transformers' (a checkpoint written by
+    either loads into the other); no closed form exists (the lr depends on the metrics), so it runs
+    on the host. A ``fusedlr.SGD`` group with an in-kernel schedule takes each change as a scale of
+    the rest of its schedule, as with ``ReduceLROnPlateau``.
+    """
+
+    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.95, patience: int = 10,
+                 threshold: float = 1e-6, threshold_mode: str = "abs", cooldown: int = 0, warmup: int = 0,
+                 min_lr: float | list[float] = 1e-3, max_lr: float | list[float] = 1.0, eps: float = 1e-8,
+                 verbose: bool = False, smooth: bool = False, window_size: int = 50, reset_start: int = 500) -> None:
+        if factor >= 1.0:
+            raise ValueError("Factor should be < 1.0.")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        self.optimizer = optimizer
+        self.factor, self.patience, self.verbose = factor, patience, verbose
+        self.cooldown, self.warmup = cooldown, warmup
+        self.cooldown_counter = self.warmup_counter = 0
+        self.mode, self.threshold, self.threshold_mode, self.eps = mode, threshold, threshold_mode, eps
+        self.smooth, self.window_size = smooth, window_size
+        self.reset_start = self.reset_start_original = reset_start
+        self.last_epoch = 0
+        self.min_lrs = _per_group("min_lr", min_lr, optimizer)
+        self.max_lrs = _per_group("max_lr", max_lr, optimizer)
+        self._init_lrs = [group["lr"] for group in optimizer.param_groups]
+        self._last_lr = list(self._init_lrs)
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode {mode} is unknown!")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"threshold mode {threshold_mode} is unknown!")
+        self._start_over()
+
+    def _start_over(self) -> None:
+        """The best metric, the counters and the smoothing window as at the start."""
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.num_bad_epochs = self.num_good_epochs = 0
+        self.cooldown_counter = self.warmup_counter = 0
+        self.reset_start = self.reset_start_original
+        self._streaming_avg = _RollingMean(self.window_size) if self.smooth else None
+
+    def _say(self, epoch: int, i: int, verb: str, lr: float) -> None:
+        if self.verbose:
+            print(f"GreedyLR, epoch {epoch}: {verb} the learning rate of group {i} to {lr:.4e}.")
+
+    def step(self, metrics: float, epoch: int | None = None) -> None:
+        """Record the metric of this step and move the lrs when it has improved (or not) for long enough."""
+        current = float(metrics)
+        if self._streaming_avg is not None:
+            current = self._streaming_avg.add(current)
+        self.last_epoch = epoch = self.last_epoch + 1 if epoch is None else epoch
+        if self.cooldown_counter > 0 or self.warmup_counter > 0:
+            # Waiting after a change: count down (the cooldown first), judge nothing.
+            if self.cooldown_counter > 0:
+                self.cooldown_counter -= 1
+            else:
+                self.warmup_counter -= 1
+            self.num_bad_epochs = self.num_good_epochs = 0
+        else:
+            if _improves(current, self.best, self.mode, self.threshold_mode, self.threshold):
+                self.best = current
+                self.num_bad_epochs, self.num_good_epochs = 0, self.num_good_epochs + 1
+            else:
+                self.num_bad_epochs, self.num_good_epochs = self.num_bad_epochs + 1, 0
+            if self.num_good_epochs > self.patience:
+                self._raise(epoch)
+                self.warmup_counter, self.num_good_epochs = self.warmup, 0
+            elif self.num_bad_epochs > self.patience:
+                self._lower(epoch)
+                self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _raise(self, epoch: int) -> None:
+        for i, group in enumerate(self.optimizer.param_groups):
+            old = float(group["lr"])
+            new = min(old / self.factor, self.max_lrs[i])
+            if new - old > self.eps:
+                _set(group, "lr", new)
+                self._say(epoch, i, "raising", new)
+        self.reset_start = self.reset_start_original
+
+    def _lower(self, epoch: int) -> None:
+        for i, group in enumerate(self.optimizer.param_groups):
+            before = float(group["lr"])
+            _reduce_lr(group, self.factor, self.min_lrs[i], self.eps)
+            if float(group["lr"]) != before:
+                self._say(epoch, i, "lowering", float(group["lr"]))
+        if all(float(g["lr"]) <= m for g, m in zip(self.optimizer.param_groups, self.min_lrs)):
+            self.reset_start -= 1
+            if self.reset_start <= 0:
+                for group, lr in zip(self.optimizer.param_groups, self._init_lrs):
+                    _set(group, "lr", lr)
+                self._start_over()
+                if self.verbose:
+                    print("GreedyLR: every group stayed at its min_lr; starting over from the initial lrs.")
+
+    def get_last_lr(self) -> list[float]:
+        """The lrs after the last step."""
+        return self._last_lr
+
+    # The state transformers' GreedyLR saves, under its keys.
+    _STATE = ("factor", "min_lrs", "max_lrs", "patience", "verbose", "cooldown", "warmup", "cooldown_counter",
+              "warmup_counter", "mode", "threshold", "threshold_mode", "best", "num_bad_epochs", "num_good_epochs",
+              "eps", "last_epoch", "smooth", "window_size", "reset_start", "reset_start_original", "_last_lr",
+              "_init_lrs")
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {key: getattr(self, key) for key in self._STATE}
+        if self._streaming_avg is not None:
+            state["_streaming_avg"] = self._streaming_avg.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The state (missing keys keep their values); the optimizer's lrs become the saved last ones."""
+        for key in self._STATE:
+            setattr(self, key, state_dict.get(key, getattr(self, key)))
+        if "_streaming_avg" in state_dict:
+            if self._streaming_avg is None:
+                self._streaming_avg = _RollingMean(self.window_size)
+            self._streaming_avg.load_state_dict(state_dict["_streaming_avg"])
+        if "_last_lr" in state_dict:
+            for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+                _set(group, "lr", lr)
+
+
+def get_greedy_schedule(optimizer: Optimizer, **kwargs: Any) -> GreedyLR:
+    """``GreedyLR(optimizer, **kwargs)`` (transformers' function; fusedlr's twin)."""
+    return GreedyLR(optimizer, **kwargs)
+
+
+# transformers' SchedulerType names and the functions get_scheduler calls for them.
 _BY_NAME = {
     "linear": get_linear_schedule_with_warmup,
     "cosine": get_cosine_schedule_with_warmup,
@@ -188,14 +364,14 @@ _BY_NAME = {
     "cosine_with_min_lr": get_cosine_with_min_lr_schedule_with_warmup,
     "cosine_warmup_with_min_lr": get_cosine_with_min_lr_schedule_with_warmup_lr_rate,
     "warmup_stable_decay": get_wsd_schedule,
+    "greedy": get_greedy_schedule,
 }
 
 
 def get_scheduler(name: Any, optimizer: Optimizer, num_warmup_steps: int | None = None,
                   num_training_steps: int | None = None, scheduler_specific_kwargs: dict | None = None) -> Any:
     """transformers' ``get_scheduler``: the schedule function of ``name`` (a string or transformers'
-    ``SchedulerType``) with the arguments it needs, and transformers' errors when one is missing.
-    ("greedy" is not available yet.)"""
+    ``SchedulerType``) with the arguments it needs, and transformers' errors when one is missing."""
     key = getattr(name, "value", name)
     if key not in _BY_NAME:
         raise ValueError(f"{name!r} is not a scheduler fusedlr has a twin of; choose one of {sorted(_BY_NAME)}")
@@ -203,7 +379,7 @@ def get_scheduler(name: Any, optimizer: Optimizer, num_warmup_steps: int | None 
     if key == "constant":
         return schedule_func(optimizer)
     kwargs = dict(scheduler_specific_kwargs or {})
-    if key == "reduce_lr_on_plateau":
+    if key in ("reduce_lr_on_plateau", "greedy"):
         return schedule_func(optimizer, **kwargs)
     if num_warmup_steps is None:
         raise ValueError(f"{key} requires `num_warmup_steps`, please provide that argument.")

@@ -69,6 +69,7 @@ __all__ = [
     "CosineAnnealingWarmRestarts",
     "CyclicLR",
     "ExponentialLR",
+    "GreedyLR",
     "InverseSqrtLR",
     "InKernelLR",
     "InverseTimeLR",
@@ -88,6 +89,7 @@ __all__ = [
     "get_cosine_with_hard_restarts_schedule_with_warmup",
     "get_cosine_with_min_lr_schedule_with_warmup",
     "get_cosine_with_min_lr_schedule_with_warmup_lr_rate",
+    "get_greedy_schedule",
     "get_inverse_sqrt_schedule",
     "get_linear_schedule_with_warmup",
     "get_polynomial_decay_schedule_with_warmup",
@@ -202,6 +204,13 @@ def _reduce_lr(group: dict, factor: float, min_lr: float, eps: float) -> None:
     new = max(old * factor, min_lr)
     if old - new > eps:
         _set(group, "lr", new)
+
+
+def _improves(current: float, best: float, mode: str, threshold_mode: str, threshold: float) -> bool:
+    """Whether a metric beats the best so far by the threshold (torch's plateau rule; GreedyLR's too)."""
+    if mode == "min":
+        return current < best * (1.0 - threshold) if threshold_mode == "rel" else current < best - threshold
+    return current > best * (threshold + 1.0) if threshold_mode == "rel" else current > best + threshold
 
 
 def _refuse_in_kernel(optimizer: Optimizer) -> None:
@@ -1195,9 +1204,7 @@ class ReduceLROnPlateau(ClosedFormLR, _torch_lr.ReduceLROnPlateau):
         return self.cooldown_counter > 0
 
     def _is_better(self, a: float, best: float) -> bool:
-        if self.mode == "min":
-            return a < best * (1.0 - self.threshold) if self.threshold_mode == "rel" else a < best - self.threshold
-        return a > best * (self.threshold + 1.0) if self.threshold_mode == "rel" else a > best + self.threshold
+        return _improves(a, best, self.mode, self.threshold_mode, self.threshold)
 
     def step(self, metrics: float, epoch: int | None = None) -> None:  # type: ignore[override]
         """Record the metric of this step; reduce the lr after ``patience`` steps without improvement."""
@@ -1630,12 +1637,14 @@ class InKernelLR(LRScheduler):
 
 # transformers' schedule functions by their names (import swaps); they return ScheduleLR twins.
 from ._transformers import (  # noqa: E402
+    GreedyLR,
     get_constant_schedule,
     get_constant_schedule_with_warmup,
     get_cosine_schedule_with_warmup,
     get_cosine_with_hard_restarts_schedule_with_warmup,
     get_cosine_with_min_lr_schedule_with_warmup,
     get_cosine_with_min_lr_schedule_with_warmup_lr_rate,
+    get_greedy_schedule,
     get_inverse_sqrt_schedule,
     get_linear_schedule_with_warmup,
     get_polynomial_decay_schedule_with_warmup,
