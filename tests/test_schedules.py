@@ -357,7 +357,7 @@ def _random_schedule(rng, depth):
             return S.warmup(child, steps, start_lr=float(rng.uniform(0, 0.1)), to_base=bool(rng.integers(2)),
                             overlap=bool(rng.integers(2)))
         return S.warmup(child, steps, float(rng.uniform(0, 1)),
-                        str(rng.choice(["linear", "exponential"])) if rng.integers(2) else "linear")
+                        str(rng.choice(["linear", "exponential", "cosine", "1-sqrt"])) if rng.integers(2) else "linear")
     parts = [_random_schedule(rng, depth - 1) for _ in range(2)]
     if kind == 2:
         return S.sequential(parts, [int(rng.integers(0, 150))])

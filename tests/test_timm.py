@@ -345,8 +345,16 @@ def test_warmup_to_base_and_overlap():
     assert to_base(10, 0.5) == child(10, 0.5)
     before = S.warmup(child, 10, start_lr=0.02)
     assert before(5, 0.5) == pytest.approx(0.02 + 5 * (child(0, 0.5) - 0.02) / 10) and before(10, 0.5) == child(0, 0.5)
-    with pytest.raises(ValueError, match="start_lr takes mode 'linear'"):
-        S.warmup(child, 10, start_factor=0.1, mode="exponential", start_lr=0.01)
+    for mode in ("exponential", "cosine", "1-sqrt"):
+        with pytest.raises(ValueError, match="start_lr takes mode 'linear'"):
+            S.warmup(child, 10, start_factor=0.1, mode=mode, start_lr=0.01)
+    # transformers' warmup shapes, on any schedule: a half cosine and 1 - sqrt(1 - t/W) from s0
+    cos = S.warmup(S.constant(), 8, start_factor=0.2, mode="cosine")
+    sqrt = S.warmup(S.constant(), 8, start_factor=0.2, mode="1-sqrt")
+    for t in range(8):
+        assert cos(t) == pytest.approx(0.2 + 0.8 * 0.5 * (1 - math.cos(math.pi * t / 8)), rel=1e-15)
+        assert sqrt(t) == pytest.approx(0.2 + 0.8 * (1 - math.sqrt(1 - t / 8)), rel=1e-15)
+    assert cos(8) == sqrt(8) == 1.0
     assert S.warmup(child, 10, start_factor=0.5, start_lr=0.01) == S.warmup(child, 10, start_lr=0.01)
 
 

@@ -1437,7 +1437,7 @@ class WarmupLR(_Composite):
         warmup_steps: :math:`W`.
         scheduler: the twin that runs after the warmup (its own step 0 comes at step ``W``).
         start_factor: factor at step 0. Default 0.0.
-        mode: ``"linear"`` or ``"exponential"``.
+        mode: ``"linear"``, ``"exponential"``, ``"cosine"`` or ``"1-sqrt"``.
         last_epoch: the index of the last step (-1 to start).
     """
 

@@ -414,7 +414,10 @@ def warmup(
 
     .. math:: \eta_t = \begin{cases} r(t) & t < W \\ s(t - W) & t \ge W \end{cases}, \qquad
         r(t) = w(t)\, e \quad\text{or}\quad r(t) = a + t\,\frac{e - a}{W} \;\text{(from start\_lr } a),
-        \qquad w(t) = s_0 + (1 - s_0)\frac{t}{W} \;\text{(linear)}, \quad w(t) = s_0^{\,1 - t/W} \;\text{(exponential)}
+        \qquad w(t) = s_0 + (1 - s_0)\,u(t/W)
+
+    with :math:`u(x) = x` (linear), :math:`\tfrac12(1 - \cos \pi x)` (cosine), :math:`1 - \sqrt{1 - x}`
+    (1-sqrt), or :math:`w(t) = s_0^{\,1 - t/W}` (exponential).
 
     The ramp's end :math:`e` is :math:`s(0)`, the schedule where it takes over; :math:`b` with
     ``to_base``. With ``overlap`` the schedule runs from step 0 underneath the ramp: it takes over
@@ -426,7 +429,8 @@ def warmup(
         schedule: the schedule after (or under) the warmup.
         steps: :math:`W`, warmup steps (>= 0).
         start_factor: :math:`s_0`, the ramp's factor at step 0 (> 0 for exponential). Default 0.0.
-        mode: ``"linear"`` or ``"exponential"``. Default ``"linear"``.
+        mode: ``"linear"``, ``"exponential"``, ``"cosine"`` or ``"1-sqrt"`` (the last two are
+            transformers' ``warmup_type`` shapes). Default ``"linear"``.
         start_lr: :math:`a`, an absolute learning rate to start from instead (linear; timm's
             ``warmup_lr_init``). Default ``None``.
         to_base: ramp to the base learning rate :math:`b` rather than to the schedule. Default False.

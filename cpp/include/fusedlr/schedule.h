@@ -78,8 +78,10 @@ enum class ScheduleKind : int32_t {
 enum CyclicMode : int32_t { kTriangular = 0, kTriangular2 = 1, kExpRange = 2 };
 enum WsdDecay : int32_t { kWsdLinear = 0, kWsdCosine = 1, kWsdSqrt = 2 };
 enum CycleShape : int32_t { kCycleCosine = 0, kCyclePoly = 1, kCycleTanh = 2 };
-/** warmup's flag bits: its mode, where its ramp goes, whether the child starts under it, an absolute start. */
-enum WarmupFlags : int32_t { kWarmupExponential = 1, kWarmupToBase = 2, kWarmupOverlap = 4, kWarmupStartLr = 8 };
+/** warmup's ramp shapes (flags & kWarmupModeMask). */
+enum WarmupMode : int32_t { kWarmupLinear = 0, kWarmupExponential = 1, kWarmupCosine = 2, kWarmupSqrt = 3 };
+/** warmup's other flag bits: where its ramp goes, whether the child starts under it, an absolute start. */
+enum WarmupFlags : int32_t { kWarmupModeMask = 3, kWarmupToBase = 4, kWarmupOverlap = 8, kWarmupStartLr = 16 };
 
 struct ScheduleNode {
   ScheduleKind kind;
@@ -125,10 +127,18 @@ FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double multistep_factor(const ScheduleNode& n
   return smath::pow_fast_cases(n.p[0], static_cast<double>(k));
 }
 
-/** warmup: the ramp factor at local step t < W (linear from start_factor, or geometric). */
+/**
+ * warmup: the ramp factor at local step t < W, from start_factor s0 to 1: linear, geometric
+ * (s0^(1 - t/W), p2 = log s0 built in), a half cosine or 1 - sqrt(1 - t/W) (transformers' shapes).
+ */
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE double warmup_factor(const ScheduleNode& n, double t) {
   const double w = n.p[0], s0 = n.p[1];
-  return (n.flags & kWarmupExponential) ? exp((1.0 - t / w) * n.p[2]) : s0 + (1.0 - s0) * t / w;
+  switch (n.flags & kWarmupModeMask) {
+    case kWarmupExponential: return exp((1.0 - t / w) * n.p[2]);
+    case kWarmupCosine: return s0 + (1.0 - s0) * (0.5 * (1.0 - smath::cos_pi(t / w)));
+    case kWarmupSqrt: return s0 + (1.0 - s0) * (1.0 - sqrt(1.0 - t / w));
+    default: return s0 + (1.0 - s0) * t / w;
+  }
 }
 
 /**

@@ -113,7 +113,7 @@ namespace kinds {
 inline const char* const kCyclicModes[] = {"triangular", "triangular2", "exp_range"};
 inline const char* const kAnneal[] = {"cos", "linear"};
 inline const char* const kWsdShapes[] = {"linear", "cosine", "sqrt"};
-inline const char* const kWarmupModes[] = {"linear", "exponential"};
+inline const char* const kWarmupModes[] = {"linear", "exponential", "cosine", "1-sqrt"};  // WarmupMode
 inline const char* const kNoiseDistributions[] = {"normal", "uniform"};
 inline const char* const kTransformersShapes[] = {"linear", "cosine", "1-sqrt"};
 inline const char* const kCycleShapes[] = {"cosine", "poly", "tanh"};
@@ -221,14 +221,17 @@ inline const char* warmup_fill(ScheduleNode& n, const bool* given) {
   return nullptr;
 }
 inline std::string warmup_relation(const ScheduleNode& n) {
-  if ((n.flags & kWarmupExponential) && (n.flags & kWarmupStartLr))
-    return "start_lr takes mode 'linear' (an exponential ramp starts from start_factor)";
-  if ((n.flags & kWarmupExponential) && !(n.p[1] > 0))
+  const int mode = n.flags & kWarmupModeMask;
+  if (mode != kWarmupLinear && (n.flags & kWarmupStartLr))
+    return "start_lr takes mode 'linear' (the other shapes start from start_factor)";
+  if (mode == kWarmupExponential && !(n.p[1] > 0))
     return "start_factor must be > 0 (mode 'exponential' takes its logarithm), got " + format_number(n.p[1]);
   return {};
 }
 
-inline void warmup_derive(ScheduleNode& n) { n.p[2] = (n.flags & kWarmupExponential) ? std::log(n.p[1]) : 0.0; }
+inline void warmup_derive(ScheduleNode& n) {
+  n.p[2] = (n.flags & kWarmupModeMask) == kWarmupExponential ? std::log(n.p[1]) : 0.0;
+}
 
 inline std::string cycles_relation(const ScheduleNode& n) {
   if ((n.flags & 3) == kCycleTanh && !(n.p[5] < n.p[6]))
@@ -324,10 +327,10 @@ inline const KindSpec kKinds[] = {
      0, Values::kPairs},
     {ScheduleKind::kWarmup, "warmup",
      {child("schedule"), number("steps", 0, ValueRange::kSteps),
-      optional_number("start_factor", 1, ValueRange::kNonNegative, -kWarmupStartLr), choice("mode", kWarmupExponential, kWarmupModes),
+      optional_number("start_factor", 1, ValueRange::kNonNegative, -kWarmupStartLr), choice("mode", kWarmupModeMask, kWarmupModes),
       optional_number("start_lr", 3, ValueRange::kNonNegative, +kWarmupStartLr), flag("to_base", kWarmupToBase, true),
       flag("overlap", kWarmupOverlap, true)},
-     15, Values::kNone, 1, 1, 1u << 2, warmup_fill, warmup_relation, warmup_derive},
+     31, Values::kNone, 1, 1, 1u << 2, warmup_fill, warmup_relation, warmup_derive},
     {ScheduleKind::kSequential, "sequential", {children("schedules"), steps("boundaries", false)},
      0, Values::kOnePerBoundary, 1, kMaxScheduleNodes},
     {ScheduleKind::kChained, "chained", {children("schedules")}, 0, Values::kNone, 1, kMaxScheduleNodes},
