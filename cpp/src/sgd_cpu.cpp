@@ -101,7 +101,8 @@ struct Piece {
   int64_t start;
   int64_t itemsize;
   bool first;
-  int staged;  // its index in the staged copies; -1: none (flat and alike), kToStage: not made yet
+  int staged;   // its index in the staged copies; -1: none (flat and alike), kToStage: not made yet
+  float* step;  // its step counter (with momentum), counted up where the piece's last element is stepped
 };
 constexpr int kToStage = -2;
 
@@ -176,9 +177,10 @@ void sgd_cpu_(const SgdArgs& a) {
     const at::Tensor* buf = has_momentum ? &momentum_buffers[i] : nullptr;
     Piece& pc = pieces[i];
     pc = Piece{param.scalar_type(), nullptr, nullptr, nullptr, param.numel(), 0,
-               static_cast<int64_t>(param.element_size()), false, -1};
+               static_cast<int64_t>(param.element_size()), false, -1,
+               has_momentum ? static_cast<float*>(steps[i].data_ptr()) : nullptr};
     if (pc.numel == 0) return;
-    pc.first = has_momentum && *static_cast<const float*>(steps[i].const_data_ptr()) == 0.f;
+    pc.first = has_momentum && *pc.step == 0.f;
     AddressRange* m = &memory[3 * i];
     if (is_flat_alike(param, grad, buf)) {
       pc.param = static_cast<char*>(param.data_ptr());
@@ -237,8 +239,10 @@ void sgd_cpu_(const SgdArgs& a) {
   // Contiguous copies for the pieces that need them, and where each piece starts.
   c10::SmallVector<Staged, 4> staged;
   int64_t total = 0, bytes = 0;
+  bool empty_pieces = false;  // (no thread steps their last element: their counters are counted after)
   for (size_t i = 0; i < n; ++i) {
     Piece& pc = pieces[i];
+    empty_pieces = empty_pieces || pc.numel == 0;
     if (pc.staged == kToStage) {
       staged.emplace_back(params[i], grads[i], has_momentum ? &momentum_buffers[i] : nullptr);
       const Staged& st = staged.back();
@@ -265,6 +269,8 @@ void sgd_cpu_(const SgdArgs& a) {
       span(pc.dtype, pc.param, pc.grad, pc.buf, pc.numel, args, pc.first);
       if (st != nullptr) st->copy_back(args.unscale);
     }
+    for (const Piece& pc : pieces)
+      if (pc.step != nullptr) *pc.step += 1.f;
   } else {
     at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
       // The first piece that ends after `begin`.
@@ -279,14 +285,16 @@ void sgd_cpu_(const SgdArgs& a) {
         const int64_t off = lo * it->itemsize;
         span(it->dtype, it->param + off, it->grad + off, it->buf ? it->buf + off : nullptr, hi - lo, args,
              it->first);
+        // The thread that steps a piece's last element counts its step (the counter was read as
+        // `first` for every piece before any was stepped): no pass of its own over the counters.
+        if (hi == it->numel && it->step != nullptr) *it->step += 1.f;
       }
     });
     for (Staged& st : staged) st.copy_back(args.unscale);
-  }
-  if (has_momentum) {
-    for_tensor_ranges(n, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) *static_cast<float*>(steps[i].data_ptr()) += 1.f;
-    });
+    if (empty_pieces) {
+      for (const Piece& pc : pieces)
+        if (pc.numel == 0 && pc.step != nullptr) *pc.step += 1.f;
+    }
   }
 }
 

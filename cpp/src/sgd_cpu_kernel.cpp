@@ -138,43 +138,56 @@ void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, in
   auto join = [&](const FVec& even, const FVec& odd) __attribute__((always_inline)) {
     return ((rounded(even) >> sixteen) & low) | (rounded(odd) & high);
   };
-  auto body = [&](c10::BFloat16* pp, c10::BFloat16* gp, c10::BFloat16* bp) __attribute__((always_inline)) {
-    const IVec pw = IVec::loadu(pp), gw = IVec::loadu(gp);
+  // Words of a partial vector: the first `count` bfloat16 of ptr (zeros after them), through
+  // ATen's partial load and store of bfloat16 vectors (masked on AVX-512), which are IVec's bytes.
+  using BVec = Vectorized<c10::BFloat16>;
+  static_assert(sizeof(BVec) == sizeof(IVec) && BVec::size() == kStep, "a bfloat16 vector is a vector of words");
+  auto load_words = [&](auto full, const c10::BFloat16* ptr, int64_t count) __attribute__((always_inline)) {
+    if constexpr (decltype(full)::value) {
+      return IVec::loadu(ptr);
+    } else {
+      const BVec v = BVec::loadu(ptr, count);
+      IVec w;
+      std::memcpy(&w, &v, sizeof w);
+      return w;
+    }
+  };
+  auto store_words = [&](auto full, const IVec& w, c10::BFloat16* ptr, int64_t count) __attribute__((always_inline)) {
+    if constexpr (decltype(full)::value) {
+      w.store(ptr);
+    } else {
+      BVec v;
+      std::memcpy(&v, &w, sizeof v);
+      v.store(ptr, count);
+    }
+  };
+  // The tail runs through the same code as the full vectors: every element sees the same roundings.
+  auto body = [&](auto full, int64_t i, int64_t count) __attribute__((always_inline)) {
+    const IVec pw = load_words(full, param + i, count), gw = load_words(full, grad + i, count);
     FVec p0 = at::vec::cast<float>(pw << sixteen), p1 = at::vec::cast<float>(pw & high);
     FVec g0 = at::vec::cast<float>(gw << sixteen), g1 = at::vec::cast<float>(gw & high);
     FVec b0(0.f), b1(0.f);
     if (c.has_momentum) {
-      const IVec bw = IVec::loadu(bp);
+      const IVec bw = load_words(full, buf + i, count);
       b0 = at::vec::cast<float>(bw << sixteen);
       b1 = at::vec::cast<float>(bw & high);
     }
     if (args.unscale) {
       g0 = g0 / scale;
       g1 = g1 / scale;
-      join(g0, g1).store(gp);
+      store_words(full, join(g0, g1), grad + i, count);
     }
     sgd_update(p0, g0, b0, cv, first);
     sgd_update(p1, g1, b1, cv, first);
-    join(p0, p1).store(pp);
-    if (c.has_momentum) join(b0, b1).store(bp);
+    store_words(full, join(p0, p1), param + i, count);
+    if (c.has_momentum) store_words(full, join(b0, b1), buf + i, count);
   };
   int64_t i = 0;
   for (; i + kStep <= n; i += kStep) {
     if (prefetch) prefetch_ahead(param, grad, buf, i);
-    body(param + i, grad + i, c.has_momentum ? buf + i : nullptr);
+    body(std::true_type{}, i, kStep);
   }
-  if (i < n) {
-    // The tail through the same code, on zero-padded copies: every element sees the same roundings.
-    const size_t bytes = static_cast<size_t>(n - i) * sizeof(c10::BFloat16);
-    c10::BFloat16 p[kStep] = {}, g[kStep] = {}, b[kStep] = {};
-    std::memcpy(p, param + i, bytes);
-    std::memcpy(g, grad + i, bytes);
-    if (c.has_momentum) std::memcpy(b, buf + i, bytes);
-    body(p, g, b);
-    std::memcpy(param + i, p, bytes);
-    if (args.unscale) std::memcpy(grad + i, g, bytes);
-    if (c.has_momentum) std::memcpy(buf + i, b, bytes);
-  }
+  if (i < n) body(std::false_type{}, i, n - i);
 }
 
 }  // namespace
