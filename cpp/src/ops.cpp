@@ -14,6 +14,9 @@ TORCH_LIBRARY(fusedlr, m) {
   // taken: 0 means the next step that runs initialises the buffer. When found_inf is non-zero
   // nothing changes, steps included. lr_tensor, when given, is read instead of lr.
   //
+  // grad_clip, when given, multiplies every (unscaled) gradient in the update, not in memory:
+  // global-norm clipping with grad_norm's coefficient.
+  //
   // In-kernel schedule: `schedule` holds a ScheduleData (fusedlr/schedule.h) as CPU bytes and
   // `schedule_state` is a float64 [step, lr, factor] tensor on the params' device. The step
   // then uses lr = schedule_lr(data, step, base) * factor, with base = lr (or lr_tensor), writes
@@ -23,14 +26,23 @@ TORCH_LIBRARY(fusedlr, m) {
       "sgd_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] momentum_buffers, Tensor(d!)[] steps, "
       "float lr, float momentum, float dampening, float weight_decay, bool nesterov, bool maximize, "
       "Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? found_inf=None, Tensor? schedule=None, "
-      "Tensor(e!)? schedule_state=None) -> ()");
+      "Tensor(e!)? schedule_state=None, Tensor? grad_clip=None) -> ()");
 
+  // The global norm of the gradients for clipping (fusedlr/grad_norm.h): a new tensor [total,
+  // coef] with total = the norm_type-norm of every element of grads (divided by grad_scale when
+  // given: the norm of the unscaled grads) and coef = min(max_norm / (total + 1e-6), 1), torch's
+  // clip_grad_norm_ coefficient; float64 when a grad is float64, else float32. One read of the
+  // grads; no host synchronisation. sgd_(..., grad_clip=out[1]) then steps with grad * coef.
+  m.def("grad_norm(Tensor[] grads, float norm_type, float max_norm, Tensor? grad_scale=None) -> Tensor");
 }
 
 // sgd_ is an optimizer update: it is never differentiated through. Without this, the
 // dispatcher's boxed "autograd not implemented" fallback would box every call, converting
 // each tensor of each list to an IValue and back (~0.5 us per parameter per step).
-TORCH_LIBRARY_IMPL(fusedlr, Autograd, m) { m.impl("sgd_", torch::CppFunction::makeFallthrough()); }
+TORCH_LIBRARY_IMPL(fusedlr, Autograd, m) {
+  m.impl("sgd_", torch::CppFunction::makeFallthrough());
+  m.impl("grad_norm", torch::CppFunction::makeFallthrough());
+}
 
 namespace fusedlr {
 
@@ -39,7 +51,7 @@ void call_sgd_op(const SgdArgs& a) {
       c10::Dispatcher::singleton().findSchemaOrThrow("fusedlr::sgd_", "").typed<SgdOpSignature>();
   const SgdHyper& h = a.hyper;
   op.call(a.params, a.grads, a.momentum_buffers, a.steps, h.lr, h.momentum, h.dampening, h.weight_decay, h.nesterov,
-          h.maximize, a.lr_tensor, a.grad_scale, a.found_inf, a.schedule, a.schedule_state);
+          h.maximize, a.lr_tensor, a.grad_scale, a.found_inf, a.schedule, a.schedule_state, a.grad_clip);
 }
 
 }  // namespace fusedlr

@@ -89,6 +89,36 @@ void check_scalar_tensor(const std::optional<at::Tensor>& t, const char* name, c
 
 }  // namespace
 
+c10::Device check_grad_norm_call(at::TensorList grads, double norm_type, double max_norm,
+                                 const std::optional<at::Tensor>& grad_scale, c10::DeviceType device_type) {
+  TORCH_CHECK_VALUE(norm_type == INFINITY || (norm_type > 0.0 && std::isfinite(norm_type)),
+                    "fusedlr.grad_norm: norm_type must be > 0 or inf, got ", format_number(norm_type));
+  TORCH_CHECK_VALUE(max_norm >= 0.0, "fusedlr.grad_norm: max_norm must be >= 0, got ", format_number(max_norm));
+  const c10::Device device = grads.empty() ? c10::Device(device_type) : grads[0].device();
+  TORCH_CHECK(device.type() == device_type, "fusedlr.grad_norm: the grads are on ", device, ", expected ",
+              c10::DeviceTypeName(device_type));
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const at::Tensor& g = grads[i];
+    TORCH_CHECK_VALUE(g.layout() == at::kStrided, "fusedlr.grad_norm: grads[", i, "] must be dense (strided)");
+    TORCH_CHECK_TYPE(is_supported_dtype(g.scalar_type()), "fusedlr.grad_norm: grads[", i, "] has dtype ",
+                     py_dtype(g.scalar_type()), "; supported: ", supported_list());
+    TORCH_CHECK_VALUE(g.device() == device, "fusedlr.grad_norm: grads[", i, "] is on ", g.device(),
+                      " but grads[0] is on ", device, "; one call takes tensors of one device");
+  }
+  if (grad_scale.has_value()) {
+    TORCH_CHECK(grad_scale->numel() == 1 && at::isFloatingType(grad_scale->scalar_type()) &&
+                    (grad_scale->device() == device || grad_scale->device().is_cpu()),
+                "fusedlr.grad_norm: grad_scale must be a one-element floating tensor on ", device, " or the CPU");
+  }
+  return device;
+}
+
+at::ScalarType grad_norm_dtype(at::TensorList grads) {
+  for (const at::Tensor& g : grads)
+    if (g.scalar_type() == at::kDouble) return at::kDouble;
+  return at::kFloat;
+}
+
 c10::Device check_sgd_call(const SgdArgs& args, c10::DeviceType device_type) {
   const at::TensorList params = args.params, grads = args.grads, momentum_buffers = args.momentum_buffers;
   const at::TensorList steps = args.steps;
@@ -124,6 +154,7 @@ c10::Device check_sgd_call(const SgdArgs& args, c10::DeviceType device_type) {
   check_scalar_tensor(args.lr_tensor, "lr_tensor", device);
   check_scalar_tensor(grad_scale, "grad_scale", device);
   check_scalar_tensor(args.found_inf, "found_inf", device);
+  check_scalar_tensor(args.grad_clip, "grad_clip", device);
   TORCH_CHECK(schedule.has_value() == schedule_state.has_value(),
               "fusedlr.sgd_: schedule and schedule_state come together");
   if (schedule.has_value()) {

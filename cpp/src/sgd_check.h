@@ -38,6 +38,16 @@ std::string dtype_name(c10::ScalarType dtype);
  */
 void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type);
 
+/**
+ * Check one grad_norm call: norm_type > 0 or inf, max_norm >= 0, dense grads of the fused dtypes
+ * on one device of `device_type`, a one-element grad_scale. The device.
+ */
+c10::Device check_grad_norm_call(at::TensorList grads, double norm_type, double max_norm,
+                                 const std::optional<at::Tensor>& grad_scale, c10::DeviceType device_type);
+
+/** The dtype of grad_norm's result: float64 when a grad is float64, else float32. */
+at::ScalarType grad_norm_dtype(at::TensorList grads);
+
 /** What concerns the call as a whole: lengths, hyper-parameters, scalar tensors, the schedule. The device. */
 c10::Device check_sgd_call(const SgdArgs& args, c10::DeviceType device_type);
 

@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Version.h>
 #include <c10/util/SmallVector.h>
 #include <torch/library.h>
@@ -18,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "fusedlr/grad_norm.h"
 #include "fusedlr/schedule.h"
 #include "sgd_check.h"
 #include "sgd_cpu.h"
@@ -28,11 +30,13 @@ namespace {
 
 using SpanFn = void (*)(c10::ScalarType, void*, void*, void*, int64_t, const StepArgs&, bool);
 using StreamFn = void (*)(float*, const float*, float*, int64_t);
+using NormFn = double (*)(c10::ScalarType, const void*, int64_t, NormKind, double);
 
 struct Level {
   SpanFn fn;
   const char* name;
   StreamFn stream;
+  NormFn norm;
 };
 
 /** SIMD levels, lowest first; a kernel compiled for one runs on any CPU that has it. */
@@ -70,12 +74,12 @@ SimdLevel cpu_max_level() {
 /** The highest level compiled into this build that is at most `wanted`. */
 Level compiled_level_at_most(SimdLevel wanted) {
 #ifdef FUSEDLR_HAVE_AVX512
-  if (wanted >= SimdLevel::kAvx512) return {&AVX512::sgd_span, "AVX512", &AVX512::stream_span};
+  if (wanted >= SimdLevel::kAvx512) return {&AVX512::sgd_span, "AVX512", &AVX512::stream_span, &AVX512::norm_span};
 #endif
 #ifdef FUSEDLR_HAVE_AVX2
-  if (wanted >= SimdLevel::kAvx2) return {&AVX2::sgd_span, "AVX2", &AVX2::stream_span};
+  if (wanted >= SimdLevel::kAvx2) return {&AVX2::sgd_span, "AVX2", &AVX2::stream_span, &AVX2::norm_span};
 #endif
-  return {&DEFAULT::sgd_span, "DEFAULT", &DEFAULT::stream_span};
+  return {&DEFAULT::sgd_span, "DEFAULT", &DEFAULT::stream_span, &DEFAULT::norm_span};
 }
 
 // The level torch itself runs at (at::get_cpu_capability honours ATEN_CPU_CAPABILITY), but never
@@ -235,6 +239,8 @@ void sgd_cpu_(const SgdArgs& a) {
   args.coeffs_d = sgd_coeffs<double>(a.hyper, step_lr);
   args.unscale = a.grad_scale.has_value();
   args.grad_scale = args.unscale ? a.grad_scale->item<double>() : 1.0;
+  args.clip = a.grad_clip.has_value();
+  args.grad_clip = args.clip ? a.grad_clip->item<double>() : 1.0;
 
   // Contiguous copies for the pieces that need them, and where each piece starts.
   c10::SmallVector<Staged, 4> staged;
@@ -298,6 +304,64 @@ void sgd_cpu_(const SgdArgs& a) {
   }
 }
 
+/**
+ * grad_norm on the CPU: the grads laid end to end as one virtual array, split across torch's
+ * threads like the step; each thread accumulates its range (norm_span, in double), and the
+ * threads' partial results are joined in thread order.
+ */
+at::Tensor grad_norm_cpu(at::TensorList grads, double norm_type, double max_norm,
+                         const std::optional<at::Tensor>& grad_scale) {
+  const at::NoGradGuard no_grad;
+  check_grad_norm_call(grads, norm_type, max_norm, grad_scale, c10::DeviceType::CPU);
+  const NormKind kind = norm_kind(norm_type);
+  struct Span {
+    c10::ScalarType dtype;
+    const char* data;
+    int64_t numel, start, itemsize;
+  };
+  std::vector<at::Tensor> dense;  // contiguous copies of the grads that are not dense (the order is free)
+  std::vector<Span> spans;
+  spans.reserve(grads.size());
+  int64_t total = 0;
+  for (const at::Tensor& g : grads) {
+    const at::Tensor* t = &g;
+    if (!g.is_non_overlapping_and_dense()) t = &dense.emplace_back(g.contiguous());
+    spans.push_back({t->scalar_type(), static_cast<const char*>(t->const_data_ptr()), t->numel(), total,
+                     static_cast<int64_t>(t->element_size())});
+    total += t->numel();
+  }
+  const NormFn norm = level().norm;
+  std::vector<double> partial(static_cast<size_t>(at::get_num_threads()), 0.0);
+  at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
+    auto it = std::upper_bound(spans.begin(), spans.end(), begin,
+                               [](int64_t pos, const Span& s) { return pos < s.start + s.numel; });
+    double acc = 0.0;
+    for (; it != spans.end() && it->start < end; ++it) {
+      const int64_t lo = std::max(begin, it->start) - it->start;
+      const int64_t hi = std::min(end, it->start + it->numel) - it->start;
+      if (hi > lo) acc = norm_join(acc, norm(it->dtype, it->data + lo * it->itemsize, hi - lo, kind, norm_type), kind);
+    }
+    double& mine = partial[static_cast<size_t>(at::get_thread_num())];
+    mine = norm_join(mine, acc, kind);
+  });
+  double acc = 0.0;
+  for (const double x : partial) acc = norm_join(acc, x, kind);
+  double value = norm_finish(acc, kind, norm_type);
+  if (grad_scale.has_value()) value /= grad_scale->item<double>();
+  const at::ScalarType dtype = grad_norm_dtype(grads);
+  at::Tensor out = at::empty({2}, at::TensorOptions().dtype(dtype));
+  if (dtype == at::kDouble) {
+    double* o = out.data_ptr<double>();
+    o[0] = value;
+    o[1] = clip_coefficient<double>(value, max_norm);
+  } else {
+    float* o = out.data_ptr<float>();
+    o[0] = static_cast<float>(value);
+    o[1] = clip_coefficient<float>(o[0], max_norm);
+  }
+  return out;
+}
+
 void sgd_sparse_(const SgdArgs&) {
   TORCH_CHECK(false, "fusedlr.sgd_: sparse gradients are not supported by the fused kernel; fusedlr.SGD steps "
                      "parameters with sparse gradients through torch's reference implementation");
@@ -305,7 +369,10 @@ void sgd_sparse_(const SgdArgs&) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fusedlr, CPU, m) { m.impl("sgd_", &sgd_op<sgd_cpu_>); }
+TORCH_LIBRARY_IMPL(fusedlr, CPU, m) {
+  m.impl("sgd_", &sgd_op<sgd_cpu_>);
+  m.impl("grad_norm", &grad_norm_cpu);
+}
 
 // Without this a sparse gradient would meet the dispatcher's generic "could not run with
 // arguments from the SparseCPU backend".

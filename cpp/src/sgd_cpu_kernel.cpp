@@ -10,6 +10,7 @@
 #include "sgd_cpu_kernel.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <tuple>
 #include <type_traits>
@@ -56,7 +57,7 @@ void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c,
   const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(T)));
   using Vec = Vectorized<T>;
   const SgdCoeffs<Vec> cv = broadcast<Vec>(c);
-  const Vec scale(static_cast<T>(args.grad_scale));
+  const Vec scale(static_cast<T>(args.grad_scale)), clip(static_cast<T>(args.grad_clip));
   // The tail runs through the same vector code with partial loads and stores, so every
   // element sees exactly the same sequence of roundings. Inlined: a call per vector would spill
   // the coefficients and cost more than the arithmetic.
@@ -69,6 +70,7 @@ void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c,
       g = g / scale;
       store<kFull>(g, grad + i, count);
     }
+    if (args.clip) g = g * clip;
     sgd_update(p, g, b, cv, first);
     store<kFull>(p, param + i, count);
     if (c.has_momentum) store<kFull>(b, buf + i, count);
@@ -89,7 +91,7 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
   using RVec = Vectorized<T>;
   using FVec = Vectorized<float>;
   const SgdCoeffs<FVec> cv = broadcast<FVec>(c);
-  const FVec scale(static_cast<float>(args.grad_scale));
+  const FVec scale(static_cast<float>(args.grad_scale)), clip(static_cast<float>(args.grad_clip));
   auto body = [&](auto full, int64_t i, int64_t count) __attribute__((always_inline)) {
     constexpr bool kFull = decltype(full)::value;
     auto [p0, p1] = at::vec::convert_to_float<T>(load<kFull, RVec>(param + i, count));
@@ -101,6 +103,7 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
       g1 = g1 / scale;
       store<kFull>(at::vec::convert_from_float<T>(g0, g1), grad + i, count);
     }
+    if (args.clip) g0 = g0 * clip, g1 = g1 * clip;
     sgd_update(p0, g0, b0, cv, first);
     sgd_update(p1, g1, b1, cv, first);
     store<kFull>(at::vec::convert_from_float<T>(p0, p1), param + i, count);
@@ -128,7 +131,7 @@ void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, in
   using FVec = Vectorized<float>;
   constexpr int64_t kStep = 2 * IVec::size();  // bfloat16 elements per vector of words
   const SgdCoeffs<FVec> cv = broadcast<FVec>(c);
-  const FVec scale(static_cast<float>(args.grad_scale));
+  const FVec scale(static_cast<float>(args.grad_scale)), clip(static_cast<float>(args.grad_clip));
   const IVec sixteen(16), high(static_cast<int32_t>(0xffff0000u)), low(0xffff), one(1), bias(0x7fff);
   auto rounded = [&](const FVec& x) __attribute__((always_inline)) {
     const IVec u = at::vec::cast<int32_t>(x);
@@ -177,6 +180,7 @@ void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, in
       g1 = g1 / scale;
       store_words(full, join(g0, g1), grad + i, count);
     }
+    if (args.clip) g0 = g0 * clip, g1 = g1 * clip;
     sgd_update(p0, g0, b0, cv, first);
     sgd_update(p1, g1, b1, cv, first);
     store_words(full, join(p0, p1), param + i, count);
@@ -190,7 +194,49 @@ void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, in
   if (i < n) body(std::false_type{}, i, n - i);
 }
 
+/**
+ * The norm terms of n elements of x summed (or their max), in double: kLanes independent
+ * accumulators the compiler keeps in vector registers, joined in a fixed order at the end.
+ */
+template <typename T>
+double norm_span_of(const T* x, int64_t n, NormKind kind, double p) {
+  constexpr int kLanes = 16;
+  double acc[kLanes] = {};
+  // (half types through float, their exact value; double as it is)
+  auto at = [x](int64_t i) __attribute__((always_inline)) {
+    if constexpr (std::is_same_v<T, double>) return x[i];
+    else return static_cast<double>(static_cast<float>(x[i]));
+  };
+  auto run = [&](auto term, auto join) __attribute__((always_inline)) {
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) acc[j] = join(acc[j], term(at(i + j)));
+    for (int j = 0; i < n; ++i, ++j) acc[j] = join(acc[j], term(at(i)));
+  };
+  auto sum = [](double a, double b) { return a + b; };
+  auto max = [](double a, double b) { return (b > a || b != b) ? b : a; };  // NaN wins, as in norm_join
+  switch (kind) {
+    case NormKind::kTwo: run([](double v) { return v * v; }, sum); break;
+    case NormKind::kOne: run([](double v) { return std::fabs(v); }, sum); break;
+    case NormKind::kInf: run([](double v) { return std::fabs(v); }, max); break;
+    default: run([p](double v) { return std::pow(std::fabs(v), p); }, sum); break;
+  }
+  double total = acc[0];
+  for (int j = 1; j < kLanes; ++j) total = norm_join(total, acc[j], kind);
+  return total;
+}
+
 }  // namespace
+
+double norm_span(c10::ScalarType dtype, const void* x, int64_t n, NormKind kind, double p) {
+  switch (dtype) {
+    case c10::ScalarType::Float: return norm_span_of(static_cast<const float*>(x), n, kind, p);
+    case c10::ScalarType::Double: return norm_span_of(static_cast<const double*>(x), n, kind, p);
+    case c10::ScalarType::BFloat16: return norm_span_of(static_cast<const c10::BFloat16*>(x), n, kind, p);
+    case c10::ScalarType::Half: return norm_span_of(static_cast<const c10::Half*>(x), n, kind, p);
+    default: return 0.0;  // (the op's check admits only the four dtypes above)
+  }
+}
 
 void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n, const StepArgs& args,
               bool first) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "fusedlr/grad_norm.h"
 #include "fusedlr/sgd_update.h"
 
 namespace fusedlr::cpu {
@@ -30,12 +31,17 @@ struct StepArgs {
   SgdCoeffs<double> coeffs_d;  // for double storage
   bool unscale;                // grad /= grad_scale, and the unscaled grad is written back
   double grad_scale;
+  bool clip;                   // grad *= grad_clip (global-norm clipping; not written back)
+  double grad_clip;
   bool prefetch;               // prefetch ahead: the call's memory is larger than the caches near the core
 };
 
 // sgd_span: update n contiguous elements of one tensor. `buf` is null when momentum == 0;
 // `first` says the buffer is on its first step. One pass over memory: read param, grad, buf;
 // write param, buf (and grad only when unscaling).
+//
+// norm_span: the norm terms of n contiguous elements of one tensor, accumulated in double
+// (fusedlr/grad_norm.h): their sum, or their max for the inf-norm.
 //
 // stream_span: the memory roofline's reference (bench/roofline.py): n float32 words of p and g
 // (and b when not null) read, p (and b) written, one add each: an SGD step's memory traffic at
@@ -44,6 +50,7 @@ struct StepArgs {
   namespace LEVEL {                                                                             \
   void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n,          \
                 const StepArgs& args, bool first);                                              \
+  double norm_span(c10::ScalarType dtype, const void* x, int64_t n, NormKind kind, double p);   \
   void stream_span(float* p, const float* g, float* b, int64_t n);                              \
   }
 

@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -13,6 +14,7 @@
 
 #include <vector>
 
+#include "fusedlr/grad_norm.h"
 #include "fusedlr/schedule.h"
 #include "fusedlr/sgd_update.h"
 #include "multi_tensor_apply.cuh"
@@ -50,16 +52,18 @@ DeviceScalar device_scalar(const std::optional<at::Tensor>& t) {
  *   meta.counter[t]: its step counter; 0 means the buffer takes its first step now
  *   coeffs: hyper-parameters in the math type (float for float/half/bfloat16)
  *   lr: when present, read instead of coeffs.neg_lr; grad_scale: grads are divided by it and
- *   written back; found_inf: non-zero skips the whole step.
+ *   written back; found_inf: non-zero skips the whole step; grad_clip: the (unscaled) grads are
+ *   multiplied by it in the update, not in memory.
  */
 template <typename scalar_t>
 __global__ void __launch_bounds__(kBlockSize)
     sgd_kernel(TensorListMeta<3> meta, SgdCoeffs<typename MathType<scalar_t>::type> coeffs, DeviceScalar lr,
-               DeviceScalar grad_scale, DeviceScalar found_inf) {
+               DeviceScalar grad_scale, DeviceScalar found_inf, DeviceScalar grad_clip) {
   using math_t = typename MathType<scalar_t>::type;
   if (found_inf.ptr != nullptr && found_inf.load() != 0.0) return;
   if (lr.ptr != nullptr) coeffs.neg_lr = static_cast<math_t>(-lr.load());
   const math_t scale = grad_scale.ptr != nullptr ? static_cast<math_t>(grad_scale.load()) : math_t(1);
+  const math_t clip = grad_clip.ptr != nullptr ? static_cast<math_t>(grad_clip.load()) : math_t(1);
 
   const int t = meta.block_to_tensor[blockIdx.x];
   const int64_t begin = static_cast<int64_t>(meta.block_to_chunk[blockIdx.x]) * kChunkSize;
@@ -77,6 +81,7 @@ __global__ void __launch_bounds__(kBlockSize)
       g = g / scale;
       grad[i] = static_cast<scalar_t>(g);
     }
+    if (grad_clip.ptr != nullptr) g = g * clip;
     sgd_update(p, g, b, coeffs, first);
     param[i] = static_cast<scalar_t>(p);
     if (coeffs.has_momentum) buf[i] = static_cast<scalar_t>(b);
@@ -110,7 +115,7 @@ template <typename scalar_t>
 void launch_sgd(const std::vector<int64_t>& index, std::vector<at::Tensor>& params,
                 std::vector<at::Tensor>& grads, std::vector<at::Tensor>& bufs, at::TensorList steps,
                 const SgdCoeffs<double>& c, DeviceScalar lr, DeviceScalar grad_scale, DeviceScalar found_inf,
-                cudaStream_t stream) {
+                DeviceScalar grad_clip, cudaStream_t stream) {
   using math_t = typename MathType<scalar_t>::type;
   const SgdCoeffs<math_t> coeffs = broadcast<math_t>(c);
   const bool has_momentum = c.has_momentum;
@@ -125,7 +130,7 @@ void launch_sgd(const std::vector<int64_t>& index, std::vector<at::Tensor>& para
         return params[i].numel();
       },
       [&](const TensorListMeta<3>& meta, int blocks) {
-        sgd_kernel<scalar_t><<<blocks, kBlockSize, 0, stream>>>(meta, coeffs, lr, grad_scale, found_inf);
+        sgd_kernel<scalar_t><<<blocks, kBlockSize, 0, stream>>>(meta, coeffs, lr, grad_scale, found_inf, grad_clip);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
 }
@@ -151,7 +156,8 @@ void sgd_cuda_(const SgdArgs& a) {
     return t->to(device, /*non_blocking=*/true);
   };
   std::optional<at::Tensor> lr_d = on_device(a.lr_tensor);
-  const std::optional<at::Tensor> scale_d = on_device(a.grad_scale), inf_d = on_device(a.found_inf);
+  const std::optional<at::Tensor> scale_d = on_device(a.grad_scale), inf_d = on_device(a.found_inf),
+                                  clip_d = on_device(a.grad_clip);
   if (schedule.has_value()) {
     // The schedule's bytes are host memory: read here, passed by value (no copy to the device).
     ScheduleData data;
@@ -179,13 +185,14 @@ void sgd_cuda_(const SgdArgs& a) {
 
   // (hyper.lr here; the kernel reads the lr tensor, or the schedule's lr, instead when there is one.)
   const SgdCoeffs<double> coeffs = sgd_coeffs<double>(a.hyper, a.hyper.lr);
-  const DeviceScalar lr_s = device_scalar(lr_d), scale_s = device_scalar(scale_d), inf_s = device_scalar(inf_d);
+  const DeviceScalar lr_s = device_scalar(lr_d), scale_s = device_scalar(scale_d), inf_s = device_scalar(inf_d),
+                     clip_s = device_scalar(clip_d);
   auto launch = [&](at::ScalarType dtype, const std::vector<int64_t>& index) {
     switch (dtype) {
-      case at::kFloat: launch_sgd<float>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
-      case at::kDouble: launch_sgd<double>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
-      case at::kHalf: launch_sgd<c10::Half>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
-      default: launch_sgd<c10::BFloat16>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, stream); break;
+      case at::kFloat: launch_sgd<float>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, stream); break;
+      case at::kDouble: launch_sgd<double>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, stream); break;
+      case at::kHalf: launch_sgd<c10::Half>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, stream); break;
+      default: launch_sgd<c10::BFloat16>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, stream); break;
     }
   };
   if (call_tensors_may_overlap(params, grads, momentum_buffers)) {
@@ -214,8 +221,126 @@ void sgd_cuda_(const SgdArgs& a) {
   }
 }
 
+/** A block's join of its threads' accumulations (norm_join, fixed tree order). */
+__device__ double block_norm_join(double acc, NormKind kind) {
+  __shared__ double part[kBlockSize];
+  part[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) part[threadIdx.x] = norm_join(part[threadIdx.x], part[threadIdx.x + s], kind);
+    __syncthreads();
+  }
+  return part[0];
+}
+
+/** One block accumulates one chunk of one grad into partials[first + blockIdx.x]. */
+template <typename scalar_t>
+__global__ void __launch_bounds__(kBlockSize)
+    norm_kernel(TensorListMeta<1> meta, double* partials, int64_t first, NormKind kind, double p) {
+  const int t = meta.block_to_tensor[blockIdx.x];
+  const int64_t begin = static_cast<int64_t>(meta.block_to_chunk[blockIdx.x]) * kChunkSize;
+  const int64_t end = min(meta.numel[t], begin + kChunkSize);
+  const auto* x = static_cast<const scalar_t*>(meta.addresses[0][t]);
+  double acc = 0.0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += kBlockSize)
+    acc = norm_join(acc, norm_term(static_cast<double>(static_cast<typename MathType<scalar_t>::type>(x[i])), kind, p),
+                    kind);
+  const double block = block_norm_join(acc, kind);
+  if (threadIdx.x == 0) partials[first + blockIdx.x] = block;
+}
+
+/** One block joins the partials in order and writes [total, coef] (grad_norm's result). */
+template <typename out_t>
+__global__ void __launch_bounds__(kBlockSize)
+    norm_finish_kernel(const double* partials, int64_t count, NormKind kind, double p, DeviceScalar grad_scale,
+                       double max_norm, out_t* out) {
+  double acc = 0.0;
+  for (int64_t i = threadIdx.x; i < count; i += kBlockSize) acc = norm_join(acc, partials[i], kind);
+  const double joined = block_norm_join(acc, kind);
+  if (threadIdx.x == 0) {
+    double value = norm_finish(joined, kind, p);
+    if (grad_scale.ptr != nullptr) value /= grad_scale.load();
+    const out_t total = static_cast<out_t>(value);
+    out[0] = total;
+    out[1] = clip_coefficient<out_t>(total, max_norm);
+  }
+}
+
+template <typename scalar_t>
+void launch_norm(const std::vector<int64_t>& index, const std::vector<at::Tensor>& grads, double* partials,
+                 int64_t& first, NormKind kind, double p, cudaStream_t stream) {
+  multi_tensor_apply<1>(
+      static_cast<int64_t>(index.size()),
+      [&](TensorListMeta<1>& meta, int slot, int64_t k) -> int64_t {
+        meta.addresses[0][slot] = const_cast<void*>(grads[index[k]].const_data_ptr());
+        meta.counter[slot] = nullptr;
+        return grads[index[k]].numel();
+      },
+      [&](const TensorListMeta<1>& meta, int blocks) {
+        norm_kernel<scalar_t><<<blocks, kBlockSize, 0, stream>>>(meta, partials, first, kind, p);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        first += blocks;
+      });
+}
+
+/**
+ * grad_norm on CUDA: one block per chunk of every grad writes its partial accumulation, then one
+ * block joins them in order (deterministic) and writes [total, coef]: two launches per dtype
+ * present plus one, no host synchronisation (graph-capturable).
+ */
+at::Tensor grad_norm_cuda(at::TensorList grads, double norm_type, double max_norm,
+                          const std::optional<at::Tensor>& grad_scale) {
+  const at::NoGradGuard no_grad;
+  const c10::Device device = check_grad_norm_call(grads, norm_type, max_norm, grad_scale, c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard guard(device);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const NormKind kind = norm_kind(norm_type);
+  std::vector<at::Tensor> g;
+  g.reserve(grads.size());
+  int64_t chunks = 0;
+  for (const at::Tensor& t : grads) {
+    g.push_back(t.is_non_overlapping_and_dense() ? t : t.contiguous());
+    chunks += (t.numel() + kChunkSize - 1) / kChunkSize;
+  }
+  const at::Tensor partials = at::empty({std::max<int64_t>(chunks, 1)}, grads.empty()
+                                                                            ? at::TensorOptions().device(device).dtype(at::kDouble)
+                                                                            : grads[0].options().dtype(at::kDouble));
+  int64_t first = 0;
+  for (const at::ScalarType dtype : supported_dtypes()) {
+    std::vector<int64_t> index;
+    for (size_t i = 0; i < g.size(); ++i)
+      if (g[i].scalar_type() == dtype) index.push_back(static_cast<int64_t>(i));
+    if (index.empty()) continue;
+    double* out = partials.data_ptr<double>();
+    switch (dtype) {
+      case at::kFloat: launch_norm<float>(index, g, out, first, kind, norm_type, stream); break;
+      case at::kDouble: launch_norm<double>(index, g, out, first, kind, norm_type, stream); break;
+      case at::kHalf: launch_norm<c10::Half>(index, g, out, first, kind, norm_type, stream); break;
+      default: launch_norm<c10::BFloat16>(index, g, out, first, kind, norm_type, stream); break;
+    }
+  }
+  const at::ScalarType out_dtype = grad_norm_dtype(grads);
+  at::Tensor result = at::empty({2}, at::TensorOptions().device(device).dtype(out_dtype));
+  const std::optional<at::Tensor> scale_d =
+      grad_scale.has_value() && grad_scale->device() != device ? std::optional<at::Tensor>(grad_scale->to(device, true))
+                                                               : grad_scale;
+  if (out_dtype == at::kDouble) {
+    norm_finish_kernel<double><<<1, kBlockSize, 0, stream>>>(partials.const_data_ptr<double>(), first, kind,
+                                                             norm_type, device_scalar(scale_d), max_norm,
+                                                             result.data_ptr<double>());
+  } else {
+    norm_finish_kernel<float><<<1, kBlockSize, 0, stream>>>(partials.const_data_ptr<double>(), first, kind, norm_type,
+                                                            device_scalar(scale_d), max_norm, result.data_ptr<float>());
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return result;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) { m.impl("sgd_", &sgd_op<sgd_cuda_>); }
+TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
+  m.impl("sgd_", &sgd_op<sgd_cuda_>);
+  m.impl("grad_norm", &grad_norm_cuda);
+}
 
 }  // namespace fusedlr::cuda

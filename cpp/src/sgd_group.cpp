@@ -21,7 +21,8 @@ SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::option
 
 int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
                        const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
-                       const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state) {
+                       const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
+                       const std::optional<at::Tensor>& grad_clip) {
   const std::lock_guard<std::mutex> lock(mutex_);
   const bool has_momentum = hyper.has_momentum();
   if (has_momentum && buffers_.size() != params_.size()) return -1;
@@ -54,7 +55,7 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   if (complete) {
     if (n > 0 || schedule.has_value()) {
       call_sgd_op(SgdArgs{params_, g_, has_momentum ? buffers_ : none, has_momentum ? steps_ : none, hyper, lr_tensor,
-                          grad_scale, found_inf, schedule, schedule_state});
+                          grad_scale, found_inf, schedule, schedule_state, grad_clip});
     }
     return release_grads(static_cast<int64_t>(n));
   }
@@ -78,7 +79,7 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   }
   // Called even when no parameter has a gradient if a schedule must advance every step.
   if (!p_.empty() || schedule.has_value()) {
-    call_sgd_op(SgdArgs{p_, g_, b_, s_, hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state});
+    call_sgd_op(SgdArgs{p_, g_, b_, s_, hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip});
   }
   const auto stepped = static_cast<int64_t>(p_.size());
   p_.clear();

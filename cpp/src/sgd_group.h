@@ -35,7 +35,8 @@ struct SgdGroup {
    */
   int64_t step(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
                const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
-               const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state);
+               const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
+               const std::optional<at::Tensor>& grad_clip);
 
   int64_t size() const { return static_cast<int64_t>(params_.size()); }
 

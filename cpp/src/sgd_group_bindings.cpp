@@ -31,11 +31,12 @@ class BoundSgdGroup {
   int64_t step(const py::handle& params, double lr, double momentum, double dampening, double weight_decay,
                bool nesterov, bool maximize, const std::optional<at::Tensor>& lr_tensor,
                const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
-               const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state) {
+               const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
+               const std::optional<at::Tensor>& grad_clip) {
     if (!holds_our_params(params)) return -1;
     py::gil_scoped_release release;
     return group_->step(SgdHyper{lr, momentum, dampening, weight_decay, nesterov, maximize}, lr_tensor, grad_scale,
-                        found_inf, schedule, schedule_state);
+                        found_inf, schedule, schedule_state, grad_clip);
   }
 
   int64_t size() const { return group_->size(); }
@@ -79,6 +80,7 @@ still holds the same parameter objects, gathers the gradients and runs torch.ops
       .def("step", &BoundSgdGroup::step, py::arg("params"), py::arg("lr"), py::arg("momentum"), py::arg("dampening"),
            py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"), py::arg("lr_tensor"),
            py::arg("grad_scale"), py::arg("found_inf"), py::arg("schedule"), py::arg("schedule_state"),
+           py::arg("grad_clip"),
            R"pbdoc(Step every parameter that has a gradient; returns how many, or -1 (nothing done) when
 the group must be rebuilt: ``params`` no longer holds the same parameter objects, a gradient has
 no momentum buffer yet, or a gradient is sparse. Several threads may call it at once (they take turns).)pbdoc")

@@ -36,6 +36,7 @@ def sgd(
     steps: Sequence[Tensor] | None = None,
     schedule: Schedule | Tensor | None = None,
     schedule_state: Tensor | None = None,
+    grad_clip: Tensor | None = None,
 ) -> None:
     r"""One fused SGD-momentum step, in place, as ``torch.optim.sgd.sgd`` computes it:
 
@@ -58,6 +59,8 @@ def sgd(
         schedule, schedule_state: an in-kernel schedule (a :class:`fusedlr.Schedule` or its
             bytes) and its float64 ``[step, lr, factor]`` counter on the parameters' device: the
             step's lr is then ``schedule(step, lr) * factor``, and the counter advances.
+        grad_clip: a one-element tensor multiplying every (unscaled) gradient in the update
+            (global-norm clipping: :func:`fusedlr.ops.grad_norm`'s coefficient).
 
     Example:
         >>> import torch, fusedlr
@@ -89,7 +92,8 @@ def sgd(
     if isinstance(schedule, Schedule):
         schedule = torch.frombuffer(bytearray(schedule.to_bytes()), dtype=torch.uint8)
     lr_tensor, scalars = op_scalars(lr, momentum, dampening, weight_decay, nesterov, maximize)
-    _step(params, grads, buffers, counters, scalars, (lr_tensor, grad_scale, found_inf, schedule, schedule_state))
+    _step(params, grads, buffers, counters, scalars,
+          (lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip))
 
 
 def new_momentum_buffer(p: Tensor) -> tuple[Tensor, Tensor]:
@@ -113,7 +117,7 @@ def _step(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor], coun
           scalars: tuple, tensors: tuple) -> None:
     """The fused calls: complex tensors as real views, one call per device (the op takes one).
     ``scalars`` and ``tensors`` are the op's in its order (:func:`op_scalars`; ``(lr_tensor,
-    grad_scale, found_inf, schedule, schedule_state)``). An error names tensors as numbered here."""
+    grad_scale, found_inf, schedule, schedule_state, grad_clip)``). An error names tensors as numbered here."""
     if any(p.is_complex() for p in params):
         params = [torch.view_as_real(p) if p.is_complex() else p for p in params]
         grads = [torch.view_as_real(g) if g.is_complex() else g for g in grads]

@@ -1,8 +1,8 @@
 """Typed wrappers over ``torch.ops.fusedlr.*`` and their fake (meta) implementations.
 
 The fake implementations let ``torch.compile`` trace a call to an op without running it and
-without a graph break: the ops mutate their inputs in place and return nothing, so the fake
-returns ``None``.
+without a graph break: ``sgd_`` mutates its inputs in place and returns nothing; ``grad_norm``
+returns a new two-element tensor.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from torch import Tensor
 
 from . import _C  # noqa: F401  (registers the ops)
 
-__all__ = ["sgd_"]
+__all__ = ["grad_norm", "sgd_"]
 
 
 def sgd_(
@@ -34,19 +34,21 @@ def sgd_(
     found_inf: Tensor | None = None,
     schedule: Tensor | None = None,
     schedule_state: Tensor | None = None,
+    grad_clip: Tensor | None = None,
 ) -> None:
     r"""One fused SGD-momentum step over every tensor of the lists, in place.
 
     For each ``i`` (``p = params[i]``, ``b = momentum_buffers[i]``), as ``torch.optim.SGD``:
 
     .. math::
-        g &= \pm\,\mathrm{grad}_i / s \;+\; \lambda p \\
+        g &= \pm\,c\,\mathrm{grad}_i / s \;+\; \lambda p \\
         b &= g \text{ on the buffer's first step, else } \mu b + (1-\tau) g \\
         p &= p - \gamma\,(g + \mu b \text{ if nesterov else } b)
 
     with :math:`\gamma` = ``lr`` (or ``lr_tensor``), :math:`\mu` = ``momentum``, :math:`\tau` =
     ``dampening``, :math:`\lambda` = ``weight_decay``, the sign negative when ``maximize`` and
-    :math:`s` = ``grad_scale`` (1 when absent; when given, the unscaled gradient is written back).
+    :math:`s` = ``grad_scale`` (1 when absent; when given, the unscaled gradient is written back)
+    and :math:`c` = ``grad_clip`` (1 when absent; :func:`grad_norm`'s coefficient; not written back).
 
     Args:
         params: parameters, updated in place. float32, float64, float16 or bfloat16; dtypes may
@@ -67,6 +69,8 @@ def sgd_(
         schedule_state: float64 ``[step, lr, factor]`` on the params' device, with ``schedule``:
             read and advanced on the device (``lr`` receives the value used), even when
             ``found_inf`` skips the update.
+        grad_clip: a one-element tensor multiplying every (unscaled) gradient in the update:
+            global-norm clipping with the coefficient :func:`grad_norm` returns (its ``[1]``).
     """
     if not params and schedule is None:
         return  # nothing to dispatch on
@@ -86,14 +90,45 @@ def sgd_(
         found_inf,
         schedule,
         schedule_state,
+        grad_clip,
     )
+
+
+def grad_norm(grads: Sequence[Tensor], norm_type: float = 2.0, max_norm: float = float("inf"),
+              grad_scale: Tensor | None = None) -> Tensor:
+    r"""The global norm of ``grads`` and torch's clipping coefficient, in one read of the grads.
+
+    .. math:: n = \Big(\sum_i \sum_k |g_{ik}|^p\Big)^{1/p} / s, \qquad c = \min\Big(\frac{m}{n + 10^{-6}}, 1\Big)
+
+    (:math:`n = \max |g_{ik}| / s` for ``p = inf``): ``torch.nn.utils.clip_grad_norm_``'s total norm
+    and clamped coefficient, with the terms accumulated in float64 over all tensors at once (the
+    same norm to rounding). No host synchronisation.
+
+    Args:
+        grads: gradients of one device, float32, float64, float16 or bfloat16 (any mix).
+        norm_type: :math:`p`, > 0 or ``inf``. Default 2.
+        max_norm: :math:`m`, >= 0. Default inf (coefficient 1).
+        grad_scale: AMP's scale :math:`s` (the norm is then the unscaled gradients'); default 1.
+
+    Returns:
+        a new tensor ``[n, c]`` on the grads' device: float64 when a grad is float64, else float32.
+    """
+    grads = list(grads) or [torch.empty(0)]  # (no grads: the norm 0, on the CPU; the op needs a tensor to dispatch on)
+    return torch.ops.fusedlr.grad_norm(grads, float(norm_type), float(max_norm), grad_scale)
 
 
 @torch.library.register_fake("fusedlr::sgd_")
 def _sgd_fake(
     params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize,
-    lr_tensor=None, grad_scale=None, found_inf=None, schedule=None, schedule_state=None,
+    lr_tensor=None, grad_scale=None, found_inf=None, schedule=None, schedule_state=None, grad_clip=None,
 ) -> None:
     # Nothing to compute: the op mutates its inputs and returns nothing. Its arguments are checked
     # once, by the op itself (cpp/src/sgd_check.cpp), when it runs.
     return None
+
+
+@torch.library.register_fake("fusedlr::grad_norm")
+def _grad_norm_fake(grads, norm_type, max_norm, grad_scale=None) -> Tensor:
+    dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
+    device = grads[0].device if grads else torch.device("cpu")
+    return torch.empty(2, dtype=dtype, device=device)

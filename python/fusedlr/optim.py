@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 from torch.optim.sgd import sgd as _torch_sgd
 
-from . import _checks, _dtensor, _group_cache, _in_kernel, functional
+from . import _checks, _dtensor, _group_cache, _in_kernel, functional, ops
 from ._C import Schedule
 
 __all__ = ["SGD"]
@@ -107,8 +107,17 @@ class SGD(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
         schedule: Schedule | None = None,
+        max_grad_norm: float | None = None,
+        grad_norm_type: float = 2.0,
+        error_if_nonfinite: bool = False,
     ) -> None:
         _checks.check_hyperparameters(lr, momentum, dampening, weight_decay, nesterov)
+        if max_grad_norm is not None:
+            ops.grad_norm([], grad_norm_type, max_grad_norm)  # the op's own check of both (ValueError)
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self.grad_norm_type = float(grad_norm_type)
+        self.error_if_nonfinite = bool(error_if_nonfinite)
+        self.last_grad_norm: Tensor | None = None
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -306,6 +315,7 @@ class SGD(Optimizer):
                 loss = closure()
         grad_scale: Tensor | None = getattr(self, "grad_scale", None)
         found_inf: Tensor | None = getattr(self, "found_inf", None)
+        clip = self._clip_coefficient(grad_scale) if getattr(self, "max_grad_norm", None) is not None else None
 
         compiling = torch.compiler.is_compiling()
         for index, group in enumerate(self.param_groups):
@@ -321,7 +331,7 @@ class SGD(Optimizer):
                                                        group["weight_decay"], group["nesterov"], group["maximize"])
             tensors = (lr_tensor, grad_scale, found_inf,
                        self._schedules.schedule_bytes(index, group["schedule"]) if scheduled else None,
-                       _in_kernel.schedule_state(group) if scheduled else None)
+                       _in_kernel.schedule_state(group) if scheduled else None, clip)
             try:
                 if compiling or not self._native.step(index, group, self.state, scalars, tensors):
                     with torch.no_grad():
@@ -335,6 +345,25 @@ class SGD(Optimizer):
             if scheduled and not compiling:
                 self._schedules.show(index, group)
         return loss
+
+    def _clip_coefficient(self, grad_scale: Tensor | None) -> Tensor:
+        """The global norm of every gradient of every group (``last_grad_norm``) and the clip
+        coefficient the fused step multiplies them by: one read of the grads, no host sync."""
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        if any(g.is_sparse for g in grads) or any(_dtensor.is_dtensor(g) for g in grads):
+            raise NotImplementedError("fusedlr.SGD(max_grad_norm=...): sparse and DTensor gradients are not clipped "
+                                      "by the fused step yet; clip them with torch.nn.utils.clip_grad_norm_")
+        if len({g.device for g in grads}) > 1:
+            raise NotImplementedError("fusedlr.SGD(max_grad_norm=...): the gradients are on several devices "
+                                      f"({sorted({str(g.device) for g in grads})}); the fused clip takes one")
+        grads = [g.abs() if g.is_complex() else g for g in grads]  # |z|, whatever the norm
+        norms = ops.grad_norm(grads, self.grad_norm_type, self.max_grad_norm, grad_scale)
+        self.last_grad_norm = norms[0]
+        if self.error_if_nonfinite and not bool(torch.isfinite(norms[0])):
+            raise RuntimeError(f"fusedlr.SGD: the total norm of order {self.grad_norm_type} of the gradients is "
+                               f"{norms[0].item()}, so they cannot be clipped (error_if_nonfinite=True; nothing "
+                               "was stepped)")
+        return norms[1]
 
     def _step_group(self, index: int, group: dict[str, Any], scalars: tuple, tensors: tuple, compiling: bool) -> None:
         """Step a group through the op with lists (first step, torch.compile, a held group that is
