@@ -260,3 +260,22 @@ def test_compiled_step_with_clipping_matches_eager():
         eager_opt.step()
     for a, b in zip(ours.parameters(), eager.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_held_groups_read_the_grads_in_cpp_with_the_same_norm():
+    """From the second step the norm is taken over the held groups' gradients in C++ (no Python
+    list): the same value as the op over the Python list, with a parameter left without a grad."""
+    g = torch.Generator().manual_seed(9)
+    params = [torch.randn(s, generator=g).requires_grad_() for s in [7, 300, 1] * 120]
+    opt = fusedlr.SGD([{"params": params[:200]}, {"params": params[200:], "lr": 0.01}], lr=0.1, momentum=0.9,
+                      max_grad_norm=1.0, grad_norm_type=3.0)
+    for step in range(4):
+        for i, p in enumerate(params):
+            p.grad = None if (i == 5 and step == 2) else torch.randn(p.shape, generator=g)
+        want = ops.grad_norm([p.grad for p in params if p.grad is not None], 3.0, 1.0)
+        held = opt._native.grad_norm(opt.param_groups, opt.state, 3.0, 1.0, None)
+        assert held is not None or step < 2  # (the first steps hold the groups)
+        if held is not None:
+            assert torch.equal(held, want)
+        opt.step()
+        assert torch.equal(opt.last_grad_norm, want[0])

@@ -54,4 +54,12 @@ void call_sgd_op(const SgdArgs& a) {
           h.maximize, a.lr_tensor, a.grad_scale, a.found_inf, a.schedule, a.schedule_state, a.grad_clip);
 }
 
+at::Tensor call_grad_norm_op(at::TensorList grads, double norm_type, double max_norm,
+                             const std::optional<at::Tensor>& grad_scale) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fusedlr::grad_norm", "")
+                             .typed<at::Tensor(at::TensorList, double, double, const std::optional<at::Tensor>&)>();
+  return op.call(grads, norm_type, max_norm, grad_scale);
+}
+
 }  // namespace fusedlr

@@ -42,4 +42,8 @@ void sgd_op(at::TensorList params, at::TensorList grads, at::TensorList momentum
 /** Runs fusedlr::sgd_ through the dispatcher (the backend of the tensors decides the kernel). */
 void call_sgd_op(const SgdArgs& args);
 
+/** Runs fusedlr::grad_norm through the dispatcher: [total norm, clip coefficient]. */
+at::Tensor call_grad_norm_op(at::TensorList grads, double norm_type, double max_norm,
+                             const std::optional<at::Tensor>& grad_scale);
+
 }  // namespace fusedlr

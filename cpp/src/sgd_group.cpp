@@ -88,6 +88,26 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   return release_grads(stepped);
 }
 
+bool SgdGroup::append_grads(std::vector<at::Tensor>& out) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  const size_t n = params_.size();
+  g_.resize(n);
+  std::atomic<bool> sparse{false};
+  for_tensor_ranges(n, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const at::Tensor& grad = params_[i].grad();
+      if (grad.defined() && grad.layout() != at::kStrided) sparse.store(true, std::memory_order_relaxed);
+      g_[i] = grad;
+    }
+  });
+  if (!sparse.load()) {
+    for (const at::Tensor& g : g_)
+      if (g.defined()) out.push_back(g);
+  }
+  release_grads(0);
+  return !sparse.load();
+}
+
 int64_t SgdGroup::release_grads(int64_t result) {
   // Drop our references so zero_grad(set_to_none=True) really frees the gradients.
   for_tensor_ranges(g_.size(), [&](int64_t lo, int64_t hi) {

@@ -40,6 +40,13 @@ struct SgdGroup {
 
   int64_t size() const { return static_cast<int64_t>(params_.size()); }
 
+  /**
+   * Append the gradients of the group's parameters that have one to `out` (read on torch's
+   * threads when there are many, as step() reads them). False, with `out` as it was, when a
+   * gradient is sparse (the caller takes the Python path, which says so).
+   */
+  bool append_grads(std::vector<at::Tensor>& out);
+
  private:
   int64_t release_grads(int64_t result);
 

@@ -41,6 +41,11 @@ class BoundSgdGroup {
 
   int64_t size() const { return group_->size(); }
 
+  /** SgdGroup::append_grads for the group's current param list; false when it no longer holds our params. */
+  bool append_grads(const py::handle& params, std::vector<at::Tensor>& out) {
+    return holds_our_params(params) && group_->append_grads(out);
+  }
+
  private:
   static std::vector<at::Tensor> tensors(const py::tuple& objects) {
     std::vector<at::Tensor> out;
@@ -64,6 +69,31 @@ class BoundSgdGroup {
 
 }  // namespace
 
+/**
+ * grad_norm over the gradients of held groups (`groups[i]` holding the param list `params[i]`),
+ * read in C++: no Python list of 2000 gradients, no per-tensor conversion. None when a group
+ * no longer holds its list, a gradient is sparse, or the gradients are on several devices (the
+ * caller then takes the Python path).
+ */
+py::object held_grad_norm(const py::list& groups, const py::list& params, double norm_type, double max_norm,
+                          const std::optional<at::Tensor>& grad_scale) {
+  std::vector<at::Tensor> grads;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    auto& group = groups[i].cast<BoundSgdGroup&>();
+    if (!group.append_grads(params[i], grads)) return py::none();
+  }
+  for (const at::Tensor& g : grads)
+    if (g.device() != grads[0].device()) return py::none();
+  if (grads.empty()) return py::none();
+  at::Tensor out;
+  {
+    py::gil_scoped_release release;
+    out = call_grad_norm_op(grads, norm_type, max_norm, grad_scale);
+    grads.clear();  // (the references, dropped without the GIL too)
+  }
+  return py::cast(out);
+}
+
 void bind_sgd_group(py::module_& m) {
   m.def("_stream_reference", &cpu::stream_reference, py::arg("p"), py::arg("g"), py::arg("b") = py::none(),
         py::call_guard<py::gil_scoped_release>(),
@@ -85,6 +115,10 @@ still holds the same parameter objects, gathers the gradients and runs torch.ops
 the group must be rebuilt: ``params`` no longer holds the same parameter objects, a gradient has
 no momentum buffer yet, or a gradient is sparse. Several threads may call it at once (they take turns).)pbdoc")
       .def("__len__", &BoundSgdGroup::size);
+  m.def("_held_grad_norm", &held_grad_norm, py::arg("groups"), py::arg("params"), py::arg("norm_type"),
+        py::arg("max_norm"), py::arg("grad_scale"),
+        R"pbdoc(torch.ops.fusedlr.grad_norm over the gradients of held SgdGroups (``groups[i]`` holding the param
+list ``params[i]``), gathered in C++; None when the Python path must take it.)pbdoc");
 }
 
 }  // namespace fusedlr

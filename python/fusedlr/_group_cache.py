@@ -36,6 +36,19 @@ class GroupCache:
             return False
         return held[1].step(group["params"], *scalars, *tensors) >= 0
 
+    def grad_norm(self, groups: list[dict[str, Any]], state: Any, norm_type: float, max_norm: float,
+                  grad_scale: Any) -> Any:
+        """fusedlr::grad_norm over the gradients of every group, read from the held groups in C++;
+        None when a group is not held (or not current), and the caller passes Python lists."""
+        handles, lists = [], []
+        for index, group in enumerate(groups):
+            held = self._held.get(index)
+            if held is None or held[1] is None or not _same_key(held[0], _key(group, state)):
+                return None
+            handles.append(held[1])
+            lists.append(group["params"])
+        return _C._held_grad_norm(handles, lists, norm_type, max_norm, grad_scale)
+
     def store(self, index: int, group: dict[str, Any], state: Any) -> None:
         """Hold the group's tensors for later steps, when the held path can take them: real
         floating params on one device, no sparse gradient, no DTensor."""

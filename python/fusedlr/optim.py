@@ -349,6 +349,21 @@ class SGD(Optimizer):
     def _clip_coefficient(self, grad_scale: Tensor | None) -> Tensor:
         """The global norm of every gradient of every group (``last_grad_norm``) and the clip
         coefficient the fused step multiplies them by: one read of the grads, no host sync."""
+        norms = None
+        if not torch.compiler.is_compiling():  # (the held groups are eager-only)
+            norms = self._native.grad_norm(self.param_groups, self.state, self.grad_norm_type, self.max_grad_norm,
+                                           grad_scale)
+        if norms is None:
+            norms = self._grad_norm_of_lists(grad_scale)
+        self.last_grad_norm = norms[0]
+        if self.error_if_nonfinite and not bool(torch.isfinite(norms[0])):
+            raise RuntimeError(f"fusedlr.SGD: the total norm of order {self.grad_norm_type} of the gradients is "
+                               f"{norms[0].item()}, so they cannot be clipped (error_if_nonfinite=True; nothing "
+                               "was stepped)")
+        return norms[1]
+
+    def _grad_norm_of_lists(self, grad_scale: Tensor | None) -> Tensor:
+        """grad_norm over Python lists (a first step, complex, sparse or DTensor grads, several devices)."""
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         if any(g.is_sparse for g in grads) or any(_dtensor.is_dtensor(g) for g in grads):
             raise NotImplementedError("fusedlr.SGD(max_grad_norm=...): sparse and DTensor gradients are not clipped "
@@ -357,13 +372,7 @@ class SGD(Optimizer):
             raise NotImplementedError("fusedlr.SGD(max_grad_norm=...): the gradients are on several devices "
                                       f"({sorted({str(g.device) for g in grads})}); the fused clip takes one")
         grads = [g.abs() if g.is_complex() else g for g in grads]  # |z|, whatever the norm
-        norms = ops.grad_norm(grads, self.grad_norm_type, self.max_grad_norm, grad_scale)
-        self.last_grad_norm = norms[0]
-        if self.error_if_nonfinite and not bool(torch.isfinite(norms[0])):
-            raise RuntimeError(f"fusedlr.SGD: the total norm of order {self.grad_norm_type} of the gradients is "
-                               f"{norms[0].item()}, so they cannot be clipped (error_if_nonfinite=True; nothing "
-                               "was stepped)")
-        return norms[1]
+        return ops.grad_norm(grads, self.grad_norm_type, self.max_grad_norm, grad_scale)
 
     def _step_group(self, index: int, group: dict[str, Any], scalars: tuple, tensors: tuple, compiling: bool) -> None:
         """Step a group through the op with lists (first step, torch.compile, a held group that is

@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=_positive_int, default=64)
     ap.add_argument("--lr", type=_finite_float, default=0.1, help="base (peak) learning rate")
     ap.add_argument("--momentum", type=_finite_float, default=0.9)
+    ap.add_argument("--clip-grad-norm", metavar="MAX", type=_non_negative_float, default=None,
+                    help="clip the gradients' global 2-norm to MAX (fusedlr: inside the fused step; "
+                         "torch: clip_grad_norm_ before it)")
     ap.add_argument("--seed", type=_seed, default=0)
     ap.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     ap.add_argument("--data-root", help="a folder with the four IDX files, or a torchvision dataset root")
@@ -198,7 +201,7 @@ def run_lr_find(dataset: datamod.Dataset, args: argparse.Namespace, out: Path) -
     torch.manual_seed(args.seed)
     model = SimpleNet()
     try:
-        optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum)
+        optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.clip_grad_norm)
     except (ValueError, TypeError) as error:
         return _fail(error, 2)
     problem = _unwritable([out])
@@ -246,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for name in names:
         config = RunConfig(scheduler=scheduler_config(name, args), optimizer=args.optimizer, epochs=args.epochs,
-                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, seed=args.seed,
-                           progress=args.progress)
+                           batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                           clip_grad_norm=args.clip_grad_norm, seed=args.seed, progress=args.progress)
         try:
             runs[name] = prepare(dataset, config)
         except (ValueError, TypeError) as error:

@@ -26,6 +26,7 @@ class RunConfig:
     batch_size: int = 64
     lr: float = 0.1
     momentum: float = 0.9
+    clip_grad_norm: float | None = None  # global-norm clipping (fusedlr: inside the step; torch: clip_grad_norm_)
     seed: int = 0
     progress: bool | None = None  # None: a bar when stderr is a terminal
 
@@ -67,9 +68,12 @@ class Run:
     steps_per_epoch: int
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params, lr: float, momentum: float, clip_grad_norm: float | None = None
+                   ) -> torch.optim.Optimizer:
+    """fusedlr.SGD (clipping inside its step when ``clip_grad_norm``) or torch.optim.SGD (the
+    training loop then calls torch.nn.utils.clip_grad_norm_ before each step)."""
     if name == "fusedlr":
-        return fusedlr.SGD(params, lr=lr, momentum=momentum)
+        return fusedlr.SGD(params, lr=lr, momentum=momentum, max_grad_norm=clip_grad_norm)
     if name == "torch":
         return torch.optim.SGD(params, lr=lr, momentum=momentum)
     raise ValueError(f"optimizer must be 'fusedlr' or 'torch', got {name!r}")
@@ -120,7 +124,7 @@ def prepare(data: Dataset, config: RunConfig) -> Run:
     """
     torch.manual_seed(config.seed)
     model = SimpleNet()
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.clip_grad_norm)
     steps_per_epoch = (len(data.train.labels) + config.batch_size - 1) // config.batch_size
     scheduler = make_scheduler(config.scheduler, optimizer, epochs=config.epochs, steps_per_epoch=steps_per_epoch)
     return Run(config, model, optimizer, scheduler, steps_per_epoch)
@@ -156,6 +160,8 @@ def fit(run: Run, data: Dataset, log=print) -> RunResult:
             loss = criterion(model(images), labels)
             loss.backward()
             lr_per_step.append(float(optimizer.param_groups[0]["lr"]))
+            if config.clip_grad_norm is not None and not isinstance(optimizer, fusedlr.SGD):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
             scheduler.after_batch()
             total_loss += loss.detach()
