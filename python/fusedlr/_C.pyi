@@ -95,8 +95,13 @@ class SgdGroup:
 
     def __init__(self, params: list[Tensor], momentum_buffers: list[Tensor | None],
                  steps: list[Tensor | None]) -> None: ...
-    def step(self, lr: float, momentum: float, dampening: float, weight_decay: float, nesterov: bool,
-             maximize: bool, lr_tensor: Tensor | None, grad_scale: Tensor | None, found_inf: Tensor | None,
-             schedule: Tensor | None, schedule_state: Tensor | None) -> int:
+    def step(self, params: list[Tensor], lr: float, momentum: float, dampening: float, weight_decay: float,
+             nesterov: bool, maximize: bool, lr_tensor: Tensor | None, grad_scale: Tensor | None,
+             found_inf: Tensor | None, schedule: Tensor | None, schedule_state: Tensor | None,
+             grad_clip: Tensor | None) -> int:
         """Step every parameter with a gradient; the count, or -1 when the group must be rebuilt."""
     def __len__(self) -> int: ...
+
+def _held_grad_norm(groups: list[SgdGroup], params: list[list[Tensor]], norm_type: float, max_norm: float,
+                    grad_scale: Tensor | None) -> Tensor | None:
+    """torch.ops.fusedlr.grad_norm over the held groups' gradients, read in C++; None: take the Python path."""
