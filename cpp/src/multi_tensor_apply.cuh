@@ -24,7 +24,7 @@ struct TensorListMeta {
   unsigned char block_to_tensor[kMaxBlocks];
   int block_to_chunk[kMaxBlocks];
 };
-static_assert(sizeof(TensorListMeta<3>) <= 4000, "kernel parameters must stay under 4 KB");
+static_assert(sizeof(TensorListMeta<4>) <= 4000, "kernel parameters must stay under 4 KB");
 
 /**
  * Call `launch(meta, num_blocks)` as few times as possible so that every chunk of every tensor

@@ -15,7 +15,8 @@ TORCH_LIBRARY(fusedlr, m) {
   // nothing changes, steps included. lr_tensor, when given, is read instead of lr.
   //
   // grad_clip, when given, multiplies every (unscaled) gradient in the update, not in memory:
-  // global-norm clipping with grad_norm's coefficient.
+  // global-norm clipping with grad_norm's coefficient. grad_ratios (float64, one per tensor),
+  // when given, multiplies tensor i's gradient after its weight decay: LARS (lars_ratios).
   //
   // In-kernel schedule: `schedule` holds a ScheduleData (fusedlr/schedule.h) as CPU bytes and
   // `schedule_state` is a float64 [step, lr, factor] tensor on the params' device. The step
@@ -26,7 +27,7 @@ TORCH_LIBRARY(fusedlr, m) {
       "sgd_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] momentum_buffers, Tensor(d!)[] steps, "
       "float lr, float momentum, float dampening, float weight_decay, bool nesterov, bool maximize, "
       "Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? found_inf=None, Tensor? schedule=None, "
-      "Tensor(e!)? schedule_state=None, Tensor? grad_clip=None) -> ()");
+      "Tensor(e!)? schedule_state=None, Tensor? grad_clip=None, Tensor? grad_ratios=None) -> ()");
 
   // The global norm of the gradients for clipping (fusedlr/grad_norm.h): a new tensor [total,
   // coef] with total = the norm_type-norm of every element of grads (divided by grad_scale when
@@ -34,6 +35,13 @@ TORCH_LIBRARY(fusedlr, m) {
   // clip_grad_norm_ coefficient; float64 when a grad is float64, else float32. One read of the
   // grads; no host synchronisation. sgd_(..., grad_clip=out[1]) then steps with grad * coef.
   m.def("grad_norm(Tensor[] grads, float norm_type, float max_norm, Tensor? grad_scale=None) -> Tensor");
+
+  // LARS / LARC trust ratios (fusedlr/lars.h), one per tensor, as a new float64 tensor [n]: from
+  // the 2-norms of params[i] and grads[i], read in one pass. The step's lr (lr, or lr_tensor when
+  // given) matters only for trust_clip. sgd_(..., grad_ratios=out) then steps with
+  // (grad + weight_decay * p) * out[i].
+  m.def("lars_ratios(Tensor[] params, Tensor[] grads, float weight_decay, float trust_coeff, float eps, "
+        "bool trust_clip, float lr, Tensor? lr_tensor=None) -> Tensor");
 }
 
 // sgd_ is an optimizer update: it is never differentiated through. Without this, the
@@ -42,6 +50,7 @@ TORCH_LIBRARY(fusedlr, m) {
 TORCH_LIBRARY_IMPL(fusedlr, Autograd, m) {
   m.impl("sgd_", torch::CppFunction::makeFallthrough());
   m.impl("grad_norm", torch::CppFunction::makeFallthrough());
+  m.impl("lars_ratios", torch::CppFunction::makeFallthrough());
 }
 
 namespace fusedlr {
@@ -51,7 +60,8 @@ void call_sgd_op(const SgdArgs& a) {
       c10::Dispatcher::singleton().findSchemaOrThrow("fusedlr::sgd_", "").typed<SgdOpSignature>();
   const SgdHyper& h = a.hyper;
   op.call(a.params, a.grads, a.momentum_buffers, a.steps, h.lr, h.momentum, h.dampening, h.weight_decay, h.nesterov,
-          h.maximize, a.lr_tensor, a.grad_scale, a.found_inf, a.schedule, a.schedule_state, a.grad_clip);
+          h.maximize, a.lr_tensor, a.grad_scale, a.found_inf, a.schedule, a.schedule_state, a.grad_clip,
+          a.grad_ratios);
 }
 
 at::Tensor call_grad_norm_op(at::TensorList grads, double norm_type, double max_norm,
@@ -60,6 +70,15 @@ at::Tensor call_grad_norm_op(at::TensorList grads, double norm_type, double max_
                              .findSchemaOrThrow("fusedlr::grad_norm", "")
                              .typed<at::Tensor(at::TensorList, double, double, const std::optional<at::Tensor>&)>();
   return op.call(grads, norm_type, max_norm, grad_scale);
+}
+
+at::Tensor call_lars_ratios_op(at::TensorList params, at::TensorList grads, const LarsArgs& lars, double lr,
+                               const std::optional<at::Tensor>& lr_tensor) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fusedlr::lars_ratios", "")
+                             .typed<at::Tensor(at::TensorList, at::TensorList, double, double, double, bool, double,
+                                               const std::optional<at::Tensor>&)>();
+  return op.call(params, grads, lars.weight_decay, lars.trust_coeff, lars.eps, lars.trust_clip, lr, lr_tensor);
 }
 
 }  // namespace fusedlr

@@ -89,28 +89,59 @@ void check_scalar_tensor(const std::optional<at::Tensor>& t, const char* name, c
 
 }  // namespace
 
+namespace {
+
+/** Dense tensors of the fused dtypes, all on one device of `device_type` (the device; CPU when empty). */
+c10::Device check_dense_list(const char* op, const char* name, at::TensorList list, c10::DeviceType device_type) {
+  const c10::Device device = list.empty() ? c10::Device(device_type) : list[0].device();
+  TORCH_CHECK(device.type() == device_type, op, ": the ", name, " are on ", device, ", expected ",
+              c10::DeviceTypeName(device_type));
+  for (size_t i = 0; i < list.size(); ++i) {
+    const at::Tensor& t = list[i];
+    TORCH_CHECK_VALUE(t.layout() == at::kStrided, op, ": ", name, "[", i, "] must be dense (strided)");
+    TORCH_CHECK_TYPE(is_supported_dtype(t.scalar_type()), op, ": ", name, "[", i, "] has dtype ",
+                     py_dtype(t.scalar_type()), "; supported: ", supported_list());
+    TORCH_CHECK_VALUE(t.device() == device, op, ": ", name, "[", i, "] is on ", t.device(), " but ", name,
+                      "[0] is on ", device, "; one call takes tensors of one device");
+  }
+  return device;
+}
+
+}  // namespace
+
 c10::Device check_grad_norm_call(at::TensorList grads, double norm_type, double max_norm,
                                  const std::optional<at::Tensor>& grad_scale, c10::DeviceType device_type) {
   TORCH_CHECK_VALUE(norm_type == INFINITY || (norm_type > 0.0 && std::isfinite(norm_type)),
                     "fusedlr.grad_norm: norm_type must be > 0 or inf, got ", format_number(norm_type));
   TORCH_CHECK_VALUE(max_norm >= 0.0, "fusedlr.grad_norm: max_norm must be >= 0, got ", format_number(max_norm));
-  const c10::Device device = grads.empty() ? c10::Device(device_type) : grads[0].device();
-  TORCH_CHECK(device.type() == device_type, "fusedlr.grad_norm: the grads are on ", device, ", expected ",
-              c10::DeviceTypeName(device_type));
-  for (size_t i = 0; i < grads.size(); ++i) {
-    const at::Tensor& g = grads[i];
-    TORCH_CHECK_VALUE(g.layout() == at::kStrided, "fusedlr.grad_norm: grads[", i, "] must be dense (strided)");
-    TORCH_CHECK_TYPE(is_supported_dtype(g.scalar_type()), "fusedlr.grad_norm: grads[", i, "] has dtype ",
-                     py_dtype(g.scalar_type()), "; supported: ", supported_list());
-    TORCH_CHECK_VALUE(g.device() == device, "fusedlr.grad_norm: grads[", i, "] is on ", g.device(),
-                      " but grads[0] is on ", device, "; one call takes tensors of one device");
-  }
+  const c10::Device device = check_dense_list("fusedlr.grad_norm", "grads", grads, device_type);
   if (grad_scale.has_value()) {
     TORCH_CHECK(grad_scale->numel() == 1 && at::isFloatingType(grad_scale->scalar_type()) &&
                     (grad_scale->device() == device || grad_scale->device().is_cpu()),
                 "fusedlr.grad_norm: grad_scale must be a one-element floating tensor on ", device, " or the CPU");
   }
   return device;
+}
+
+void check_lars_ratios_call(at::TensorList params, at::TensorList grads, double weight_decay, double trust_coeff,
+                            double eps, double lr, const std::optional<at::Tensor>& lr_tensor,
+                            c10::DeviceType device_type) {
+  TORCH_CHECK(grads.size() == params.size(), "fusedlr.lars_ratios: got ", params.size(), " params but ",
+              grads.size(), " grads");
+  TORCH_CHECK_VALUE(std::isfinite(weight_decay) && std::isfinite(trust_coeff) && std::isfinite(eps) &&
+                        std::isfinite(lr),
+                    "fusedlr.lars_ratios: weight_decay, trust_coeff, eps and lr must be finite");
+  const c10::Device device = check_dense_list("fusedlr.lars_ratios", "params", params, device_type);
+  check_dense_list("fusedlr.lars_ratios", "grads", grads, device_type);
+  for (size_t i = 0; i < params.size(); ++i) {
+    TORCH_CHECK_VALUE(params[i].sizes() == grads[i].sizes() && grads[i].device() == device,
+                      "fusedlr.lars_ratios: grads[", i, "] has shape ", grads[i].sizes(), " on ", grads[i].device(),
+                      " but params[", i, "] has shape ", params[i].sizes(), " on ", params[i].device());
+  }
+  if (lr_tensor.has_value()) {
+    TORCH_CHECK(lr_tensor->numel() == 1 && at::isFloatingType(lr_tensor->scalar_type()),
+                "fusedlr.lars_ratios: lr_tensor must be a one-element floating tensor");
+  }
 }
 
 at::ScalarType grad_norm_dtype(at::TensorList grads) {
@@ -155,6 +186,13 @@ c10::Device check_sgd_call(const SgdArgs& args, c10::DeviceType device_type) {
   check_scalar_tensor(grad_scale, "grad_scale", device);
   check_scalar_tensor(args.found_inf, "found_inf", device);
   check_scalar_tensor(args.grad_clip, "grad_clip", device);
+  if (args.grad_ratios.has_value()) {
+    const at::Tensor& r = *args.grad_ratios;
+    TORCH_CHECK(r.scalar_type() == at::kDouble && r.dim() == 1 && r.numel() == static_cast<int64_t>(n) &&
+                    r.is_contiguous() && r.device() == device,
+                "fusedlr.sgd_: grad_ratios must be a contiguous float64 tensor of ", n, " elements (one per param) on ",
+                device, ", got ", r.numel(), " ", r.scalar_type(), " on ", r.device());
+  }
   TORCH_CHECK(schedule.has_value() == schedule_state.has_value(),
               "fusedlr.sgd_: schedule and schedule_state come together");
   if (schedule.has_value()) {

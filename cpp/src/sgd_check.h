@@ -45,6 +45,11 @@ void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type);
 c10::Device check_grad_norm_call(at::TensorList grads, double norm_type, double max_norm,
                                  const std::optional<at::Tensor>& grad_scale, c10::DeviceType device_type);
 
+/** Check one lars_ratios call: equal lists of the fused dtypes, alike, on one device; finite hyper-parameters. */
+void check_lars_ratios_call(at::TensorList params, at::TensorList grads, double weight_decay, double trust_coeff,
+                            double eps, double lr, const std::optional<at::Tensor>& lr_tensor,
+                            c10::DeviceType device_type);
+
 /** The dtype of grad_norm's result: float64 when a grad is float64, else float32. */
 at::ScalarType grad_norm_dtype(at::TensorList grads);
 

@@ -14,12 +14,14 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "fusedlr/grad_norm.h"
+#include "fusedlr/lars.h"
 #include "fusedlr/schedule.h"
 #include "sgd_check.h"
 #include "sgd_cpu.h"
@@ -28,7 +30,7 @@
 namespace fusedlr::cpu {
 namespace {
 
-using SpanFn = void (*)(c10::ScalarType, void*, void*, void*, int64_t, const StepArgs&, bool);
+using SpanFn = void (*)(c10::ScalarType, void*, void*, void*, int64_t, const StepArgs&, bool, double);
 using StreamFn = void (*)(float*, const float*, float*, int64_t);
 using NormFn = double (*)(c10::ScalarType, const void*, int64_t, NormKind, double);
 
@@ -107,6 +109,7 @@ struct Piece {
   bool first;
   int staged;   // its index in the staged copies; -1: none (flat and alike), kToStage: not made yet
   float* step;  // its step counter (with momentum), counted up where the piece's last element is stepped
+  double ratio;  // its LARS trust ratio (1 without)
 };
 constexpr int kToStage = -2;
 
@@ -174,6 +177,7 @@ void sgd_cpu_(const SgdArgs& a) {
   std::vector<AddressRange>& memory = memory_tl;
   pieces.resize(n);
   memory.assign(3 * n, AddressRange{0, 0});
+  const double* ratios = a.grad_ratios.has_value() ? a.grad_ratios->const_data_ptr<double>() : nullptr;
   auto prepare = [&](size_t i) {
     check_sgd_tensor(a, i, device);
     const at::Tensor& param = params[i];
@@ -182,7 +186,7 @@ void sgd_cpu_(const SgdArgs& a) {
     Piece& pc = pieces[i];
     pc = Piece{param.scalar_type(), nullptr, nullptr, nullptr, param.numel(), 0,
                static_cast<int64_t>(param.element_size()), false, -1,
-               has_momentum ? static_cast<float*>(steps[i].data_ptr()) : nullptr};
+               has_momentum ? static_cast<float*>(steps[i].data_ptr()) : nullptr, ratios ? ratios[i] : 1.0};
     if (pc.numel == 0) return;
     pc.first = has_momentum && *pc.step == 0.f;
     AddressRange* m = &memory[3 * i];
@@ -237,6 +241,7 @@ void sgd_cpu_(const SgdArgs& a) {
   StepArgs args{};
   args.coeffs_f = sgd_coeffs<float>(a.hyper, step_lr);
   args.coeffs_d = sgd_coeffs<double>(a.hyper, step_lr);
+  args.coeffs_f.has_ratio = args.coeffs_d.has_ratio = ratios != nullptr;
   args.unscale = a.grad_scale.has_value();
   args.grad_scale = args.unscale ? a.grad_scale->item<double>() : 1.0;
   args.clip = a.grad_clip.has_value();
@@ -272,7 +277,7 @@ void sgd_cpu_(const SgdArgs& a) {
       if (pc.numel == 0) continue;
       Staged* st = pc.staged >= 0 ? &staged[pc.staged] : nullptr;
       if (st != nullptr) st->refresh();
-      span(pc.dtype, pc.param, pc.grad, pc.buf, pc.numel, args, pc.first);
+      span(pc.dtype, pc.param, pc.grad, pc.buf, pc.numel, args, pc.first, pc.ratio);
       if (st != nullptr) st->copy_back(args.unscale);
     }
     for (const Piece& pc : pieces)
@@ -290,7 +295,7 @@ void sgd_cpu_(const SgdArgs& a) {
         const int64_t hi = std::min(end, it->start + it->numel) - it->start;
         const int64_t off = lo * it->itemsize;
         span(it->dtype, it->param + off, it->grad + off, it->buf ? it->buf + off : nullptr, hi - lo, args,
-             it->first);
+             it->first, it->ratio);
         // The thread that steps a piece's last element counts its step (the counter was read as
         // `first` for every piece before any was stepped): no pass of its own over the counters.
         if (hi == it->numel && it->step != nullptr) *it->step += 1.f;
@@ -362,6 +367,54 @@ at::Tensor grad_norm_cpu(at::TensorList grads, double norm_type, double max_norm
   return out;
 }
 
+/**
+ * lars_ratios on the CPU: each tensor's 2-norms of param and grad (norm_span, float64 terms),
+ * rounded to the tensor's math type, then lars_trust_ratio. Many tensors are shared between
+ * torch's threads; a large one is split across them itself.
+ */
+at::Tensor lars_ratios_cpu(at::TensorList params, at::TensorList grads, double weight_decay, double trust_coeff,
+                           double eps, bool trust_clip, double lr, const std::optional<at::Tensor>& lr_tensor) {
+  const at::NoGradGuard no_grad;
+  check_lars_ratios_call(params, grads, weight_decay, trust_coeff, eps, lr, lr_tensor, c10::DeviceType::CPU);
+  const size_t n = params.size();
+  const double step_lr = lr_tensor.has_value() ? lr_tensor->item<double>() : lr;
+  at::Tensor out = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kDouble));
+  double* r = out.data_ptr<double>();
+  const NormFn norm = level().norm;
+  auto sum_of_squares = [&](const at::Tensor& t, bool split) {
+    const at::Tensor c = t.is_non_overlapping_and_dense() ? t : t.contiguous();
+    const auto* data = static_cast<const char*>(c.const_data_ptr());
+    const int64_t size = c.element_size();
+    if (!split) return norm(c.scalar_type(), data, c.numel(), NormKind::kTwo, 2.0);
+    std::vector<double> partial(static_cast<size_t>(at::get_num_threads()), 0.0);
+    at::parallel_for(0, c.numel(), kGrainElements, [&](int64_t lo, int64_t hi) {
+      partial[static_cast<size_t>(at::get_thread_num())] += norm(c.scalar_type(), data + lo * size, hi - lo,
+                                                                 NormKind::kTwo, 2.0);
+    });
+    double acc = 0.0;
+    for (const double x : partial) acc += x;
+    return acc;
+  };
+  auto ratio = [&](size_t i, bool split) {
+    const double w = std::sqrt(sum_of_squares(params[i], split)), g = std::sqrt(sum_of_squares(grads[i], split));
+    if (params[i].scalar_type() == at::kDouble) {
+      r[i] = lars_trust_ratio<double>(w, g, trust_coeff, weight_decay, eps, trust_clip, step_lr);
+    } else {
+      r[i] = lars_trust_ratio<float>(static_cast<float>(w), static_cast<float>(g), trust_coeff, weight_decay, eps,
+                                     trust_clip, step_lr);
+    }
+  };
+  // Tensors large enough to share between threads first, each split; then the rest, shared out.
+  constexpr int64_t kSplitAbove = 1 << 18;
+  for (size_t i = 0; i < n; ++i)
+    if (params[i].numel() > kSplitAbove) ratio(i, true);
+  for_tensor_ranges(n, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i)
+      if (params[i].numel() <= kSplitAbove) ratio(static_cast<size_t>(i), false);
+  });
+  return out;
+}
+
 void sgd_sparse_(const SgdArgs&) {
   TORCH_CHECK(false, "fusedlr.sgd_: sparse gradients are not supported by the fused kernel; fusedlr.SGD steps "
                      "parameters with sparse gradients through torch's reference implementation");
@@ -372,6 +425,7 @@ void sgd_sparse_(const SgdArgs&) {
 TORCH_LIBRARY_IMPL(fusedlr, CPU, m) {
   m.impl("sgd_", &sgd_op<sgd_cpu_>);
   m.impl("grad_norm", &grad_norm_cpu);
+  m.impl("lars_ratios", &lars_ratios_cpu);
 }
 
 // Without this a sparse gradient would meet the dispatcher's generic "could not run with

@@ -54,11 +54,11 @@ FUSEDLR_INLINE void store(const V& v, T* ptr, int64_t n) {
 /** float / double storage: the math type is the storage type. */
 template <typename T>
 void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c, const StepArgs& args,
-                    bool first) {
+                    bool first, double ratio) {
   const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(T)));
   using Vec = Vectorized<T>;
   const SgdCoeffs<Vec> cv = broadcast<Vec>(c);
-  const Vec scale(static_cast<T>(args.grad_scale)), clip(static_cast<T>(args.grad_clip));
+  const Vec scale(static_cast<T>(args.grad_scale)), clip(static_cast<T>(args.grad_clip)), r(static_cast<T>(ratio));
   // The tail runs through the same vector code with partial loads and stores, so every
   // element sees exactly the same sequence of roundings. Inlined: a call per vector would spill
   // the coefficients and cost more than the arithmetic.
@@ -72,7 +72,7 @@ void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c,
       store<kFull>(g, grad + i, count);
     }
     if (args.clip) g = g * clip;
-    sgd_update(p, g, b, cv, first);
+    sgd_update(p, g, b, cv, first, r);
     store<kFull>(p, param + i, count);
     if (c.has_momentum) store<kFull>(b, buf + i, count);
   };
@@ -87,12 +87,13 @@ void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c,
 /** half storage: loaded as one reduced-precision vector (F16C), computed as two float vectors. */
 template <typename T>
 void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& c, const StepArgs& args,
-                  bool first) {
+                  bool first, double ratio) {
   const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(T)));
   using RVec = Vectorized<T>;
   using FVec = Vectorized<float>;
   const SgdCoeffs<FVec> cv = broadcast<FVec>(c);
-  const FVec scale(static_cast<float>(args.grad_scale)), clip(static_cast<float>(args.grad_clip));
+  const FVec scale(static_cast<float>(args.grad_scale)), clip(static_cast<float>(args.grad_clip)),
+      r(static_cast<float>(ratio));
   auto body = [&](auto full, int64_t i, int64_t count) __attribute__((always_inline)) {
     constexpr bool kFull = decltype(full)::value;
     auto [p0, p1] = at::vec::convert_to_float<T>(load<kFull, RVec>(param + i, count));
@@ -105,8 +106,8 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
       store<kFull>(at::vec::convert_from_float<T>(g0, g1), grad + i, count);
     }
     if (args.clip) g0 = g0 * clip, g1 = g1 * clip;
-    sgd_update(p0, g0, b0, cv, first);
-    sgd_update(p1, g1, b1, cv, first);
+    sgd_update(p0, g0, b0, cv, first, r);
+    sgd_update(p1, g1, b1, cv, first, r);
     store<kFull>(at::vec::convert_from_float<T>(p0, p1), param + i, count);
     if (c.has_momentum) store<kFull>(at::vec::convert_from_float<T>(b0, b1), buf + i, count);
   };
@@ -126,13 +127,14 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
  * or-ed into one word. The update is elementwise, so which element sits in which lane is free.
  */
 void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, int64_t n, const SgdCoeffs<float>& c,
-               const StepArgs& args, bool first) {
+               const StepArgs& args, bool first, double ratio) {
   const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(c10::BFloat16)));
   using IVec = Vectorized<int32_t>;
   using FVec = Vectorized<float>;
   constexpr int64_t kStep = 2 * IVec::size();  // bfloat16 elements per vector of words
   const SgdCoeffs<FVec> cv = broadcast<FVec>(c);
-  const FVec scale(static_cast<float>(args.grad_scale)), clip(static_cast<float>(args.grad_clip));
+  const FVec scale(static_cast<float>(args.grad_scale)), clip(static_cast<float>(args.grad_clip)),
+      r(static_cast<float>(ratio));
   const IVec sixteen(16), high(static_cast<int32_t>(0xffff0000u)), low(0xffff), one(1), bias(0x7fff);
   auto rounded = [&](const FVec& x) __attribute__((always_inline)) {
     const IVec u = at::vec::cast<int32_t>(x);
@@ -182,8 +184,8 @@ void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, in
       store_words(full, join(g0, g1), grad + i, count);
     }
     if (args.clip) g0 = g0 * clip, g1 = g1 * clip;
-    sgd_update(p0, g0, b0, cv, first);
-    sgd_update(p1, g1, b1, cv, first);
+    sgd_update(p0, g0, b0, cv, first, r);
+    sgd_update(p1, g1, b1, cv, first, r);
     store_words(full, join(p0, p1), param + i, count);
     if (c.has_momentum) store_words(full, join(b0, b1), buf + i, count);
   };
@@ -342,20 +344,20 @@ double norm_span(c10::ScalarType dtype, const void* x, int64_t n, NormKind kind,
 }
 
 void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n, const StepArgs& args,
-              bool first) {
+              bool first, double ratio) {
   switch (dtype) {
     case c10::ScalarType::Float:
       return span_same_type(static_cast<float*>(param), static_cast<float*>(grad), static_cast<float*>(buf), n,
-                            args.coeffs_f, args, first);
+                            args.coeffs_f, args, first, ratio);
     case c10::ScalarType::Double:
       return span_same_type(static_cast<double*>(param), static_cast<double*>(grad), static_cast<double*>(buf),
-                            n, args.coeffs_d, args, first);
+                            n, args.coeffs_d, args, first, ratio);
     case c10::ScalarType::BFloat16:
       return span_bf16(static_cast<c10::BFloat16*>(param), static_cast<c10::BFloat16*>(grad),
-                       static_cast<c10::BFloat16*>(buf), n, args.coeffs_f, args, first);
+                       static_cast<c10::BFloat16*>(buf), n, args.coeffs_f, args, first, ratio);
     case c10::ScalarType::Half:
       return span_reduced(static_cast<c10::Half*>(param), static_cast<c10::Half*>(grad),
-                          static_cast<c10::Half*>(buf), n, args.coeffs_f, args, first);
+                          static_cast<c10::Half*>(buf), n, args.coeffs_f, args, first, ratio);
     default:
       // The op boundary (sgd_check.cpp) admits only the four dtypes above.
       return;

@@ -37,7 +37,8 @@ struct StepArgs {
 };
 
 // sgd_span: update n contiguous elements of one tensor. `buf` is null when momentum == 0;
-// `first` says the buffer is on its first step. One pass over memory: read param, grad, buf;
+// `first` says the buffer is on its first step; `ratio` is the tensor's LARS trust ratio (used
+// when args' coefficients have has_ratio). One pass over memory: read param, grad, buf;
 // write param, buf (and grad only when unscaling).
 //
 // norm_span: the norm terms of n contiguous elements of one tensor, accumulated in double
@@ -49,7 +50,7 @@ struct StepArgs {
 #define FUSEDLR_DECLARE_SGD_SPAN(LEVEL)                                                        \
   namespace LEVEL {                                                                             \
   void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n,          \
-                const StepArgs& args, bool first);                                              \
+                const StepArgs& args, bool first, double ratio);                                \
   double norm_span(c10::ScalarType dtype, const void* x, int64_t n, NormKind kind, double p);   \
   void stream_span(float* p, const float* g, float* b, int64_t n);                              \
   }

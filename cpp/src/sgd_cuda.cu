@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/_foreach_norm.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "fusedlr/grad_norm.h"
+#include "fusedlr/lars.h"
 #include "fusedlr/schedule.h"
 #include "fusedlr/sgd_update.h"
 #include "multi_tensor_apply.cuh"
@@ -49,6 +51,7 @@ DeviceScalar device_scalar(const std::optional<at::Tensor>& t) {
 /**
  * One block updates one chunk of one tensor.
  *   meta.addresses[0|1|2][t]: param, grad, momentum buffer (null when momentum == 0) of tensor t
+ *   meta.addresses[3][t]: its LARS trust ratio (a double; null without)
  *   meta.counter[t]: its step counter; 0 means the buffer takes its first step now
  *   coeffs: hyper-parameters in the math type (float for float/half/bfloat16)
  *   lr: when present, read instead of coeffs.neg_lr; grad_scale: grads are divided by it and
@@ -57,7 +60,7 @@ DeviceScalar device_scalar(const std::optional<at::Tensor>& t) {
  */
 template <typename scalar_t>
 __global__ void __launch_bounds__(kBlockSize)
-    sgd_kernel(TensorListMeta<3> meta, SgdCoeffs<typename MathType<scalar_t>::type> coeffs, DeviceScalar lr,
+    sgd_kernel(TensorListMeta<4> meta, SgdCoeffs<typename MathType<scalar_t>::type> coeffs, DeviceScalar lr,
                DeviceScalar grad_scale, DeviceScalar found_inf, DeviceScalar grad_clip) {
   using math_t = typename MathType<scalar_t>::type;
   if (found_inf.ptr != nullptr && found_inf.load() != 0.0) return;
@@ -72,6 +75,8 @@ __global__ void __launch_bounds__(kBlockSize)
   auto* grad = static_cast<scalar_t*>(meta.addresses[1][t]);
   auto* buf = static_cast<scalar_t*>(meta.addresses[2][t]);
   const bool first = coeffs.has_momentum && *meta.counter[t] == 0.f;
+  const auto* ratio_ptr = static_cast<const double*>(meta.addresses[3][t]);
+  const math_t ratio = ratio_ptr != nullptr ? static_cast<math_t>(*ratio_ptr) : math_t(1);
 
   for (int64_t i = begin + threadIdx.x; i < end; i += kBlockSize) {
     math_t p = static_cast<math_t>(param[i]);
@@ -82,7 +87,7 @@ __global__ void __launch_bounds__(kBlockSize)
       grad[i] = static_cast<scalar_t>(g);
     }
     if (grad_clip.ptr != nullptr) g = g * clip;
-    sgd_update(p, g, b, coeffs, first);
+    sgd_update(p, g, b, coeffs, first, ratio);
     param[i] = static_cast<scalar_t>(p);
     if (coeffs.has_momentum) buf[i] = static_cast<scalar_t>(b);
   }
@@ -115,21 +120,22 @@ template <typename scalar_t>
 void launch_sgd(const std::vector<int64_t>& index, std::vector<at::Tensor>& params,
                 std::vector<at::Tensor>& grads, std::vector<at::Tensor>& bufs, at::TensorList steps,
                 const SgdCoeffs<double>& c, DeviceScalar lr, DeviceScalar grad_scale, DeviceScalar found_inf,
-                DeviceScalar grad_clip, cudaStream_t stream) {
+                DeviceScalar grad_clip, const double* ratios, cudaStream_t stream) {
   using math_t = typename MathType<scalar_t>::type;
   const SgdCoeffs<math_t> coeffs = broadcast<math_t>(c);
   const bool has_momentum = c.has_momentum;
-  multi_tensor_apply<3>(
+  multi_tensor_apply<4>(
       static_cast<int64_t>(index.size()),
-      [&](TensorListMeta<3>& meta, int slot, int64_t k) -> int64_t {
+      [&](TensorListMeta<4>& meta, int slot, int64_t k) -> int64_t {
         const int64_t i = index[k];
         meta.addresses[0][slot] = params[i].data_ptr();
         meta.addresses[1][slot] = grads[i].data_ptr();
         meta.addresses[2][slot] = has_momentum ? bufs[i].data_ptr() : nullptr;
+        meta.addresses[3][slot] = ratios != nullptr ? const_cast<double*>(ratios + i) : nullptr;
         meta.counter[slot] = has_momentum ? steps[i].mutable_data_ptr<float>() : nullptr;
         return params[i].numel();
       },
-      [&](const TensorListMeta<3>& meta, int blocks) {
+      [&](const TensorListMeta<4>& meta, int blocks) {
         sgd_kernel<scalar_t><<<blocks, kBlockSize, 0, stream>>>(meta, coeffs, lr, grad_scale, found_inf, grad_clip);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
@@ -184,15 +190,17 @@ void sgd_cuda_(const SgdArgs& a) {
   }
 
   // (hyper.lr here; the kernel reads the lr tensor, or the schedule's lr, instead when there is one.)
-  const SgdCoeffs<double> coeffs = sgd_coeffs<double>(a.hyper, a.hyper.lr);
+  SgdCoeffs<double> coeffs = sgd_coeffs<double>(a.hyper, a.hyper.lr);
+  coeffs.has_ratio = a.grad_ratios.has_value();
+  const double* ratios = a.grad_ratios.has_value() ? a.grad_ratios->const_data_ptr<double>() : nullptr;
   const DeviceScalar lr_s = device_scalar(lr_d), scale_s = device_scalar(scale_d), inf_s = device_scalar(inf_d),
                      clip_s = device_scalar(clip_d);
   auto launch = [&](at::ScalarType dtype, const std::vector<int64_t>& index) {
     switch (dtype) {
-      case at::kFloat: launch_sgd<float>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, stream); break;
-      case at::kDouble: launch_sgd<double>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, stream); break;
-      case at::kHalf: launch_sgd<c10::Half>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, stream); break;
-      default: launch_sgd<c10::BFloat16>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, stream); break;
+      case at::kFloat: launch_sgd<float>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, ratios, stream); break;
+      case at::kDouble: launch_sgd<double>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, ratios, stream); break;
+      case at::kHalf: launch_sgd<c10::Half>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, ratios, stream); break;
+      default: launch_sgd<c10::BFloat16>(index, p, g, b, steps, coeffs, lr_s, scale_s, inf_s, clip_s, ratios, stream); break;
     }
   };
   if (call_tensors_may_overlap(params, grads, momentum_buffers)) {
@@ -336,9 +344,73 @@ at::Tensor grad_norm_cuda(at::TensorList grads, double norm_type, double max_nor
   return result;
 }
 
+/** Per tensor: its two norms (0-dim tensors of any fused dtype) in, its trust ratio out. */
+constexpr int kMaxRatios = 128;
+struct RatioList {
+  const void* w[kMaxRatios];
+  const void* g[kMaxRatios];
+  c10::ScalarType dtype[kMaxRatios];
+};
+
+__device__ double load_as_double(const void* p, c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::ScalarType::Double: return *static_cast<const double*>(p);
+    case c10::ScalarType::Half: return static_cast<float>(*static_cast<const c10::Half*>(p));
+    case c10::ScalarType::BFloat16: return static_cast<float>(*static_cast<const c10::BFloat16*>(p));
+    default: return *static_cast<const float*>(p);
+  }
+}
+
+__global__ void lars_ratio_kernel(RatioList list, int count, double* out, double weight_decay, double trust_coeff,
+                                  double eps, bool trust_clip, double lr, DeviceScalar lr_tensor) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const double step_lr = lr_tensor.ptr != nullptr ? lr_tensor.load() : lr;
+  const double w = load_as_double(list.w[i], list.dtype[i]), g = load_as_double(list.g[i], list.dtype[i]);
+  out[i] = list.dtype[i] == c10::ScalarType::Double
+               ? lars_trust_ratio<double>(w, g, trust_coeff, weight_decay, eps, trust_clip, step_lr)
+               : static_cast<double>(lars_trust_ratio<float>(static_cast<float>(w), static_cast<float>(g), trust_coeff,
+                                                             weight_decay, eps, trust_clip, step_lr));
+}
+
+/**
+ * lars_ratios on CUDA: the tensors' 2-norms by ATen's multi-tensor norm (two launches), then one
+ * thread per tensor computes its ratio; no host synchronisation.
+ */
+at::Tensor lars_ratios_cuda(at::TensorList params, at::TensorList grads, double weight_decay, double trust_coeff,
+                            double eps, bool trust_clip, double lr, const std::optional<at::Tensor>& lr_tensor) {
+  const at::NoGradGuard no_grad;
+  check_lars_ratios_call(params, grads, weight_decay, trust_coeff, eps, lr, lr_tensor, c10::DeviceType::CUDA);
+  const size_t n = params.size();
+  const c10::Device device = n > 0 ? params[0].device() : c10::Device(c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard guard(device);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  at::Tensor out = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().device(device).dtype(at::kDouble));
+  if (n == 0) return out;
+  const std::vector<at::Tensor> w = at::_foreach_norm(params, 2), g = at::_foreach_norm(grads, 2);
+  const std::optional<at::Tensor> lr_d =
+      lr_tensor.has_value() && lr_tensor->device() != device ? std::optional<at::Tensor>(lr_tensor->to(device, true))
+                                                             : lr_tensor;
+  for (size_t start = 0; start < n; start += kMaxRatios) {
+    const int count = static_cast<int>(std::min<size_t>(kMaxRatios, n - start));
+    RatioList list{};
+    for (int k = 0; k < count; ++k) {
+      list.w[k] = w[start + k].const_data_ptr();
+      list.g[k] = g[start + k].const_data_ptr();
+      list.dtype[k] = w[start + k].scalar_type();
+    }
+    lars_ratio_kernel<<<(count + 127) / 128, 128, 0, stream>>>(list, count, out.data_ptr<double>() + start,
+                                                              weight_decay, trust_coeff, eps, trust_clip, lr,
+                                                              device_scalar(lr_d));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
+  m.impl("lars_ratios", &lars_ratios_cuda);
   m.impl("sgd_", &sgd_op<sgd_cuda_>);
   m.impl("grad_norm", &grad_norm_cuda);
 }

@@ -22,7 +22,7 @@ SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::option
 int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
                        const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
                        const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
-                       const std::optional<at::Tensor>& grad_clip) {
+                       const std::optional<at::Tensor>& grad_clip, const std::optional<LarsArgs>& lars) {
   const std::lock_guard<std::mutex> lock(mutex_);
   const bool has_momentum = hyper.has_momentum();
   if (has_momentum && buffers_.size() != params_.size()) return -1;
@@ -54,8 +54,10 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   static const std::vector<at::Tensor> none;
   if (complete) {
     if (n > 0 || schedule.has_value()) {
+      const std::optional<at::Tensor> ratios =
+          lars ? std::optional<at::Tensor>(call_lars_ratios_op(params_, g_, *lars, hyper.lr, lr_tensor)) : std::nullopt;
       call_sgd_op(SgdArgs{params_, g_, has_momentum ? buffers_ : none, has_momentum ? steps_ : none, hyper, lr_tensor,
-                          grad_scale, found_inf, schedule, schedule_state, grad_clip});
+                          grad_scale, found_inf, schedule, schedule_state, grad_clip, ratios});
     }
     return release_grads(static_cast<int64_t>(n));
   }
@@ -79,7 +81,10 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   }
   // Called even when no parameter has a gradient if a schedule must advance every step.
   if (!p_.empty() || schedule.has_value()) {
-    call_sgd_op(SgdArgs{p_, g_, b_, s_, hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip});
+    const std::optional<at::Tensor> ratios =
+        lars ? std::optional<at::Tensor>(call_lars_ratios_op(p_, g_, *lars, hyper.lr, lr_tensor)) : std::nullopt;
+    call_sgd_op(SgdArgs{p_, g_, b_, s_, hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip,
+                        ratios});
   }
   const auto stepped = static_cast<int64_t>(p_.size());
   p_.clear();

@@ -31,12 +31,13 @@ struct SgdGroup {
   /**
    * One step of every parameter that has a gradient. Returns how many were stepped, or -1
    * (nothing changed) when the Python side must rebuild the group: a parameter with a gradient
-   * has no momentum buffer yet, or a gradient is sparse.
+   * has no momentum buffer yet, or a gradient is sparse. With `lars`, the stepped tensors'
+   * trust ratios are computed first (fusedlr::lars_ratios) and the step takes them.
    */
   int64_t step(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
                const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
                const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
-               const std::optional<at::Tensor>& grad_clip);
+               const std::optional<at::Tensor>& grad_clip, const std::optional<LarsArgs>& lars = std::nullopt);
 
   int64_t size() const { return static_cast<int64_t>(params_.size()); }
 

@@ -32,11 +32,15 @@ class BoundSgdGroup {
                bool nesterov, bool maximize, const std::optional<at::Tensor>& lr_tensor,
                const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
                const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
-               const std::optional<at::Tensor>& grad_clip) {
+               const std::optional<at::Tensor>& grad_clip,
+               const std::optional<std::tuple<double, double, bool>>& lars) {
     if (!holds_our_params(params)) return -1;
+    std::optional<LarsArgs> lars_args;
+    // lars: (trust_coeff, eps, trust_clip); the weight decay is the group's (applied before the ratio).
+    if (lars) lars_args = LarsArgs{weight_decay, std::get<0>(*lars), std::get<1>(*lars), std::get<2>(*lars)};
     py::gil_scoped_release release;
     return group_->step(SgdHyper{lr, momentum, dampening, weight_decay, nesterov, maximize}, lr_tensor, grad_scale,
-                        found_inf, schedule, schedule_state, grad_clip);
+                        found_inf, schedule, schedule_state, grad_clip, lars_args);
   }
 
   int64_t size() const { return group_->size(); }
@@ -110,7 +114,7 @@ still holds the same parameter objects, gathers the gradients and runs torch.ops
       .def("step", &BoundSgdGroup::step, py::arg("params"), py::arg("lr"), py::arg("momentum"), py::arg("dampening"),
            py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"), py::arg("lr_tensor"),
            py::arg("grad_scale"), py::arg("found_inf"), py::arg("schedule"), py::arg("schedule_state"),
-           py::arg("grad_clip"),
+           py::arg("grad_clip"), py::arg("lars") = py::none(),
            R"pbdoc(Step every parameter that has a gradient; returns how many, or -1 (nothing done) when
 the group must be rebuilt: ``params`` no longer holds the same parameter objects, a gradient has
 no momentum buffer yet, or a gradient is sparse. Several threads may call it at once (they take turns).)pbdoc")

@@ -8,11 +8,12 @@ import torch  # noqa: F401  (the native module links against torch's libraries: 
 
 from . import _C, functional, lr_scheduler, ops, schedules
 from ._C import Schedule
+from .lars import LARS, Lars
 from .lr_find import LRFinderResult, lr_find
 from .optim import SGD
 from .plot import plot_schedule  # matplotlib itself is imported only when a plot is drawn
 
 __version__ = _C.__version__
 
-__all__ = ["SGD", "LRFinderResult", "Schedule", "functional", "lr_find", "lr_scheduler", "ops", "plot_schedule",
+__all__ = ["LARS", "SGD", "Lars", "LRFinderResult", "Schedule", "functional", "lr_find", "lr_scheduler", "ops", "plot_schedule",
            "schedules", "__version__"]

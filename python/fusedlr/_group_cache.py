@@ -28,13 +28,14 @@ class GroupCache:
     def __deepcopy__(self, memo: dict) -> GroupCache:
         return GroupCache()  # a cache: made again on first use
 
-    def step(self, index: int, group: dict[str, Any], state: Any, scalars: tuple, tensors: tuple) -> bool:
+    def step(self, index: int, group: dict[str, Any], state: Any, scalars: tuple, tensors: tuple,
+             lars: tuple | None = None) -> bool:
         """Step group ``index`` through its held tensors; False (nothing done) when it has none
         that are current, and the caller steps it through the op with lists."""
         held = self._held.get(index)
         if held is None or held[1] is None or not _same_key(held[0], _key(group, state)):
             return False
-        return held[1].step(group["params"], *scalars, *tensors) >= 0
+        return held[1].step(group["params"], *scalars, *tensors, lars) >= 0
 
     def grad_norm(self, groups: list[dict[str, Any]], state: Any, norm_type: float, max_norm: float,
                   grad_scale: Any) -> Any:

@@ -37,6 +37,7 @@ def sgd(
     schedule: Schedule | Tensor | None = None,
     schedule_state: Tensor | None = None,
     grad_clip: Tensor | None = None,
+    grad_ratios: Tensor | None = None,
 ) -> None:
     r"""One fused SGD-momentum step, in place, as ``torch.optim.sgd.sgd`` computes it:
 
@@ -61,6 +62,7 @@ def sgd(
             step's lr is then ``schedule(step, lr) * factor``, and the counter advances.
         grad_clip: a one-element tensor multiplying every (unscaled) gradient in the update
             (global-norm clipping: :func:`fusedlr.ops.grad_norm`'s coefficient).
+        grad_ratios: LARS trust ratios, float64, one per parameter (:func:`fusedlr.ops.lars_ratios`).
 
     Example:
         >>> import torch, fusedlr
@@ -93,7 +95,7 @@ def sgd(
         schedule = torch.frombuffer(bytearray(schedule.to_bytes()), dtype=torch.uint8)
     lr_tensor, scalars = op_scalars(lr, momentum, dampening, weight_decay, nesterov, maximize)
     _step(params, grads, buffers, counters, scalars,
-          (lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip))
+          (lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip, grad_ratios))
 
 
 def new_momentum_buffer(p: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,12 +119,16 @@ def _step(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor], coun
           scalars: tuple, tensors: tuple) -> None:
     """The fused calls: complex tensors as real views, one call per device (the op takes one).
     ``scalars`` and ``tensors`` are the op's in its order (:func:`op_scalars`; ``(lr_tensor,
-    grad_scale, found_inf, schedule, schedule_state, grad_clip)``). An error names tensors as numbered here."""
+    grad_scale, found_inf, schedule, schedule_state, grad_clip[, grad_ratios])``). An error names tensors as
+    numbered here."""
     if any(p.is_complex() for p in params):
         params = [torch.view_as_real(p) if p.is_complex() else p for p in params]
         grads = [torch.view_as_real(g) if g.is_complex() else g for g in grads]
         buffers = [torch.view_as_real(b) if b.is_complex() else b for b in buffers]
     splits = _split_by_device(params) if params else [None]
+    if len(splits) > 1 and len(tensors) > 6 and tensors[6] is not None:
+        raise RuntimeError("fusedlr: LARS needs every parameter of its group on one device, "
+                           f"got {sorted({str(p.device) for p in params})}")
     if len(splits) > 1 and tensors[3] is not None:
         raise RuntimeError("fusedlr.SGD: an in-kernel schedule needs every parameter of its group on one device, "
                            f"got {sorted({str(p.device) for p in params})}")

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from . import _C  # noqa: F401  (registers the ops)
 
-__all__ = ["grad_norm", "sgd_"]
+__all__ = ["grad_norm", "lars_ratios", "sgd_"]
 
 
 def sgd_(
@@ -35,6 +35,7 @@ def sgd_(
     schedule: Tensor | None = None,
     schedule_state: Tensor | None = None,
     grad_clip: Tensor | None = None,
+    grad_ratios: Tensor | None = None,
 ) -> None:
     r"""One fused SGD-momentum step over every tensor of the lists, in place.
 
@@ -71,6 +72,8 @@ def sgd_(
             ``found_inf`` skips the update.
         grad_clip: a one-element tensor multiplying every (unscaled) gradient in the update:
             global-norm clipping with the coefficient :func:`grad_norm` returns (its ``[1]``).
+        grad_ratios: float64, one per tensor: tensor ``i``'s gradient plus its weight decay is
+            multiplied by ``grad_ratios[i]`` before the momentum (LARS, :func:`lars_ratios`).
     """
     if not params and schedule is None:
         return  # nothing to dispatch on
@@ -91,6 +94,7 @@ def sgd_(
         schedule,
         schedule_state,
         grad_clip,
+        grad_ratios,
     )
 
 
@@ -121,10 +125,32 @@ def grad_norm(grads: Sequence[Tensor], norm_type: float = 2.0, max_norm: float =
 def _sgd_fake(
     params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize,
     lr_tensor=None, grad_scale=None, found_inf=None, schedule=None, schedule_state=None, grad_clip=None,
+    grad_ratios=None,
 ) -> None:
     # Nothing to compute: the op mutates its inputs and returns nothing. Its arguments are checked
     # once, by the op itself (cpp/src/sgd_check.cpp), when it runs.
     return None
+
+
+def lars_ratios(params: Sequence[Tensor], grads: Sequence[Tensor], *, weight_decay: float, trust_coeff: float,
+                eps: float, trust_clip: bool, lr: float, lr_tensor: Tensor | None = None) -> Tensor:
+    r"""LARS / LARC trust ratios, one per tensor, from the 2-norms of ``params[i]`` and ``grads[i]``:
+
+    .. math:: r_i = \frac{\eta\,\|p_i\|}{\|g_i\| + \lambda \|p_i\| + \epsilon} \;(1 \text{ when a norm is } 0),
+        \qquad r_i = \min(r_i / \mathrm{lr}, 1) \text{ with trust\_clip (LARC)}
+
+    (:math:`\eta` = ``trust_coeff``, :math:`\lambda` = ``weight_decay``), in timm's order of
+    operations, in float32 (float64 for float64 tensors); returned as float64 for :func:`sgd_`'s
+    ``grad_ratios``. One read of params and grads; no host synchronisation.
+    """
+    return torch.ops.fusedlr.lars_ratios(list(params), list(grads), float(weight_decay), float(trust_coeff),
+                                         float(eps), bool(trust_clip), float(lr), lr_tensor)
+
+
+@torch.library.register_fake("fusedlr::lars_ratios")
+def _lars_ratios_fake(params, grads, weight_decay, trust_coeff, eps, trust_clip, lr, lr_tensor=None) -> Tensor:
+    device = params[0].device if params else torch.device("cpu")
+    return torch.empty(len(params), dtype=torch.float64, device=device)
 
 
 @torch.library.register_fake("fusedlr::grad_norm")

@@ -129,11 +129,29 @@ class SGD(Optimizer):
             "differentiable": differentiable,
             "fused": fused,
             "schedule": schedule,
+            **self._group_defaults(),
         }
         super().__init__(params, defaults)
         self._track_state()
         # GradScaler hands grad_scale / found_inf to step() instead of unscaling and syncing.
         self._step_supports_amp_scaling = True
+
+    def _group_defaults(self) -> dict[str, Any]:
+        """Group keys a subclass adds (fusedlr.Lars: its trust ratio's)."""
+        return {}
+
+    def _lars(self, group: dict[str, Any]) -> tuple[float, float, bool] | None:
+        """(trust_coeff, eps, trust_clip) when the group's step takes LARS trust ratios (fusedlr.Lars)."""
+        return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch's Optimizer keeps defaults, state and param_groups; the clipping options are the
+        # optimizer's own (not a group's): kept too, so a pickle or deepcopy still clips.
+        state = super().__getstate__()
+        for name in ("max_grad_norm", "grad_norm_type", "error_if_nonfinite"):
+            if name in self.__dict__:
+                state[name] = self.__dict__[name]
+        return state
 
     @staticmethod
     def profile_hook_step(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -333,9 +351,10 @@ class SGD(Optimizer):
                        self._schedules.schedule_bytes(index, group["schedule"]) if scheduled else None,
                        _in_kernel.schedule_state(group) if scheduled else None, clip)
             try:
-                if compiling or not self._native.step(index, group, self.state, scalars, tensors):
+                lars = self._lars(group)
+                if compiling or not self._native.step(index, group, self.state, scalars, tensors, lars):
                     with torch.no_grad():
-                        self._step_group(index, group, scalars, tensors, compiling)
+                        self._step_group(index, group, scalars, tensors, compiling, lars)
             except (RuntimeError, ValueError, TypeError) as error:
                 # The op names tensor i of its call: say which parameter of which group that is.
                 reworded = _checks.in_group(error, index, _checks.tensor_positions(group))
@@ -374,7 +393,8 @@ class SGD(Optimizer):
         grads = [g.abs() if g.is_complex() else g for g in grads]  # |z|, whatever the norm
         return ops.grad_norm(grads, self.grad_norm_type, self.max_grad_norm, grad_scale)
 
-    def _step_group(self, index: int, group: dict[str, Any], scalars: tuple, tensors: tuple, compiling: bool) -> None:
+    def _step_group(self, index: int, group: dict[str, Any], scalars: tuple, tensors: tuple, compiling: bool,
+                    lars: tuple[float, float, bool] | None = None) -> None:
         """Step a group through the op with lists (first step, torch.compile, a held group that is
         no longer current), then hold its tensors for the next steps."""
         params: list[Tensor] = []
@@ -386,7 +406,15 @@ class SGD(Optimizer):
         if sparse and group["schedule"] is not None:
             raise RuntimeError("fusedlr.SGD: an in-kernel schedule cannot step parameters with sparse gradients")
         if _dtensor.any_dtensor(params):
+            if lars is not None:
+                raise NotImplementedError("fusedlr.Lars: DTensor parameters (a tensor's norm spans its shards) are not "
+                                          "supported yet")
             params, grads, momentum_buffers = _dtensor.local_shards(group, index, params, grads, momentum_buffers)
+        if lars is not None:
+            lr, lr_tensor = scalars[0], tensors[0]
+            ratios = ops.lars_ratios(params, grads, weight_decay=scalars[3], trust_coeff=lars[0], eps=lars[1],
+                                     trust_clip=lars[2], lr=lr, lr_tensor=lr_tensor) if params else None
+            tensors = (*tensors, ratios)
         functional._step(params, grads, momentum_buffers, steps, scalars, tensors)
         if sparse:
             self._step_reference(group, sparse, tensors[1], tensors[2], "sparse gradients")

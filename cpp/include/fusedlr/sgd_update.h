@@ -5,6 +5,7 @@
 //
 //   g  = -grad if maximize else grad
 //   g  = g + wd * p                                   (when wd != 0)
+//   g  = g * r                                        (LARS: the tensor's trust ratio r, when given)
 //   b  = g                                            (first step of this buffer)
 //   b  = momentum * b + (1 - dampening) * g           (later steps)
 //   g  = g + momentum * b  if nesterov  else  b       (when momentum != 0)
@@ -13,7 +14,12 @@
 // Each line rounds where torch's tensor ops round: `x.add(y, alpha=a)` is one fused multiply-add
 // fma(y, a, x) in ATen's vectorised kernels, and `buf.mul_(momentum)` rounds before the add. The
 // same template serves scalars (CUDA, CPU tails) and ATen Vectorized<T> (CPU SIMD), so the CPU
-// and CUDA results agree with torch and with each other.
+// and CUDA results agree with torch and with each other. Before these lines the kernels divide
+// the gradient by AMP's scale and multiply it by the global-norm clip coefficient (when given).
+//
+// LARS (timm.optim.Lars, arXiv:1708.03888) is this update with the weight decay folded into the
+// gradient before the layer's trust ratio multiplies it (fusedlr/lars.h computes r), which is
+// the order timm applies them in: (grad + wd p) * r, then momentum.
 
 #include "fusedlr/macros.h"
 
@@ -41,6 +47,7 @@ struct SgdCoeffs {
   bool has_weight_decay;  // weight_decay != 0 (torch skips the add when it is exactly 0)
   bool has_momentum;      // momentum != 0: there is a buffer
   bool nesterov;
+  bool has_ratio;         // LARS: multiply by the tensor's trust ratio after the weight decay
 };
 
 /** The hyper-parameters of one fusedlr::sgd_ call, as the op's schema gives them (ops.cpp). */
@@ -59,7 +66,8 @@ template <typename T>
 FUSEDLR_HOST_DEVICE SgdCoeffs<T> sgd_coeffs(const SgdHyper& h, double lr) {
   return SgdCoeffs<T>{static_cast<T>(-lr),          static_cast<T>(h.momentum),  static_cast<T>(1.0 - h.dampening),
                       static_cast<T>(h.weight_decay), h.maximize ? T(-1) : T(1), h.maximize,
-                      h.weight_decay != 0.0,        h.momentum != 0.0,           h.nesterov};
+                      h.weight_decay != 0.0,        h.momentum != 0.0,           h.nesterov,
+                      false};
 }
 
 /** Broadcast the coefficients of scalar type S into another type V (e.g. a SIMD vector). */
@@ -67,7 +75,8 @@ template <typename V, typename S>
 FUSEDLR_HOST_DEVICE SgdCoeffs<V> broadcast(const SgdCoeffs<S>& c) {
   return SgdCoeffs<V>{V(c.neg_lr),      V(c.momentum),         V(c.one_minus_dampening),
                       V(c.weight_decay), V(c.grad_sign),        c.maximize,
-                      c.has_weight_decay, c.has_momentum,       c.nesterov};
+                      c.has_weight_decay, c.has_momentum,       c.nesterov,
+                      c.has_ratio};
 }
 
 /**
@@ -77,9 +86,10 @@ FUSEDLR_HOST_DEVICE SgdCoeffs<V> broadcast(const SgdCoeffs<S>& c) {
  */
 template <typename T>
 FUSEDLR_HOST_DEVICE FUSEDLR_INLINE void sgd_update(T& param, T grad, T& buf, const SgdCoeffs<T>& c,
-                                                   bool first) {
+                                                   bool first, const T& ratio = T(1)) {
   if (c.maximize) grad = grad * c.grad_sign;  // exact: a sign flip that keeps -0.0 as torch does
   if (c.has_weight_decay) grad = fmadd(param, c.weight_decay, grad);
+  if (c.has_ratio) grad = grad * ratio;
   if (c.has_momentum) {
     buf = first ? grad : fmadd(grad, c.one_minus_dampening, buf * c.momentum);
     grad = c.nesterov ? fmadd(buf, c.momentum, grad) : buf;
