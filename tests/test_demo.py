@@ -149,6 +149,26 @@ def test_clip_grad_norm_clips_inside_the_fused_step_and_before_torchs(fashion_mn
     assert json.loads((tmp_path / "metrics.json").read_text())["config"]["clip_grad_norm"] == 1.0
 
 
+def test_lars_trains_the_demo_model_as_timm_lars_would(fashion_mnist, tmp_path):
+    """--optimizer lars: fusedlr.Lars against timm.optim.Lars on the demo's model and real data."""
+    timm_optim = pytest.importorskip("timm.optim")
+    from fusedlr.demo.train import RunConfig, fit, prepare
+
+    subset = data.Dataset(fashion_mnist.name, fashion_mnist.source,
+                          data.Split(fashion_mnist.train.images[:640], fashion_mnist.train.labels[:640]),
+                          data.Split(fashion_mnist.test.images[:200], fashion_mnist.test.labels[:200]))
+    config = RunConfig(optimizer="lars", epochs=1, lr=2.0, weight_decay=1e-4)
+    ours, ref = prepare(subset, config), prepare(subset, config)
+    # (one epoch: the demo's step schedule has not decayed yet, so timm's optimizer needs none)
+    ref.optimizer = timm_optim.Lars(ref.model.parameters(), lr=2.0, momentum=0.9, weight_decay=1e-4)
+    for run in (ours, ref):
+        fit(run, subset, log=lambda _: None)
+    for a, b in zip(ours.model.parameters(), ref.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=5e-4)
+    assert cli.main(["--dataset", "fashion-mnist", "--epochs", "1", "--optimizer", "lars", "--weight-decay", "1e-4",
+                     "--out", str(tmp_path), "--no-progress"]) == 0
+
+
 @pytest.mark.slow
 def test_fusedlr_and_torch_optimizers_train_identically(fashion_mnist):
     """fusedlr.SGD rounds like torch.optim.SGD's CPU path, so the whole run is bit-identical."""

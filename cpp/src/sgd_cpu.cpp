@@ -33,12 +33,14 @@ namespace {
 using SpanFn = void (*)(c10::ScalarType, void*, void*, void*, int64_t, const StepArgs&, bool, double);
 using StreamFn = void (*)(float*, const float*, float*, int64_t);
 using NormFn = double (*)(c10::ScalarType, const void*, int64_t, NormKind, double);
+using SumSquares2Fn = void (*)(c10::ScalarType, const void*, const void*, int64_t, double&, double&);
 
 struct Level {
   SpanFn fn;
   const char* name;
   StreamFn stream;
   NormFn norm;
+  SumSquares2Fn sum_squares2;
 };
 
 /** SIMD levels, lowest first; a kernel compiled for one runs on any CPU that has it. */
@@ -76,12 +78,13 @@ SimdLevel cpu_max_level() {
 /** The highest level compiled into this build that is at most `wanted`. */
 Level compiled_level_at_most(SimdLevel wanted) {
 #ifdef FUSEDLR_HAVE_AVX512
-  if (wanted >= SimdLevel::kAvx512) return {&AVX512::sgd_span, "AVX512", &AVX512::stream_span, &AVX512::norm_span};
+  if (wanted >= SimdLevel::kAvx512) return {&AVX512::sgd_span, "AVX512", &AVX512::stream_span, &AVX512::norm_span,
+                                              &AVX512::sum_squares2};
 #endif
 #ifdef FUSEDLR_HAVE_AVX2
-  if (wanted >= SimdLevel::kAvx2) return {&AVX2::sgd_span, "AVX2", &AVX2::stream_span, &AVX2::norm_span};
+  if (wanted >= SimdLevel::kAvx2) return {&AVX2::sgd_span, "AVX2", &AVX2::stream_span, &AVX2::norm_span, &AVX2::sum_squares2};
 #endif
-  return {&DEFAULT::sgd_span, "DEFAULT", &DEFAULT::stream_span, &DEFAULT::norm_span};
+  return {&DEFAULT::sgd_span, "DEFAULT", &DEFAULT::stream_span, &DEFAULT::norm_span, &DEFAULT::sum_squares2};
 }
 
 // The level torch itself runs at (at::get_cpu_capability honours ATEN_CPU_CAPABILITY), but never
@@ -380,27 +383,36 @@ at::Tensor lars_ratios_cpu(at::TensorList params, at::TensorList grads, double w
   const double step_lr = lr_tensor.has_value() ? lr_tensor->item<double>() : lr;
   at::Tensor out = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kDouble));
   double* r = out.data_ptr<double>();
-  const NormFn norm = level().norm;
-  auto sum_of_squares = [&](const at::Tensor& t, bool split) {
-    const at::Tensor c = t.is_non_overlapping_and_dense() ? t : t.contiguous();
-    const auto* data = static_cast<const char*>(c.const_data_ptr());
-    const int64_t size = c.element_size();
-    if (!split) return norm(c.scalar_type(), data, c.numel(), NormKind::kTwo, 2.0);
-    std::vector<double> partial(static_cast<size_t>(at::get_num_threads()), 0.0);
-    at::parallel_for(0, c.numel(), kGrainElements, [&](int64_t lo, int64_t hi) {
-      partial[static_cast<size_t>(at::get_thread_num())] += norm(c.scalar_type(), data + lo * size, hi - lo,
-                                                                 NormKind::kTwo, 2.0);
-    });
-    double acc = 0.0;
-    for (const double x : partial) acc += x;
-    return acc;
-  };
+  const SumSquares2Fn sum_squares2 = level().sum_squares2;
+  // The sums of squares of param i and grad i, read together (two streams per core), split
+  // across torch's threads for a large tensor.
   auto ratio = [&](size_t i, bool split) {
-    const double w = std::sqrt(sum_of_squares(params[i], split)), g = std::sqrt(sum_of_squares(grads[i], split));
-    if (params[i].scalar_type() == at::kDouble) {
-      r[i] = lars_trust_ratio<double>(w, g, trust_coeff, weight_decay, eps, trust_clip, step_lr);
+    const at::Tensor p = params[i].is_non_overlapping_and_dense() && params[i].strides() == grads[i].strides()
+                             ? params[i]
+                             : params[i].contiguous();
+    const at::Tensor g = p.strides() == grads[i].strides() ? grads[i] : grads[i].contiguous();
+    const auto* pd = static_cast<const char*>(p.const_data_ptr());
+    const auto* gd = static_cast<const char*>(g.const_data_ptr());
+    const int64_t size = p.element_size();
+    double sp = 0.0, sg = 0.0;
+    if (!split) {
+      sum_squares2(p.scalar_type(), pd, gd, p.numel(), sp, sg);
     } else {
-      r[i] = lars_trust_ratio<float>(static_cast<float>(w), static_cast<float>(g), trust_coeff, weight_decay, eps,
+      std::vector<double> partial(2 * static_cast<size_t>(at::get_num_threads()), 0.0);
+      at::parallel_for(0, p.numel(), kGrainElements, [&](int64_t lo, int64_t hi) {
+        double a = 0.0, b = 0.0;
+        sum_squares2(p.scalar_type(), pd + lo * size, gd + lo * size, hi - lo, a, b);
+        const size_t t = 2 * static_cast<size_t>(at::get_thread_num());
+        partial[t] += a;
+        partial[t + 1] += b;
+      });
+      for (size_t t = 0; t < partial.size(); t += 2) sp += partial[t], sg += partial[t + 1];
+    }
+    const double w = std::sqrt(sp), gn = std::sqrt(sg);
+    if (params[i].scalar_type() == at::kDouble) {
+      r[i] = lars_trust_ratio<double>(w, gn, trust_coeff, weight_decay, eps, trust_clip, step_lr);
+    } else {
+      r[i] = lars_trust_ratio<float>(static_cast<float>(w), static_cast<float>(gn), trust_coeff, weight_decay, eps,
                                      trust_clip, step_lr);
     }
   };

@@ -42,7 +42,8 @@ struct StepArgs {
 // write param, buf (and grad only when unscaling).
 //
 // norm_span: the norm terms of n contiguous elements of one tensor, accumulated in double
-// (fusedlr/grad_norm.h): their sum, or their max for the inf-norm.
+// (fusedlr/grad_norm.h): their sum, or their max for the inf-norm. sum_squares2: the sums of
+// squares of two arrays of n elements (a parameter and its gradient, for LARS) in one loop.
 //
 // stream_span: the memory roofline's reference (bench/roofline.py): n float32 words of p and g
 // (and b when not null) read, p (and b) written, one add each: an SGD step's memory traffic at
@@ -52,6 +53,7 @@ struct StepArgs {
   void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n,          \
                 const StepArgs& args, bool first, double ratio);                                \
   double norm_span(c10::ScalarType dtype, const void* x, int64_t n, NormKind kind, double p);   \
+  void sum_squares2(c10::ScalarType dtype, const void* x, const void* y, int64_t n, double& sx, double& sy); \
   void stream_span(float* p, const float* g, float* b, int64_t n);                              \
   }
 

@@ -110,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scheduler", default="step", choices=sorted(SCHEDULERS), help="learning-rate schedule")
     ap.add_argument("--compare", metavar="A,B,C", type=_schedule_names,
                     help="train with each of these schedules and plot them together")
-    ap.add_argument("--optimizer", default="fusedlr", choices=["fusedlr", "torch"])
+    ap.add_argument("--optimizer", default="fusedlr", choices=["fusedlr", "torch", "lars"],
+                    help="fusedlr.SGD, torch.optim.SGD, or fusedlr.Lars (layer-wise trust ratios; with --weight-decay)")
+    ap.add_argument("--weight-decay", type=_non_negative_float, default=0.0,
+                    help="L2 penalty (LARS adapts each layer only when it is > 0)")
     ap.add_argument("--epochs", type=_positive_int, default=20)
     ap.add_argument("--batch-size", type=_positive_int, default=64)
     ap.add_argument("--lr", type=_finite_float, default=0.1, help="base (peak) learning rate")
@@ -201,7 +204,8 @@ def run_lr_find(dataset: datamod.Dataset, args: argparse.Namespace, out: Path) -
     torch.manual_seed(args.seed)
     model = SimpleNet()
     try:
-        optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.clip_grad_norm)
+        optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.clip_grad_norm,
+                                   args.weight_decay)
     except (ValueError, TypeError) as error:
         return _fail(error, 2)
     problem = _unwritable([out])
@@ -250,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         config = RunConfig(scheduler=scheduler_config(name, args), optimizer=args.optimizer, epochs=args.epochs,
                            batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                           clip_grad_norm=args.clip_grad_norm, seed=args.seed, progress=args.progress)
+                           clip_grad_norm=args.clip_grad_norm, weight_decay=args.weight_decay, seed=args.seed,
+                           progress=args.progress)
         try:
             runs[name] = prepare(dataset, config)
         except (ValueError, TypeError) as error:

@@ -21,12 +21,13 @@ from .schedulers import SchedulerConfig, Stepper, make_scheduler
 @dataclass
 class RunConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    optimizer: str = "fusedlr"  # or "torch"
+    optimizer: str = "fusedlr"  # or "torch", "lars"
     epochs: int = 20
     batch_size: int = 64
     lr: float = 0.1
     momentum: float = 0.9
     clip_grad_norm: float | None = None  # global-norm clipping (fusedlr: inside the step; torch: clip_grad_norm_)
+    weight_decay: float = 0.0
     seed: int = 0
     progress: bool | None = None  # None: a bar when stderr is a terminal
 
@@ -68,15 +69,17 @@ class Run:
     steps_per_epoch: int
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float, clip_grad_norm: float | None = None
-                   ) -> torch.optim.Optimizer:
-    """fusedlr.SGD (clipping inside its step when ``clip_grad_norm``) or torch.optim.SGD (the
-    training loop then calls torch.nn.utils.clip_grad_norm_ before each step)."""
+def make_optimizer(name: str, params, lr: float, momentum: float, clip_grad_norm: float | None = None,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """fusedlr.SGD or fusedlr.Lars (clipping inside their step when ``clip_grad_norm``), or
+    torch.optim.SGD (the training loop then calls torch.nn.utils.clip_grad_norm_ before each step)."""
     if name == "fusedlr":
-        return fusedlr.SGD(params, lr=lr, momentum=momentum, max_grad_norm=clip_grad_norm)
+        return fusedlr.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, max_grad_norm=clip_grad_norm)
+    if name == "lars":
+        return fusedlr.Lars(params, lr=lr, momentum=momentum, weight_decay=weight_decay, max_grad_norm=clip_grad_norm)
     if name == "torch":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum)
-    raise ValueError(f"optimizer must be 'fusedlr' or 'torch', got {name!r}")
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'fusedlr', 'torch' or 'lars', got {name!r}")
 
 
 @torch.no_grad()
@@ -124,7 +127,8 @@ def prepare(data: Dataset, config: RunConfig) -> Run:
     """
     torch.manual_seed(config.seed)
     model = SimpleNet()
-    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.clip_grad_norm)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.clip_grad_norm,
+                               config.weight_decay)
     steps_per_epoch = (len(data.train.labels) + config.batch_size - 1) // config.batch_size
     scheduler = make_scheduler(config.scheduler, optimizer, epochs=config.epochs, steps_per_epoch=steps_per_epoch)
     return Run(config, model, optimizer, scheduler, steps_per_epoch)
