@@ -139,6 +139,13 @@ def schedule_from_spec(spec: str) -> Schedule:
     # An expression may not start with an indent; columns are reported in the caller's text.
     text = spec.lstrip(" \t")
     builder = _SpecBuilder(text, lead=len(spec) - len(text))
+    # A long run of signs nests one level per sign: refused here, before CPython's parser, whose
+    # own limit follows sys.getrecursionlimit() (raised by torch.compile, for one).
+    run = 0
+    for ch in text:
+        run = run + 1 if ch in "+-~" else run if ch.isspace() else 0
+        if run > MAX_SPEC_DEPTH:
+            raise ValueError(f"schedule spec: nested too deeply (at most {MAX_SPEC_DEPTH} levels)")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as e:
