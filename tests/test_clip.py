@@ -279,3 +279,21 @@ def test_held_groups_read_the_grads_in_cpp_with_the_same_norm():
             assert torch.equal(held, want)
         opt.step()
         assert torch.equal(opt.last_grad_norm, want[0])
+
+
+@pytest.mark.parametrize("norm_type", [2.0, float("inf"), 1.5])
+def test_grad_norm_in_two_halves_for_shards(norm_type):
+    """grad_norm_terms of two shards, joined as an all-reduce joins them (sum, or max for inf),
+    then clip_coefficient: the norm of the whole."""
+    g = torch.Generator().manual_seed(4)
+    whole = torch.randn(10_000, generator=g)
+    shards = whole.split([3_000, 7_000])
+    terms = [ops.grad_norm_terms([s], norm_type) for s in shards]
+    joined = torch.maximum(*terms) if norm_type == float("inf") else terms[0] + terms[1]
+    out = ops.clip_coefficient(joined, norm_type, 0.5, torch.tensor(2.0), torch.float32)
+    torch.testing.assert_close(out, ops.grad_norm([whole], norm_type, 0.5, torch.tensor(2.0)), rtol=1e-6, atol=0)
+    torch.library.opcheck(torch.ops.fusedlr.grad_norm_terms.default, ([whole], norm_type))
+    torch.library.opcheck(torch.ops.fusedlr.clip_coefficient.default, (joined, norm_type, 0.5),
+                          dict(dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="terms must be a one-element float64 tensor"):
+        ops.clip_coefficient(torch.ones(2, dtype=torch.float64))

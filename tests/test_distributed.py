@@ -174,7 +174,36 @@ def _fsdp2(rank: int) -> dict:
     return out
 
 
-SCENARIOS = {"ddp": _ddp, "zero": _zero, "fsdp2": _fsdp2}
+def _fsdp2_clip(rank: int) -> dict:
+    """FSDP2 with global-norm clipping: fusedlr's fused clip (the terms all-reduced over the mesh)
+    against torch's clip_grad_norm_ over the DTensor grads, then torch's SGD."""
+    from torch.distributed.fsdp import fully_shard
+
+    out = {}
+    for name in ("fusedlr", "torch"):
+        model = _model()
+        for layer in (model[0], model[2]):
+            fully_shard(layer)
+        fully_shard(model)
+        if name == "fusedlr":
+            opt = fusedlr.SGD(model.parameters(), **OPTIONS, max_grad_norm=0.05)
+        else:
+            opt = torch.optim.SGD(model.parameters(), **OPTIONS, foreach=False)
+        norms = []
+        for t in range(STEPS):
+            opt.zero_grad()
+            model(_batch(rank, t)).pow(2).mean().backward()
+            if name == "torch":
+                norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05).full_tensor())
+            opt.step()
+            if name == "fusedlr":
+                norms.append(opt.last_grad_norm.clone())
+        out[name] = [p.full_tensor().detach().clone() for p in model.parameters()]
+        out[f"{name}_norms"] = norms
+    return out
+
+
+SCENARIOS = {"ddp": _ddp, "zero": _zero, "fsdp2": _fsdp2, "fsdp2_clip": _fsdp2_clip}
 
 
 # --- tests ------------------------------------------------------------------------------------
@@ -232,3 +261,14 @@ def test_fsdp2_fully_shard_on_cpu_steps_local_shards_like_torch_sgd(two_ranks):
         assert r["mismatch_error"].startswith("fusedlr.SGD: param group 0, params[0] is a DTensor with placements "
                                               "(Shard(dim=0),)")
         assert "but its grad has (Replicate(),)" in r["mismatch_error"]
+
+
+def test_fsdp2_clipping_takes_the_global_norm_like_torchs_clip_grad_norm(two_ranks):
+    ranks = results(two_ranks, "fsdp2_clip")
+    for r in ranks:
+        for a, b in zip(r["fusedlr_norms"], r["torch_norms"]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=0)
+        assert any(float(n) > 0.05 for n in r["fusedlr_norms"])  # the clip acted
+        for a, b in zip(r["fusedlr"], r["torch"]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert [float(n) for n in ranks[0]["fusedlr_norms"]] == [float(n) for n in ranks[1]["fusedlr_norms"]]

@@ -35,6 +35,12 @@ TORCH_LIBRARY(fusedlr, m) {
   // clip_grad_norm_ coefficient; float64 when a grad is float64, else float32. One read of the
   // grads; no host synchronisation. sgd_(..., grad_clip=out[1]) then steps with grad * coef.
   m.def("grad_norm(Tensor[] grads, float norm_type, float max_norm, Tensor? grad_scale=None) -> Tensor");
+  // grad_norm in two halves, for gradients sharded across processes (DTensor): the accumulated
+  // terms of the local grads (float64 [1]: the sum of |x|^p, or max |x| for p = inf), which the
+  // caller all-reduces (sum, or max), then [total, coef] from the reduced terms, in `dtype`.
+  m.def("grad_norm_terms(Tensor[] grads, float norm_type) -> Tensor");
+  m.def("clip_coefficient(Tensor terms, float norm_type, float max_norm, Tensor? grad_scale=None, "
+        "ScalarType dtype=float) -> Tensor");
 
   // LARS / LARC trust ratios (fusedlr/lars.h), one per tensor, as a new float64 tensor [n]: from
   // the 2-norms of params[i] and grads[i], read in one pass. The step's lr (lr, or lr_tensor when
@@ -50,6 +56,8 @@ TORCH_LIBRARY(fusedlr, m) {
 TORCH_LIBRARY_IMPL(fusedlr, Autograd, m) {
   m.impl("sgd_", torch::CppFunction::makeFallthrough());
   m.impl("grad_norm", torch::CppFunction::makeFallthrough());
+  m.impl("grad_norm_terms", torch::CppFunction::makeFallthrough());
+  m.impl("clip_coefficient", torch::CppFunction::makeFallthrough());
   m.impl("lars_ratios", torch::CppFunction::makeFallthrough());
 }
 

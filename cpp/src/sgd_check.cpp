@@ -144,6 +144,23 @@ void check_lars_ratios_call(at::TensorList params, at::TensorList grads, double 
   }
 }
 
+void check_clip_coefficient_call(const at::Tensor& terms, double norm_type, double max_norm,
+                                 const std::optional<at::Tensor>& grad_scale, at::ScalarType dtype,
+                                 c10::DeviceType device_type) {
+  TORCH_CHECK(terms.device().type() == device_type && terms.scalar_type() == at::kDouble && terms.numel() == 1,
+              "fusedlr.clip_coefficient: terms must be a one-element float64 tensor (grad_norm_terms'), got ",
+              terms.numel(), " ", terms.scalar_type(), " on ", terms.device());
+  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble, "fusedlr.clip_coefficient: dtype must be ",
+                    "torch.float32 or torch.float64, got ", py_dtype(dtype));
+  check_grad_norm_call({}, norm_type, max_norm, std::nullopt, device_type);
+  if (grad_scale.has_value()) {
+    TORCH_CHECK(grad_scale->numel() == 1 && at::isFloatingType(grad_scale->scalar_type()) &&
+                    (grad_scale->device() == terms.device() || grad_scale->device().is_cpu()),
+                "fusedlr.clip_coefficient: grad_scale must be a one-element floating tensor on ", terms.device(),
+                " or the CPU");
+  }
+}
+
 at::ScalarType grad_norm_dtype(at::TensorList grads) {
   for (const at::Tensor& g : grads)
     if (g.scalar_type() == at::kDouble) return at::kDouble;

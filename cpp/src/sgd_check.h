@@ -50,6 +50,11 @@ void check_lars_ratios_call(at::TensorList params, at::TensorList grads, double 
                             double eps, double lr, const std::optional<at::Tensor>& lr_tensor,
                             c10::DeviceType device_type);
 
+/** Check one clip_coefficient call: one float64 term on `device_type`, a float32/64 dtype, the norm's checks. */
+void check_clip_coefficient_call(const at::Tensor& terms, double norm_type, double max_norm,
+                                 const std::optional<at::Tensor>& grad_scale, at::ScalarType dtype,
+                                 c10::DeviceType device_type);
+
 /** The dtype of grad_norm's result: float64 when a grad is float64, else float32. */
 at::ScalarType grad_norm_dtype(at::TensorList grads);
 

@@ -313,15 +313,11 @@ void sgd_cpu_(const SgdArgs& a) {
 }
 
 /**
- * grad_norm on the CPU: the grads laid end to end as one virtual array, split across torch's
- * threads like the step; each thread accumulates its range (norm_span, in double), and the
- * threads' partial results are joined in thread order.
+ * The accumulated norm terms of the grads (fusedlr/grad_norm.h) on the CPU: the grads laid end to
+ * end as one virtual array, split across torch's threads like the step; each thread accumulates
+ * its range (norm_span, in double), and the threads' partial results are joined in thread order.
  */
-at::Tensor grad_norm_cpu(at::TensorList grads, double norm_type, double max_norm,
-                         const std::optional<at::Tensor>& grad_scale) {
-  const at::NoGradGuard no_grad;
-  check_grad_norm_call(grads, norm_type, max_norm, grad_scale, c10::DeviceType::CPU);
-  const NormKind kind = norm_kind(norm_type);
+double grad_norm_terms_value(at::TensorList grads, NormKind kind, double norm_type) {
   struct Span {
     c10::ScalarType dtype;
     const char* data;
@@ -354,9 +350,14 @@ at::Tensor grad_norm_cpu(at::TensorList grads, double norm_type, double max_norm
   });
   double acc = 0.0;
   for (const double x : partial) acc = norm_join(acc, x, kind);
+  return acc;
+}
+
+/** [total, coef] from accumulated terms (grad_norm's and clip_coefficient's result), on the CPU. */
+at::Tensor finish_grad_norm(double acc, NormKind kind, double norm_type, double max_norm,
+                            const std::optional<at::Tensor>& grad_scale, at::ScalarType dtype) {
   double value = norm_finish(acc, kind, norm_type);
   if (grad_scale.has_value()) value /= grad_scale->item<double>();
-  const at::ScalarType dtype = grad_norm_dtype(grads);
   at::Tensor out = at::empty({2}, at::TensorOptions().dtype(dtype));
   if (dtype == at::kDouble) {
     double* o = out.data_ptr<double>();
@@ -368,6 +369,30 @@ at::Tensor grad_norm_cpu(at::TensorList grads, double norm_type, double max_norm
     o[1] = clip_coefficient<float>(o[0], max_norm);
   }
   return out;
+}
+
+at::Tensor grad_norm_cpu(at::TensorList grads, double norm_type, double max_norm,
+                         const std::optional<at::Tensor>& grad_scale) {
+  const at::NoGradGuard no_grad;
+  check_grad_norm_call(grads, norm_type, max_norm, grad_scale, c10::DeviceType::CPU);
+  const NormKind kind = norm_kind(norm_type);
+  return finish_grad_norm(grad_norm_terms_value(grads, kind, norm_type), kind, norm_type, max_norm, grad_scale,
+                          grad_norm_dtype(grads));
+}
+
+at::Tensor grad_norm_terms_cpu(at::TensorList grads, double norm_type) {
+  const at::NoGradGuard no_grad;
+  check_grad_norm_call(grads, norm_type, 0.0, std::nullopt, c10::DeviceType::CPU);
+  at::Tensor out = at::empty({1}, at::TensorOptions().dtype(at::kDouble));
+  out.data_ptr<double>()[0] = grad_norm_terms_value(grads, norm_kind(norm_type), norm_type);
+  return out;
+}
+
+at::Tensor clip_coefficient_cpu(const at::Tensor& terms, double norm_type, double max_norm,
+                                const std::optional<at::Tensor>& grad_scale, at::ScalarType dtype) {
+  check_clip_coefficient_call(terms, norm_type, max_norm, grad_scale, dtype, c10::DeviceType::CPU);
+  const NormKind kind = norm_kind(norm_type);
+  return finish_grad_norm(terms.item<double>(), kind, norm_type, max_norm, grad_scale, dtype);
 }
 
 /**
@@ -437,6 +462,8 @@ void sgd_sparse_(const SgdArgs&) {
 TORCH_LIBRARY_IMPL(fusedlr, CPU, m) {
   m.impl("sgd_", &sgd_op<sgd_cpu_>);
   m.impl("grad_norm", &grad_norm_cpu);
+  m.impl("grad_norm_terms", &grad_norm_terms_cpu);
+  m.impl("clip_coefficient", &clip_coefficient_cpu);
   m.impl("lars_ratios", &lars_ratios_cpu);
 }
 

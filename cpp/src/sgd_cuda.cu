@@ -257,21 +257,37 @@ __global__ void __launch_bounds__(kBlockSize)
   if (threadIdx.x == 0) partials[first + blockIdx.x] = block;
 }
 
-/** One block joins the partials in order and writes [total, coef] (grad_norm's result). */
+/** [total, coef] from the joined terms (grad_norm's and clip_coefficient's result), one thread. */
+template <typename out_t>
+__device__ void write_norm_and_coef(double joined, NormKind kind, double p, DeviceScalar grad_scale, double max_norm,
+                                    out_t* out) {
+  double value = norm_finish(joined, kind, p);
+  if (grad_scale.ptr != nullptr) value /= grad_scale.load();
+  const out_t total = static_cast<out_t>(value);
+  out[0] = total;
+  out[1] = clip_coefficient<out_t>(total, max_norm);
+}
+
+/**
+ * One block joins the partials in order, then writes [total, coef] (grad_norm), or, with
+ * `terms_only`, the joined terms themselves (grad_norm_terms, into out_terms).
+ */
 template <typename out_t>
 __global__ void __launch_bounds__(kBlockSize)
     norm_finish_kernel(const double* partials, int64_t count, NormKind kind, double p, DeviceScalar grad_scale,
-                       double max_norm, out_t* out) {
+                       double max_norm, out_t* out, double* out_terms) {
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += kBlockSize) acc = norm_join(acc, partials[i], kind);
   const double joined = block_norm_join(acc, kind);
-  if (threadIdx.x == 0) {
-    double value = norm_finish(joined, kind, p);
-    if (grad_scale.ptr != nullptr) value /= grad_scale.load();
-    const out_t total = static_cast<out_t>(value);
-    out[0] = total;
-    out[1] = clip_coefficient<out_t>(total, max_norm);
-  }
+  if (threadIdx.x != 0) return;
+  if (out_terms != nullptr) *out_terms = joined;
+  else write_norm_and_coef<out_t>(joined, kind, p, grad_scale, max_norm, out);
+}
+
+template <typename out_t>
+__global__ void clip_coefficient_kernel(const double* terms, NormKind kind, double p, DeviceScalar grad_scale,
+                                        double max_norm, out_t* out) {
+  write_norm_and_coef<out_t>(*terms, kind, p, grad_scale, max_norm, out);
 }
 
 template <typename scalar_t>
@@ -292,27 +308,15 @@ void launch_norm(const std::vector<int64_t>& index, const std::vector<at::Tensor
 }
 
 /**
- * grad_norm on CUDA: one block per chunk of every grad writes its partial accumulation, then one
- * block joins them in order (deterministic) and writes [total, coef]: two launches per dtype
- * present plus one, no host synchronisation (graph-capturable).
+ * The grads' chunks' partial terms on CUDA: one block per chunk of every grad writes its partial
+ * accumulation into a new float64 tensor (one launch per dtype present, few for long lists);
+ * the number written is the tensor's size.
  */
-at::Tensor grad_norm_cuda(at::TensorList grads, double norm_type, double max_norm,
-                          const std::optional<at::Tensor>& grad_scale) {
-  const at::NoGradGuard no_grad;
-  const c10::Device device = check_grad_norm_call(grads, norm_type, max_norm, grad_scale, c10::DeviceType::CUDA);
-  const c10::cuda::CUDAGuard guard(device);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const NormKind kind = norm_kind(norm_type);
-  std::vector<at::Tensor> g;
-  g.reserve(grads.size());
+at::Tensor grad_norm_partials(const std::vector<at::Tensor>& g, NormKind kind, double norm_type, c10::Device device,
+                              cudaStream_t stream) {
   int64_t chunks = 0;
-  for (const at::Tensor& t : grads) {
-    g.push_back(t.is_non_overlapping_and_dense() ? t : t.contiguous());
-    chunks += (t.numel() + kChunkSize - 1) / kChunkSize;
-  }
-  const at::Tensor partials = at::empty({std::max<int64_t>(chunks, 1)}, grads.empty()
-                                                                            ? at::TensorOptions().device(device).dtype(at::kDouble)
-                                                                            : grads[0].options().dtype(at::kDouble));
+  for (const at::Tensor& t : g) chunks += (t.numel() + kChunkSize - 1) / kChunkSize;
+  at::Tensor partials = at::empty({chunks}, at::TensorOptions().device(device).dtype(at::kDouble));
   int64_t first = 0;
   for (const at::ScalarType dtype : supported_dtypes()) {
     std::vector<int64_t> index;
@@ -327,18 +331,77 @@ at::Tensor grad_norm_cuda(at::TensorList grads, double norm_type, double max_nor
       default: launch_norm<c10::BFloat16>(index, g, out, first, kind, norm_type, stream); break;
     }
   }
+  return partials;
+}
+
+std::vector<at::Tensor> dense_grads(at::TensorList grads) {
+  std::vector<at::Tensor> g;
+  g.reserve(grads.size());
+  for (const at::Tensor& t : grads) g.push_back(t.is_non_overlapping_and_dense() ? t : t.contiguous());
+  return g;
+}
+
+std::optional<at::Tensor> scalar_on(const std::optional<at::Tensor>& t, c10::Device device) {
+  if (!t.has_value() || t->device() == device) return t;
+  return t->to(device, /*non_blocking=*/true);
+}
+
+/**
+ * grad_norm on CUDA: the chunks' partials, then one block joins them in order (deterministic) and
+ * writes [total, coef]; no host synchronisation (graph-capturable).
+ */
+at::Tensor grad_norm_cuda(at::TensorList grads, double norm_type, double max_norm,
+                          const std::optional<at::Tensor>& grad_scale) {
+  const at::NoGradGuard no_grad;
+  const c10::Device device = check_grad_norm_call(grads, norm_type, max_norm, grad_scale, c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard guard(device);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const NormKind kind = norm_kind(norm_type);
+  const at::Tensor partials = grad_norm_partials(dense_grads(grads), kind, norm_type, device, stream);
   const at::ScalarType out_dtype = grad_norm_dtype(grads);
   at::Tensor result = at::empty({2}, at::TensorOptions().device(device).dtype(out_dtype));
-  const std::optional<at::Tensor> scale_d =
-      grad_scale.has_value() && grad_scale->device() != device ? std::optional<at::Tensor>(grad_scale->to(device, true))
-                                                               : grad_scale;
+  const DeviceScalar scale = device_scalar(scalar_on(grad_scale, device));
+  const double* part = partials.const_data_ptr<double>();
   if (out_dtype == at::kDouble) {
-    norm_finish_kernel<double><<<1, kBlockSize, 0, stream>>>(partials.const_data_ptr<double>(), first, kind,
-                                                             norm_type, device_scalar(scale_d), max_norm,
-                                                             result.data_ptr<double>());
+    norm_finish_kernel<double><<<1, kBlockSize, 0, stream>>>(part, partials.numel(), kind, norm_type, scale, max_norm,
+                                                             result.data_ptr<double>(), nullptr);
   } else {
-    norm_finish_kernel<float><<<1, kBlockSize, 0, stream>>>(partials.const_data_ptr<double>(), first, kind, norm_type,
-                                                            device_scalar(scale_d), max_norm, result.data_ptr<float>());
+    norm_finish_kernel<float><<<1, kBlockSize, 0, stream>>>(part, partials.numel(), kind, norm_type, scale, max_norm,
+                                                            result.data_ptr<float>(), nullptr);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return result;
+}
+
+at::Tensor grad_norm_terms_cuda(at::TensorList grads, double norm_type) {
+  const at::NoGradGuard no_grad;
+  const c10::Device device = check_grad_norm_call(grads, norm_type, 0.0, std::nullopt, c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard guard(device);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const NormKind kind = norm_kind(norm_type);
+  const at::Tensor partials = grad_norm_partials(dense_grads(grads), kind, norm_type, device, stream);
+  at::Tensor terms = at::empty({1}, at::TensorOptions().device(device).dtype(at::kDouble));
+  norm_finish_kernel<float><<<1, kBlockSize, 0, stream>>>(partials.const_data_ptr<double>(), partials.numel(), kind,
+                                                          norm_type, DeviceScalar{}, 0.0, nullptr,
+                                                          terms.data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return terms;
+}
+
+at::Tensor clip_coefficient_cuda(const at::Tensor& terms, double norm_type, double max_norm,
+                                 const std::optional<at::Tensor>& grad_scale, at::ScalarType dtype) {
+  check_clip_coefficient_call(terms, norm_type, max_norm, grad_scale, dtype, c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard guard(terms.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  at::Tensor result = at::empty({2}, at::TensorOptions().device(terms.device()).dtype(dtype));
+  const DeviceScalar scale = device_scalar(scalar_on(grad_scale, terms.device()));
+  const NormKind kind = norm_kind(norm_type);
+  if (dtype == at::kDouble) {
+    clip_coefficient_kernel<double><<<1, 1, 0, stream>>>(terms.const_data_ptr<double>(), kind, norm_type, scale,
+                                                         max_norm, result.data_ptr<double>());
+  } else {
+    clip_coefficient_kernel<float><<<1, 1, 0, stream>>>(terms.const_data_ptr<double>(), kind, norm_type, scale,
+                                                        max_norm, result.data_ptr<float>());
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return result;
@@ -411,6 +474,8 @@ at::Tensor lars_ratios_cuda(at::TensorList params, at::TensorList grads, double 
 
 TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
   m.impl("lars_ratios", &lars_ratios_cuda);
+  m.impl("grad_norm_terms", &grad_norm_terms_cuda);
+  m.impl("clip_coefficient", &clip_coefficient_cuda);
   m.impl("sgd_", &sgd_op<sgd_cuda_>);
   m.impl("grad_norm", &grad_norm_cuda);
 }

@@ -52,3 +52,31 @@ def local_shards(
         [g.to_local() for g in grads],
         [b.to_local() for b in momentum_buffers],
     )
+
+
+def global_grad_norm(grads: list[Tensor], norm_type: float, max_norm: float, grad_scale: Tensor | None) -> Tensor:
+    """``[total, coef]`` of gradients sharded as DTensors (FSDP2): each rank accumulates the terms
+    of its local shards (fusedlr.ops.grad_norm_terms), the terms are all-reduced over the mesh
+    (sum, or max for the inf-norm), and the norm and coefficient come from the reduced terms, as
+    torch's clip_grad_norm_ over DTensors gives them. Every grad must be a DTensor sharded (no
+    Replicate or Partial placement: its elements would be counted once per rank) on one mesh."""
+    import torch
+    import torch.distributed as dist
+
+    from . import ops
+
+    dtensor = sys.modules["torch.distributed.tensor"].DTensor
+    if not all(isinstance(g, dtensor) for g in grads):
+        raise TypeError("fusedlr.SGD(max_grad_norm=...): DTensor and plain gradients mixed")
+    meshes = {g.device_mesh for g in grads}
+    if len(meshes) > 1 or any(not pl.is_shard() for g in grads for pl in g.placements):
+        raise NotImplementedError("fusedlr.SGD(max_grad_norm=...): the fused clip takes DTensor gradients sharded "
+                                  "(Shard placements only) on one device mesh; clip others with "
+                                  "torch.nn.utils.clip_grad_norm_")
+    mesh = next(iter(meshes))
+    terms = ops.grad_norm_terms([g.to_local() for g in grads], norm_type)
+    op = dist.ReduceOp.MAX if norm_type == float("inf") else dist.ReduceOp.SUM
+    for dim in range(mesh.ndim):
+        dist.all_reduce(terms, op=op, group=mesh.get_group(dim))
+    dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
+    return ops.clip_coefficient(terms, norm_type, max_norm, grad_scale, dtype)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from . import _C  # noqa: F401  (registers the ops)
 
-__all__ = ["grad_norm", "lars_ratios", "sgd_"]
+__all__ = ["clip_coefficient", "grad_norm", "grad_norm_terms", "lars_ratios", "sgd_"]
 
 
 def sgd_(
@@ -151,6 +151,30 @@ def lars_ratios(params: Sequence[Tensor], grads: Sequence[Tensor], *, weight_dec
 def _lars_ratios_fake(params, grads, weight_decay, trust_coeff, eps, trust_clip, lr, lr_tensor=None) -> Tensor:
     device = params[0].device if params else torch.device("cpu")
     return torch.empty(len(params), dtype=torch.float64, device=device)
+
+
+def grad_norm_terms(grads: Sequence[Tensor], norm_type: float = 2.0) -> Tensor:
+    """The first half of :func:`grad_norm`, for gradients sharded across processes: the local
+    grads' accumulated terms (float64 ``[1]``: the sum of :math:`|g|^p`, or :math:`\max |g|` for
+    ``p = inf``), to be all-reduced (sum, or max) across the shards, then :func:`clip_coefficient`."""
+    grads = list(grads) or [torch.empty(0)]
+    return torch.ops.fusedlr.grad_norm_terms(grads, float(norm_type))
+
+
+def clip_coefficient(terms: Tensor, norm_type: float = 2.0, max_norm: float = float("inf"),
+                     grad_scale: Tensor | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The second half of :func:`grad_norm`: ``[total, coef]`` in ``dtype`` from (reduced) terms."""
+    return torch.ops.fusedlr.clip_coefficient(terms, float(norm_type), float(max_norm), grad_scale, dtype)
+
+
+@torch.library.register_fake("fusedlr::grad_norm_terms")
+def _grad_norm_terms_fake(grads, norm_type) -> Tensor:
+    return torch.empty(1, dtype=torch.float64, device=grads[0].device if grads else torch.device("cpu"))
+
+
+@torch.library.register_fake("fusedlr::clip_coefficient")
+def _clip_coefficient_fake(terms, norm_type, max_norm, grad_scale=None, dtype=torch.float32) -> Tensor:
+    return torch.empty(2, dtype=dtype, device=terms.device)
 
 
 @torch.library.register_fake("fusedlr::grad_norm")

@@ -384,9 +384,11 @@ class SGD(Optimizer):
     def _grad_norm_of_lists(self, grad_scale: Tensor | None) -> Tensor:
         """grad_norm over Python lists (a first step, complex, sparse or DTensor grads, several devices)."""
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
-        if any(g.is_sparse for g in grads) or any(_dtensor.is_dtensor(g) for g in grads):
-            raise NotImplementedError("fusedlr.SGD(max_grad_norm=...): sparse and DTensor gradients are not clipped "
-                                      "by the fused step yet; clip them with torch.nn.utils.clip_grad_norm_")
+        if any(g.is_sparse for g in grads):
+            raise NotImplementedError("fusedlr.SGD(max_grad_norm=...): sparse gradients are not clipped by the "
+                                      "fused step; clip them with torch.nn.utils.clip_grad_norm_")
+        if _dtensor.any_dtensor(grads):
+            return _dtensor.global_grad_norm(grads, self.grad_norm_type, self.max_grad_norm, grad_scale)
         if len({g.device for g in grads}) > 1:
             raise NotImplementedError("fusedlr.SGD(max_grad_norm=...): the gradients are on several devices "
                                       f"({sorted({str(g.device) for g in grads})}); the fused clip takes one")
