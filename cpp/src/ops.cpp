@@ -46,6 +46,13 @@ TORCH_LIBRARY(fusedlr, m) {
   // the 2-norms of params[i] and grads[i], read in one pass. The step's lr (lr, or lr_tensor when
   // given) matters only for trust_clip. sgd_(..., grad_ratios=out) then steps with
   // (grad + weight_decay * p) * out[i].
+  // Schedule-free SGD (fusedlr/schedule_free.h): one step of a group, its float64 state [k,
+  // weight_sum, lr_max, scheduled_lr] advanced on the params' device, then y (params) and z
+  // updated from the grads (which are read, not written); and the train/eval switch, y = lerp(y, z, weight).
+  m.def("sf_sgd_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] z, Tensor(c!) state, float lr, float momentum, "
+        "float weight_decay, float warmup_steps, float r, float weight_lr_power) -> ()");
+  m.def("sf_lerp_(Tensor(a!)[] params, Tensor[] z, float weight) -> ()");
+
   m.def("lars_ratios(Tensor[] params, Tensor[] grads, float weight_decay, float trust_coeff, float eps, "
         "bool trust_clip, float lr, Tensor? lr_tensor=None) -> Tensor");
 }
@@ -59,6 +66,8 @@ TORCH_LIBRARY_IMPL(fusedlr, Autograd, m) {
   m.impl("grad_norm_terms", torch::CppFunction::makeFallthrough());
   m.impl("clip_coefficient", torch::CppFunction::makeFallthrough());
   m.impl("lars_ratios", torch::CppFunction::makeFallthrough());
+  m.impl("sf_sgd_", torch::CppFunction::makeFallthrough());
+  m.impl("sf_lerp_", torch::CppFunction::makeFallthrough());
 }
 
 namespace fusedlr {

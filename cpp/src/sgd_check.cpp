@@ -161,6 +161,32 @@ void check_clip_coefficient_call(const at::Tensor& terms, double norm_type, doub
   }
 }
 
+void check_sf_call(at::TensorList params, at::TensorList grads, at::TensorList z,
+                   const std::optional<at::Tensor>& state, c10::DeviceType device_type) {
+  const char* op = state.has_value() ? "fusedlr.sf_sgd_" : "fusedlr.sf_lerp_";
+  const c10::Device device = check_dense_list(op, "params", params, device_type);
+  TORCH_CHECK(z.size() == params.size() && (grads.empty() || grads.size() == params.size()), op, ": got ",
+              params.size(), " params, ", grads.size(), " grads and ", z.size(), " z");
+  for (size_t i = 0; i < params.size(); ++i) {
+    const at::Tensor& p = params[i];
+    for (const auto& [name, t] : {std::pair<const char*, const at::Tensor*>{"z", &z[i]},
+                                  {"grads", grads.empty() ? nullptr : &grads[i]}}) {
+      if (t == nullptr) continue;
+      TORCH_CHECK_VALUE(t->sizes() == p.sizes() && t->scalar_type() == p.scalar_type() && t->device() == device,
+                        op, ": ", name, "[", i, "] must match params[", i, "] (shape ", p.sizes(), ", ",
+                        py_dtype(p.scalar_type()), ", ", device, "), got ", t->sizes(), ", ",
+                        py_dtype(t->scalar_type()), ", ", t->device());
+    }
+    TORCH_CHECK_VALUE(is_flat_alike(p, grads.empty() ? p : grads[i], &z[i]), op, ": params[", i, "], its grad and ",
+                      "its z must be dense and laid out alike (a view of a larger tensor is not supported)");
+  }
+  if (state.has_value()) {
+    TORCH_CHECK(state->scalar_type() == at::kDouble && state->numel() == 4 && state->is_contiguous() &&
+                    state->device() == device,
+                op, ": state must be a contiguous float64 tensor [k, weight_sum, lr_max, scheduled_lr] on ", device);
+  }
+}
+
 at::ScalarType grad_norm_dtype(at::TensorList grads) {
   for (const at::Tensor& g : grads)
     if (g.scalar_type() == at::kDouble) return at::kDouble;

@@ -55,6 +55,10 @@ void check_clip_coefficient_call(const at::Tensor& terms, double norm_type, doub
                                  const std::optional<at::Tensor>& grad_scale, at::ScalarType dtype,
                                  c10::DeviceType device_type);
 
+/** Check one sf_sgd_ (with `state`) or sf_lerp_ call: params, grads, z alike and dense, one device; the state. */
+void check_sf_call(at::TensorList params, at::TensorList grads, at::TensorList z,
+                   const std::optional<at::Tensor>& state, c10::DeviceType device_type);
+
 /** The dtype of grad_norm's result: float64 when a grad is float64, else float32. */
 at::ScalarType grad_norm_dtype(at::TensorList grads);
 

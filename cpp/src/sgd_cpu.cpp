@@ -23,6 +23,7 @@
 #include "fusedlr/grad_norm.h"
 #include "fusedlr/lars.h"
 #include "fusedlr/schedule.h"
+#include "fusedlr/schedule_free.h"
 #include "sgd_check.h"
 #include "sgd_cpu.h"
 #include "sgd_cpu_kernel.h"
@@ -34,6 +35,8 @@ using SpanFn = void (*)(c10::ScalarType, void*, void*, void*, int64_t, const Ste
 using StreamFn = void (*)(float*, const float*, float*, int64_t);
 using NormFn = double (*)(c10::ScalarType, const void*, int64_t, NormKind, double);
 using SumSquares2Fn = void (*)(c10::ScalarType, const void*, const void*, int64_t, double&, double&);
+using SfFn = void (*)(c10::ScalarType, void*, const void*, void*, int64_t, const SfCoeffs<double>&);
+using LerpFn = void (*)(c10::ScalarType, void*, const void*, int64_t, double);
 
 struct Level {
   SpanFn fn;
@@ -41,6 +44,8 @@ struct Level {
   StreamFn stream;
   NormFn norm;
   SumSquares2Fn sum_squares2;
+  SfFn sf;
+  LerpFn lerp;
 };
 
 /** SIMD levels, lowest first; a kernel compiled for one runs on any CPU that has it. */
@@ -79,12 +84,14 @@ SimdLevel cpu_max_level() {
 Level compiled_level_at_most(SimdLevel wanted) {
 #ifdef FUSEDLR_HAVE_AVX512
   if (wanted >= SimdLevel::kAvx512) return {&AVX512::sgd_span, "AVX512", &AVX512::stream_span, &AVX512::norm_span,
-                                              &AVX512::sum_squares2};
+                                              &AVX512::sum_squares2, &AVX512::sf_span, &AVX512::lerp_span};
 #endif
 #ifdef FUSEDLR_HAVE_AVX2
-  if (wanted >= SimdLevel::kAvx2) return {&AVX2::sgd_span, "AVX2", &AVX2::stream_span, &AVX2::norm_span, &AVX2::sum_squares2};
+  if (wanted >= SimdLevel::kAvx2) return {&AVX2::sgd_span, "AVX2", &AVX2::stream_span, &AVX2::norm_span, &AVX2::sum_squares2,
+                                          &AVX2::sf_span, &AVX2::lerp_span};
 #endif
-  return {&DEFAULT::sgd_span, "DEFAULT", &DEFAULT::stream_span, &DEFAULT::norm_span, &DEFAULT::sum_squares2};
+  return {&DEFAULT::sgd_span, "DEFAULT", &DEFAULT::stream_span, &DEFAULT::norm_span, &DEFAULT::sum_squares2,
+          &DEFAULT::sf_span, &DEFAULT::lerp_span};
 }
 
 // The level torch itself runs at (at::get_cpu_capability honours ATEN_CPU_CAPABILITY), but never
@@ -452,6 +459,54 @@ at::Tensor lars_ratios_cpu(at::TensorList params, at::TensorList grads, double w
   return out;
 }
 
+/**
+ * fn(tensor index, element offset, count) over every element of `sizes`, the tensors laid end to
+ * end and split across torch's threads like the step (a range may cross many tensors).
+ */
+template <typename Fn>
+void for_virtual_ranges(const std::vector<int64_t>& sizes, const Fn& fn) {
+  std::vector<int64_t> start(sizes.size() + 1, 0);
+  for (size_t i = 0; i < sizes.size(); ++i) start[i + 1] = start[i] + sizes[i];
+  at::parallel_for(0, start.back(), kGrainElements, [&](int64_t begin, int64_t end) {
+    size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), begin) - start.begin()) - 1;
+    for (; i < sizes.size() && start[i] < end; ++i) {
+      const int64_t lo = std::max(begin, start[i]) - start[i], hi = std::min(end, start[i + 1]) - start[i];
+      if (hi > lo) fn(i, lo, hi - lo);
+    }
+  });
+}
+
+/** The schedule-free SGD step on the CPU (fusedlr/schedule_free.h): the group's scalars advanced once, then every element. */
+void sf_sgd_cpu_(at::TensorList params, at::TensorList grads, at::TensorList z, const at::Tensor& state, double lr,
+                 double momentum, double weight_decay, double warmup_steps, double r, double weight_lr_power) {
+  const at::NoGradGuard no_grad;
+  check_sf_call(params, grads, z, state, c10::DeviceType::CPU);
+  const SfCoeffs<double> k = sf_advance(state.data_ptr<double>(),
+                                        SfHyper{lr, momentum, weight_decay, warmup_steps, r, weight_lr_power});
+  std::vector<int64_t> sizes;
+  for (const at::Tensor& p : params) sizes.push_back(p.numel());
+  const SfFn sf = level().sf;
+  for_virtual_ranges(sizes, [&](size_t i, int64_t off, int64_t n) {
+    const int64_t b = off * params[i].element_size();
+    sf(params[i].scalar_type(), static_cast<char*>(params[i].data_ptr()) + b,
+       static_cast<const char*>(grads[i].const_data_ptr()) + b, static_cast<char*>(z[i].data_ptr()) + b, n, k);
+  });
+}
+
+/** params[i] = lerp(params[i], z[i], weight) on the CPU: schedule-free SGD's train/eval switch. */
+void sf_lerp_cpu_(at::TensorList params, at::TensorList z, double weight) {
+  const at::NoGradGuard no_grad;
+  check_sf_call(params, {}, z, std::nullopt, c10::DeviceType::CPU);
+  std::vector<int64_t> sizes;
+  for (const at::Tensor& p : params) sizes.push_back(p.numel());
+  const LerpFn lerp = level().lerp;
+  for_virtual_ranges(sizes, [&](size_t i, int64_t off, int64_t n) {
+    const int64_t b = off * params[i].element_size();
+    lerp(params[i].scalar_type(), static_cast<char*>(params[i].data_ptr()) + b,
+         static_cast<const char*>(z[i].const_data_ptr()) + b, n, weight);
+  });
+}
+
 void sgd_sparse_(const SgdArgs&) {
   TORCH_CHECK(false, "fusedlr.sgd_: sparse gradients are not supported by the fused kernel; fusedlr.SGD steps "
                      "parameters with sparse gradients through torch's reference implementation");
@@ -465,6 +520,8 @@ TORCH_LIBRARY_IMPL(fusedlr, CPU, m) {
   m.impl("grad_norm_terms", &grad_norm_terms_cpu);
   m.impl("clip_coefficient", &clip_coefficient_cpu);
   m.impl("lars_ratios", &lars_ratios_cpu);
+  m.impl("sf_sgd_", &sf_sgd_cpu_);
+  m.impl("sf_lerp_", &sf_lerp_cpu_);
 }
 
 // Without this a sparse gradient would meet the dispatcher's generic "could not run with

@@ -373,7 +373,116 @@ void sum_squares2_of(const T* x, const T* y, int64_t n, double& sx, double& sy) 
 }
 #endif
 
+/** Broadcast schedule-free coefficients into math type M (float for the half types) as vectors. */
+template <typename V, typename M>
+SfCoeffs<V> sf_broadcast(const SfCoeffs<double>& k) {
+  return SfCoeffs<V>{V(static_cast<M>(k.c)), V(static_cast<M>(k.y_coef)), V(static_cast<M>(k.neg_lr)),
+                     V(static_cast<M>(k.weight_decay)), k.has_weight_decay};
+}
+
+/** The schedule-free step over n elements of one tensor (float/double storage; tails as partial vectors). */
+template <typename T>
+void sf_span_same_type(T* y, const T* g, T* z, int64_t n, const SfCoeffs<double>& k) {
+  using Vec = Vectorized<T>;
+  const SfCoeffs<Vec> kv = sf_broadcast<Vec, T>(k);
+  const bool small = std::fabs(k.c) < 0.5;
+  auto body = [&](auto full, int64_t i, int64_t count) __attribute__((always_inline)) {
+    constexpr bool kFull = decltype(full)::value;
+    Vec yv = load<kFull, Vec>(y + i, count), zv = load<kFull, Vec>(z + i, count);
+    sf_update(yv, load<kFull, Vec>(g + i, count), zv, kv, small);
+    store<kFull>(yv, y + i, count);
+    store<kFull>(zv, z + i, count);
+  };
+  int64_t i = 0;
+  for (; i + Vec::size() <= n; i += Vec::size()) body(std::true_type{}, i, Vec::size());
+  if (i < n) body(std::false_type{}, i, n - i);
+}
+
+/** The same for half and bfloat16 storage: computed in float, rounded once. */
+template <typename T>
+void sf_span_reduced(T* y, const T* g, T* z, int64_t n, const SfCoeffs<double>& k) {
+  using RVec = Vectorized<T>;
+  using FVec = Vectorized<float>;
+  const SfCoeffs<FVec> kv = sf_broadcast<FVec, float>(k);
+  const bool small = std::fabs(k.c) < 0.5;
+  auto body = [&](auto full, int64_t i, int64_t count) __attribute__((always_inline)) {
+    constexpr bool kFull = decltype(full)::value;
+    auto [y0, y1] = at::vec::convert_to_float<T>(load<kFull, RVec>(y + i, count));
+    auto [g0, g1] = at::vec::convert_to_float<T>(load<kFull, RVec>(g + i, count));
+    auto [z0, z1] = at::vec::convert_to_float<T>(load<kFull, RVec>(z + i, count));
+    sf_update(y0, g0, z0, kv, small);
+    sf_update(y1, g1, z1, kv, small);
+    store<kFull>(at::vec::convert_from_float<T>(y0, y1), y + i, count);
+    store<kFull>(at::vec::convert_from_float<T>(z0, z1), z + i, count);
+  };
+  int64_t i = 0;
+  for (; i + RVec::size() <= n; i += RVec::size()) body(std::true_type{}, i, RVec::size());
+  if (i < n) body(std::false_type{}, i, n - i);
+}
+
+/** y = lerp(y, z, w) over n elements (torch's lerp; the half types through float). */
+template <typename T>
+void lerp_span_of(T* y, const T* z, int64_t n, double w) {
+  const bool small = std::fabs(w) < 0.5;
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    using Vec = Vectorized<T>;
+    const Vec wv(static_cast<T>(w));
+    auto body = [&](auto full, int64_t i, int64_t count) __attribute__((always_inline)) {
+      constexpr bool kFull = decltype(full)::value;
+      store<kFull>(lerp_torch(load<kFull, Vec>(y + i, count), load<kFull, Vec>(z + i, count), wv, small), y + i,
+                   count);
+    };
+    int64_t i = 0;
+    for (; i + Vec::size() <= n; i += Vec::size()) body(std::true_type{}, i, Vec::size());
+    if (i < n) body(std::false_type{}, i, n - i);
+  } else {
+    using RVec = Vectorized<T>;
+    using FVec = Vectorized<float>;
+    const FVec wv(static_cast<float>(w));
+    auto body = [&](auto full, int64_t i, int64_t count) __attribute__((always_inline)) {
+      constexpr bool kFull = decltype(full)::value;
+      auto [y0, y1] = at::vec::convert_to_float<T>(load<kFull, RVec>(y + i, count));
+      auto [z0, z1] = at::vec::convert_to_float<T>(load<kFull, RVec>(z + i, count));
+      store<kFull>(at::vec::convert_from_float<T>(lerp_torch(y0, z0, wv, small), lerp_torch(y1, z1, wv, small)),
+                   y + i, count);
+    };
+    int64_t i = 0;
+    for (; i + RVec::size() <= n; i += RVec::size()) body(std::true_type{}, i, RVec::size());
+    if (i < n) body(std::false_type{}, i, n - i);
+  }
+}
+
 }  // namespace
+
+void sf_span(c10::ScalarType dtype, void* y, const void* g, void* z, int64_t n, const SfCoeffs<double>& k) {
+  switch (dtype) {
+    case c10::ScalarType::Float:
+      return sf_span_same_type(static_cast<float*>(y), static_cast<const float*>(g), static_cast<float*>(z), n, k);
+    case c10::ScalarType::Double:
+      return sf_span_same_type(static_cast<double*>(y), static_cast<const double*>(g), static_cast<double*>(z), n, k);
+    case c10::ScalarType::BFloat16:
+      return sf_span_reduced(static_cast<c10::BFloat16*>(y), static_cast<const c10::BFloat16*>(g),
+                             static_cast<c10::BFloat16*>(z), n, k);
+    case c10::ScalarType::Half:
+      return sf_span_reduced(static_cast<c10::Half*>(y), static_cast<const c10::Half*>(g), static_cast<c10::Half*>(z),
+                             n, k);
+    default:
+      return;
+  }
+}
+
+void lerp_span(c10::ScalarType dtype, void* y, const void* z, int64_t n, double w) {
+  switch (dtype) {
+    case c10::ScalarType::Float: return lerp_span_of(static_cast<float*>(y), static_cast<const float*>(z), n, w);
+    case c10::ScalarType::Double: return lerp_span_of(static_cast<double*>(y), static_cast<const double*>(z), n, w);
+    case c10::ScalarType::BFloat16:
+      return lerp_span_of(static_cast<c10::BFloat16*>(y), static_cast<const c10::BFloat16*>(z), n, w);
+    case c10::ScalarType::Half:
+      return lerp_span_of(static_cast<c10::Half*>(y), static_cast<const c10::Half*>(z), n, w);
+    default:
+      return;
+  }
+}
 
 double norm_span(c10::ScalarType dtype, const void* x, int64_t n, NormKind kind, double p) {
   switch (dtype) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "fusedlr/grad_norm.h"
+#include "fusedlr/schedule_free.h"
 #include "fusedlr/sgd_update.h"
 
 namespace fusedlr::cpu {
@@ -45,6 +46,9 @@ struct StepArgs {
 // (fusedlr/grad_norm.h): their sum, or their max for the inf-norm. sum_squares2: the sums of
 // squares of two arrays of n elements (a parameter and its gradient, for LARS) in one loop.
 //
+// sf_span: the schedule-free step (fusedlr/schedule_free.h) over n elements of one tensor: read
+// y, g, z; write y, z. lerp_span: y = lerp(y, z, w), the train/eval switch.
+//
 // stream_span: the memory roofline's reference (bench/roofline.py): n float32 words of p and g
 // (and b when not null) read, p (and b) written, one add each: an SGD step's memory traffic at
 // the same SIMD level and threads, and nothing else.
@@ -54,6 +58,8 @@ struct StepArgs {
                 const StepArgs& args, bool first, double ratio);                                \
   double norm_span(c10::ScalarType dtype, const void* x, int64_t n, NormKind kind, double p);   \
   void sum_squares2(c10::ScalarType dtype, const void* x, const void* y, int64_t n, double& sx, double& sy); \
+  void sf_span(c10::ScalarType dtype, void* y, const void* g, void* z, int64_t n, const SfCoeffs<double>& k); \
+  void lerp_span(c10::ScalarType dtype, void* y, const void* z, int64_t n, double w);          \
   void stream_span(float* p, const float* g, float* b, int64_t n);                              \
   }
 

@@ -11,9 +11,10 @@ from ._C import Schedule
 from .lars import LARS, Lars
 from .lr_find import LRFinderResult, lr_find
 from .optim import SGD
+from .schedule_free import SGDScheduleFree, ScheduleFreeSGD
 from .plot import plot_schedule  # matplotlib itself is imported only when a plot is drawn
 
 __version__ = _C.__version__
 
-__all__ = ["LARS", "SGD", "Lars", "LRFinderResult", "Schedule", "functional", "lr_find", "lr_scheduler", "ops", "plot_schedule",
+__all__ = ["LARS", "SGD", "Lars", "LRFinderResult", "SGDScheduleFree", "ScheduleFreeSGD", "Schedule", "functional", "lr_find", "lr_scheduler", "ops", "plot_schedule",
            "schedules", "__version__"]

@@ -1,0 +1,114 @@
+"""Schedule-free SGD, fused: ``fusedlr.ScheduleFreeSGD`` for ``schedulefree.SGDScheduleFree``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+__all__ = ["SGDScheduleFree", "ScheduleFreeSGD"]
+
+# The group keys of the reference implementation, which its state_dict carries (and ours).
+_GROUP_STATE = ("k", "weight_sum", "lr_max", "scheduled_lr")
+
+
+class ScheduleFreeSGD(Optimizer):
+    r"""Schedule-free SGD (Defazio et al., "The Road Less Scheduled", arXiv:2405.15682): no learning
+    rate schedule, yet the quality of a tuned one, without knowing the training length.
+
+    The numbers of ``schedulefree.SGDScheduleFree``, argument for argument (an import swap).
+    Each parameter :math:`y` (where gradients are taken) has a sequence :math:`z`; step
+    :math:`k` with :math:`\gamma_k = \gamma \min(\frac{k+1}{W}, 1)` (a linear warmup of ``warmup_steps``
+    :math:`W`), :math:`\gamma_{\max} = \max_{j \le k} \gamma_j`,
+    :math:`w_k = (k+1)^r \gamma_{\max}^{p}` (``weight_lr_power`` :math:`p`) and :math:`c_k = w_k / \sum_{j \le k} w_j`:
+
+    .. math::
+        g &= \nabla + \lambda y, \qquad y \leftarrow (1 - c_k)\, y + c_k z, \\
+        y &\leftarrow y + \gamma_k (\mu (1 - c_k) - 1)\, g, \qquad z \leftarrow z - \gamma_k g
+
+    The model must be in the optimizer's mode: ``opt.train()`` before training steps (the
+    parameters are then :math:`y`) and ``opt.eval()`` before evaluation and checkpoints (the
+    parameters are then the average :math:`x`, where :math:`y = \mu x + (1 - \mu) z`);
+    :meth:`step` in eval mode raises ``RuntimeError``.
+
+    Fused: the group's scalars (:math:`k`, :math:`\sum w`, :math:`\gamma_{\max}`) advance and every
+    element is stepped in one native call per group (``torch.ops.fusedlr.sf_sgd_``: read
+    :math:`y, \nabla, z`, write :math:`y, z`), and ``train()``/``eval()`` are one call each
+    (``sf_lerp_``). Differences from the reference: ``p.grad`` is read, not written (the
+    reference adds the weight decay into it); ``foreach`` is ignored; a parameter that is a view
+    of a larger tensor is refused.
+
+    Args:
+        params: parameters or param groups.
+        lr: :math:`\gamma` (default 1.0).
+        momentum: :math:`\mu`, in (0, 1) (default 0.9).
+        weight_decay: :math:`\lambda` (default 0).
+        warmup_steps: :math:`W` (default 0: none).
+        r: the averaging weights' polynomial power (default 0).
+        weight_lr_power: :math:`p` (default 2).
+        foreach: ignored (always fused).
+    """
+
+    def __init__(self, params: ParamsT, lr: float | Tensor = 1.0, momentum: float = 0.9, weight_decay: float = 0,
+                 warmup_steps: int = 0, r: float = 0.0, weight_lr_power: float = 2,
+                 foreach: bool | None = hasattr(torch, "_foreach_mul_")) -> None:
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if momentum <= 0 or momentum >= 1:
+            raise ValueError(f"Momentum must be between 0 and 1 exclusive: {momentum}")
+        defaults = dict(lr=lr, momentum=momentum, r=r, k=0, warmup_steps=warmup_steps, train_mode=False,
+                        weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0, weight_lr_power=weight_lr_power,
+                        weight_decay=weight_decay, foreach=foreach)
+        super().__init__(params, defaults)
+
+    def _switch(self, to_train: bool) -> None:
+        for group in self.param_groups:
+            if group["train_mode"] == to_train:
+                continue
+            pairs = [(p, self.state[p]["z"]) for p in group["params"] if "z" in self.state[p]]
+            if pairs:
+                m = group["momentum"]
+                torch.ops.fusedlr.sf_lerp_([p for p, _ in pairs], [z for _, z in pairs], 1 - m if to_train else 1 - 1 / m)
+            group["train_mode"] = to_train
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Put the averaged point :math:`x` in the parameters (for evaluation and checkpoints)."""
+        self._switch(False)
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Put the training point :math:`y` in the parameters (before training steps)."""
+        self._switch(True)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One schedule-free step of every parameter with a gradient (the optimizer must be in train mode)."""
+        if not self.param_groups[0]["train_mode"]:
+            raise RuntimeError("ScheduleFreeSGD.step: the optimizer is in eval mode; call opt.train() before "
+                               "training steps and opt.eval() before evaluation (as schedulefree requires)")
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            active = [p for p in group["params"] if p.grad is not None]
+            for p in active:
+                if "z" not in self.state[p]:
+                    self.state[p]["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
+            device = active[0].device if active else torch.device("cpu")
+            state = torch.tensor([float(group[key]) for key in _GROUP_STATE], dtype=torch.float64, device=device)
+            torch.ops.fusedlr.sf_sgd_(active, [p.grad for p in active], [self.state[p]["z"] for p in active], state,
+                                      float(group["lr"]), float(group["momentum"]), float(group["weight_decay"]),
+                                      float(group["warmup_steps"]), float(group["r"]), float(group["weight_lr_power"]))
+            k, weight_sum, lr_max, scheduled_lr = state.tolist()
+            group["k"], group["weight_sum"], group["lr_max"], group["scheduled_lr"] = (
+                int(k), weight_sum, lr_max, scheduled_lr)
+        return loss
+
+
+SGDScheduleFree = ScheduleFreeSGD
