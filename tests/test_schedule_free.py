@@ -125,6 +125,8 @@ def test_step_in_eval_mode_is_refused_and_modes_round_trip():
         opt.step()
     opt.train()
     opt.step()
+    model(torch.randn(4, 12, dtype=torch.float64)).square().sum().backward()
+    opt.step()  # (after one step y and z are equal: c_0 = 1)
     before = [p.detach().clone() for p in model.parameters()]
     for _ in range(3):
         opt.eval()
