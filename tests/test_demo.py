@@ -169,6 +169,19 @@ def test_lars_trains_the_demo_model_as_timm_lars_would(fashion_mnist, tmp_path):
                      "--out", str(tmp_path), "--no-progress"]) == 0
 
 
+def test_schedule_free_runs_alone_and_as_a_compare_row(fashion_mnist, tmp_path, capsys):
+    """--optimizer schedule-free (no schedule: --scheduler defaults to constant), and the row
+    'schedule-free' beside schedules in --compare; its test accuracy is taken at the average x."""
+    assert cli.main(["--dataset", "fashion-mnist", "--epochs", "1", "--optimizer", "schedule-free", "--lr", "1.0",
+                     "--out", str(tmp_path / "alone"), "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "alone" / "metrics.json").read_text())
+    assert metrics["config"]["optimizer"] == "schedule-free" and metrics["config"]["scheduler"]["name"] == "constant"
+    assert metrics["epochs"][0]["test_accuracy"] > 0.8
+    assert cli.main(["--dataset", "fashion-mnist", "--epochs", "1", "--compare", "step,schedule-free",
+                     "--out", str(tmp_path / "both"), "--no-progress"]) == 0
+    assert (tmp_path / "both" / "schedule-free" / "metrics.json").exists()
+
+
 @pytest.mark.slow
 def test_fusedlr_and_torch_optimizers_train_identically(fashion_mnist):
     """fusedlr.SGD rounds like torch.optim.SGD's CPU path, so the whole run is bit-identical."""

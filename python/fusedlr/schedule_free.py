@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from .optim import SGD
+
 __all__ = ["SGDScheduleFree", "ScheduleFreeSGD"]
 
 # The group keys of the reference implementation, which its state_dict carries (and ours).
@@ -85,7 +87,19 @@ class ScheduleFreeSGD(Optimizer):
         """Put the training point :math:`y` in the parameters (before training steps)."""
         self._switch(True)
 
-    @torch.no_grad()
+    # Step hooks as torch runs them, its profiler range only while a profiler runs (fusedlr.SGD's).
+    profile_hook_step = staticmethod(SGD.profile_hook_step)
+
+    def _state_tensor(self, index: int, group: dict, device: torch.device) -> Tensor:
+        """The group's [k, weight_sum, lr_max, scheduled_lr] as the op advances it, kept between
+        steps; made again from the group when its numbers changed (a loaded state_dict)."""
+        cache = self.__dict__.setdefault("_sf_states", {})
+        values = tuple(float(group[key]) for key in _GROUP_STATE)
+        held = cache.get(index)
+        if held is None or held[0] != values or held[1].device != device:
+            held = cache[index] = (values, torch.tensor(values, dtype=torch.float64, device=device))
+        return held[1]
+
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One schedule-free step of every parameter with a gradient (the optimizer must be in train mode)."""
         if not self.param_groups[0]["train_mode"]:
@@ -95,19 +109,21 @@ class ScheduleFreeSGD(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        # (No torch.no_grad() around the step: the op is not differentiable, its autograd kernel falls through.)
+        for index, group in enumerate(self.param_groups):
             active = [p for p in group["params"] if p.grad is not None]
-            for p in active:
-                if "z" not in self.state[p]:
-                    self.state[p]["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
-            device = active[0].device if active else torch.device("cpu")
-            state = torch.tensor([float(group[key]) for key in _GROUP_STATE], dtype=torch.float64, device=device)
-            torch.ops.fusedlr.sf_sgd_(active, [p.grad for p in active], [self.state[p]["z"] for p in active], state,
+            states = [self.state[p] for p in active]
+            for p, st in zip(active, states):
+                if "z" not in st:
+                    with torch.no_grad():
+                        st["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
+            state = self._state_tensor(index, group, active[0].device if active else torch.device("cpu"))
+            torch.ops.fusedlr.sf_sgd_(active, [p.grad for p in active], [st["z"] for st in states], state,
                                       float(group["lr"]), float(group["momentum"]), float(group["weight_decay"]),
                                       float(group["warmup_steps"]), float(group["r"]), float(group["weight_lr_power"]))
-            k, weight_sum, lr_max, scheduled_lr = state.tolist()
-            group["k"], group["weight_sum"], group["lr_max"], group["scheduled_lr"] = (
-                int(k), weight_sum, lr_max, scheduled_lr)
+            values = state.tolist()  # (on CUDA a synchronisation: the group's numbers are plain floats, as the reference's)
+            group["k"], group["weight_sum"], group["lr_max"], group["scheduled_lr"] = int(values[0]), *values[1:]
+            self._sf_states[index] = (tuple(float(group[key]) for key in _GROUP_STATE), state)
         return loss
 
 

@@ -91,13 +91,17 @@ def _milestones(text: str) -> list[int]:
 
 def _schedule_names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",")]
-    unknown = [n for n in names if n not in SCHEDULERS]
+    unknown = [n for n in names if n not in SCHEDULERS and n != SCHEDULE_FREE]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown schedule(s) {', '.join(map(repr, unknown))}; "
-                                         f"choose from {', '.join(sorted(SCHEDULERS))}")
+                                         f"choose from {', '.join(sorted(SCHEDULERS))} (or {SCHEDULE_FREE!r})")
     if len(set(names)) < len(names):
         raise argparse.ArgumentTypeError(f"names a schedule twice: {text!r}")
     return names
+
+
+# The --compare row (and --optimizer) that trains without a schedule: fusedlr.ScheduleFreeSGD.
+SCHEDULE_FREE = "schedule-free"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,11 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         "20 epochs, batch 64) with any fusedlr schedule, on fusedlr.SGD or torch.optim.SGD.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    ap.add_argument("--scheduler", default="step", choices=sorted(SCHEDULERS), help="learning-rate schedule")
+    ap.add_argument("--scheduler", default=None, choices=sorted(SCHEDULERS),
+                    help="learning-rate schedule (default: step; constant with --optimizer schedule-free)")
     ap.add_argument("--compare", metavar="A,B,C", type=_schedule_names,
-                    help="train with each of these schedules and plot them together")
-    ap.add_argument("--optimizer", default="fusedlr", choices=["fusedlr", "torch", "lars"],
-                    help="fusedlr.SGD, torch.optim.SGD, or fusedlr.Lars (layer-wise trust ratios; with --weight-decay)")
+                    help="train with each of these schedules and plot them together ('schedule-free': "
+                         "fusedlr.ScheduleFreeSGD with no schedule)")
+    ap.add_argument("--optimizer", default="fusedlr", choices=["fusedlr", "torch", "lars", SCHEDULE_FREE],
+                    help="fusedlr.SGD, torch.optim.SGD, fusedlr.Lars (layer-wise trust ratios; with --weight-decay) "
+                         "or fusedlr.ScheduleFreeSGD (no schedule: --scheduler defaults to constant)")
     ap.add_argument("--weight-decay", type=_non_negative_float, default=0.0,
                     help="L2 penalty (LARS adapts each layer only when it is > 0)")
     ap.add_argument("--epochs", type=_positive_int, default=20)
@@ -206,6 +213,8 @@ def run_lr_find(dataset: datamod.Dataset, args: argparse.Namespace, out: Path) -
     try:
         optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum, args.clip_grad_norm,
                                    args.weight_decay)
+        if isinstance(optimizer, fusedlr.ScheduleFreeSGD):
+            optimizer.train()  # (its steps need the training point in the parameters)
     except (ValueError, TypeError) as error:
         return _fail(error, 2)
     problem = _unwritable([out])
@@ -235,6 +244,8 @@ def run_lr_find(dataset: datamod.Dataset, args: argparse.Namespace, out: Path) -
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.scheduler is None:
+        args.scheduler = "constant" if args.optimizer == SCHEDULE_FREE else "step"
     names = args.compare or [args.scheduler]
     try:
         dataset = datamod.load(args.dataset, args.data_root, download=not args.no_download)
@@ -252,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     which = {name: f"{name} schedule: " if len(names) > 1 else "" for name in names}  # for messages
     runs = {}
     for name in names:
-        config = RunConfig(scheduler=scheduler_config(name, args), optimizer=args.optimizer, epochs=args.epochs,
+        free = name == SCHEDULE_FREE
+        config = RunConfig(scheduler=scheduler_config("constant" if free else name, args),
+                           optimizer=SCHEDULE_FREE if free else args.optimizer, epochs=args.epochs,
                            batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                            clip_grad_norm=args.clip_grad_norm, weight_decay=args.weight_decay, seed=args.seed,
                            progress=args.progress)

@@ -77,12 +77,22 @@ def make_optimizer(name: str, params, lr: float, momentum: float, clip_grad_norm
         return fusedlr.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, max_grad_norm=clip_grad_norm)
     if name == "lars":
         return fusedlr.Lars(params, lr=lr, momentum=momentum, weight_decay=weight_decay, max_grad_norm=clip_grad_norm)
+    if name == "schedule-free":
+        if clip_grad_norm is not None:
+            raise ValueError("--clip-grad-norm is not available with the schedule-free optimizer")
+        return fusedlr.ScheduleFreeSGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "torch":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'fusedlr', 'torch' or 'lars', got {name!r}")
+    raise ValueError(f"optimizer must be 'fusedlr', 'torch', 'lars' or 'schedule-free', got {name!r}")
 
 
 @torch.no_grad()
+def _optimizer_mode(optimizer: torch.optim.Optimizer, train: bool) -> None:
+    """Schedule-free SGD keeps two points: train() before steps, eval() before evaluating."""
+    if isinstance(optimizer, fusedlr.ScheduleFreeSGD):
+        optimizer.train() if train else optimizer.eval()
+
+
 def accuracy(model: nn.Module, split: Split, batch_size: int = 1000) -> float:
     model.eval()
     correct = 0
@@ -152,6 +162,7 @@ def fit(run: Run, data: Dataset, log=print) -> RunResult:
 
     epochs: list[EpochMetrics] = []
     lr_per_step: list[float] = []
+    _optimizer_mode(optimizer, train=True)
     for epoch in range(config.epochs):
         start = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
@@ -176,7 +187,9 @@ def fit(run: Run, data: Dataset, log=print) -> RunResult:
         if bar is not None:
             bar.close()
         mean_loss = total_loss.item() / steps_per_epoch
+        _optimizer_mode(optimizer, train=False)
         test_acc = accuracy(model, data.test)
+        _optimizer_mode(optimizer, train=True)
         scheduler.after_epoch(metric=mean_loss)
         lr = float(optimizer.param_groups[0]["lr"])
         seconds = time.perf_counter() - start
