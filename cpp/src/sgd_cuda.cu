@@ -18,6 +18,7 @@
 #include "fusedlr/grad_norm.h"
 #include "fusedlr/lars.h"
 #include "fusedlr/schedule.h"
+#include "fusedlr/schedule_free.h"
 #include "fusedlr/sgd_update.h"
 #include "multi_tensor_apply.cuh"
 #include "sgd_check.h"
@@ -407,6 +408,116 @@ at::Tensor clip_coefficient_cuda(const at::Tensor& terms, double norm_type, doub
   return result;
 }
 
+/** Schedule-free SGD: the group's scalars advanced on the device, its coefficients written to k[0..3]. */
+__global__ void sf_advance_kernel(double* state, SfHyper hyper, double* k) {
+  const SfCoeffs<double> c = sf_advance(state, hyper);
+  k[0] = c.c, k[1] = c.y_coef, k[2] = c.neg_lr, k[3] = c.weight_decay;
+}
+
+/**
+ * One block steps one chunk of one tensor: meta.addresses[0|1|2][t] are y (the param), its grad
+ * and z; k the coefficients sf_advance_kernel wrote (c, y_coef, -lr, weight_decay).
+ */
+template <typename scalar_t>
+__global__ void __launch_bounds__(kBlockSize) sf_kernel(TensorListMeta<3> meta, const double* k, bool has_weight_decay) {
+  using math_t = typename MathType<scalar_t>::type;
+  const SfCoeffs<math_t> c{static_cast<math_t>(k[0]), static_cast<math_t>(k[1]), static_cast<math_t>(k[2]),
+                           static_cast<math_t>(k[3]), has_weight_decay};
+  const bool small = fabs(k[0]) < 0.5;
+  const int t = meta.block_to_tensor[blockIdx.x];
+  const int64_t begin = static_cast<int64_t>(meta.block_to_chunk[blockIdx.x]) * kChunkSize;
+  const int64_t end = min(meta.numel[t], begin + kChunkSize);
+  auto* y = static_cast<scalar_t*>(meta.addresses[0][t]);
+  const auto* g = static_cast<const scalar_t*>(meta.addresses[1][t]);
+  auto* z = static_cast<scalar_t*>(meta.addresses[2][t]);
+  for (int64_t i = begin + threadIdx.x; i < end; i += kBlockSize) {
+    math_t yv = static_cast<math_t>(y[i]), zv = static_cast<math_t>(z[i]);
+    sf_update(yv, static_cast<math_t>(g[i]), zv, c, small);
+    y[i] = static_cast<scalar_t>(yv);
+    z[i] = static_cast<scalar_t>(zv);
+  }
+}
+
+/** y = lerp(y, z, w) (meta.addresses[0|2][t]; [1] unused): the train/eval switch. */
+template <typename scalar_t>
+__global__ void __launch_bounds__(kBlockSize) sf_lerp_kernel(TensorListMeta<3> meta, double w) {
+  using math_t = typename MathType<scalar_t>::type;
+  const bool small = fabs(w) < 0.5;
+  const int t = meta.block_to_tensor[blockIdx.x];
+  const int64_t begin = static_cast<int64_t>(meta.block_to_chunk[blockIdx.x]) * kChunkSize;
+  const int64_t end = min(meta.numel[t], begin + kChunkSize);
+  auto* y = static_cast<scalar_t*>(meta.addresses[0][t]);
+  const auto* z = static_cast<const scalar_t*>(meta.addresses[2][t]);
+  for (int64_t i = begin + threadIdx.x; i < end; i += kBlockSize)
+    y[i] = static_cast<scalar_t>(lerp_torch(static_cast<math_t>(y[i]), static_cast<math_t>(z[i]),
+                                            static_cast<math_t>(w), small));
+}
+
+/** Launch `kernel<scalar_t>` over (y, g or nothing, z) of every tensor, one dtype at a time. */
+template <typename Launch>
+void for_each_dtype_sf(at::TensorList y, at::TensorList g, at::TensorList z, Launch&& launch) {
+  for (const at::ScalarType dtype : supported_dtypes()) {
+    std::vector<int64_t> index;
+    for (size_t i = 0; i < y.size(); ++i)
+      if (y[i].scalar_type() == dtype) index.push_back(static_cast<int64_t>(i));
+    if (index.empty()) continue;
+    auto fill = [&](TensorListMeta<3>& meta, int slot, int64_t k) -> int64_t {
+      const int64_t i = index[k];
+      meta.addresses[0][slot] = y[i].data_ptr();
+      meta.addresses[1][slot] = g.empty() ? nullptr : const_cast<void*>(g[i].const_data_ptr());
+      meta.addresses[2][slot] = z[i].data_ptr();
+      meta.counter[slot] = nullptr;
+      return y[i].numel();
+    };
+    launch(dtype, index, fill);
+  }
+}
+
+void sf_sgd_cuda_(at::TensorList params, at::TensorList grads, at::TensorList z, const at::Tensor& state, double lr,
+                  double momentum, double weight_decay, double warmup_steps, double r, double weight_lr_power) {
+  const at::NoGradGuard no_grad;
+  check_sf_call(params, grads, z, state, c10::DeviceType::CUDA);
+  const c10::cuda::CUDAGuard guard(state.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  at::Tensor k = at::empty({4}, state.options());
+  sf_advance_kernel<<<1, 1, 0, stream>>>(state.data_ptr<double>(),
+                                         SfHyper{lr, momentum, weight_decay, warmup_steps, r, weight_lr_power},
+                                         k.data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const double* kp = k.const_data_ptr<double>();
+  const bool has_wd = weight_decay != 0.0;
+  for_each_dtype_sf(params, grads, z, [&](at::ScalarType dtype, const std::vector<int64_t>& index, auto& fill) {
+    multi_tensor_apply<3>(static_cast<int64_t>(index.size()), fill, [&](const TensorListMeta<3>& meta, int blocks) {
+      switch (dtype) {
+        case at::kFloat: sf_kernel<float><<<blocks, kBlockSize, 0, stream>>>(meta, kp, has_wd); break;
+        case at::kDouble: sf_kernel<double><<<blocks, kBlockSize, 0, stream>>>(meta, kp, has_wd); break;
+        case at::kHalf: sf_kernel<c10::Half><<<blocks, kBlockSize, 0, stream>>>(meta, kp, has_wd); break;
+        default: sf_kernel<c10::BFloat16><<<blocks, kBlockSize, 0, stream>>>(meta, kp, has_wd); break;
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+}
+
+void sf_lerp_cuda_(at::TensorList params, at::TensorList z, double weight) {
+  const at::NoGradGuard no_grad;
+  check_sf_call(params, {}, z, std::nullopt, c10::DeviceType::CUDA);
+  if (params.empty()) return;
+  const c10::cuda::CUDAGuard guard(params[0].device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  for_each_dtype_sf(params, {}, z, [&](at::ScalarType dtype, const std::vector<int64_t>& index, auto& fill) {
+    multi_tensor_apply<3>(static_cast<int64_t>(index.size()), fill, [&](const TensorListMeta<3>& meta, int blocks) {
+      switch (dtype) {
+        case at::kFloat: sf_lerp_kernel<float><<<blocks, kBlockSize, 0, stream>>>(meta, weight); break;
+        case at::kDouble: sf_lerp_kernel<double><<<blocks, kBlockSize, 0, stream>>>(meta, weight); break;
+        case at::kHalf: sf_lerp_kernel<c10::Half><<<blocks, kBlockSize, 0, stream>>>(meta, weight); break;
+        default: sf_lerp_kernel<c10::BFloat16><<<blocks, kBlockSize, 0, stream>>>(meta, weight); break;
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+}
+
 /** Per tensor: its two norms (0-dim tensors of any fused dtype) in, its trust ratio out. */
 constexpr int kMaxRatios = 128;
 struct RatioList {
@@ -474,6 +585,8 @@ at::Tensor lars_ratios_cuda(at::TensorList params, at::TensorList grads, double 
 
 TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
   m.impl("lars_ratios", &lars_ratios_cuda);
+  m.impl("sf_sgd_", &sf_sgd_cuda_);
+  m.impl("sf_lerp_", &sf_lerp_cuda_);
   m.impl("grad_norm_terms", &grad_norm_terms_cuda);
   m.impl("clip_coefficient", &clip_coefficient_cuda);
   m.impl("sgd_", &sgd_op<sgd_cuda_>);
