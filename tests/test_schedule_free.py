@@ -182,3 +182,27 @@ def test_ops_opcheck_and_refusals():
         torch.ops.fusedlr.sf_lerp_([big[:, 0]], [torch.randn(4)], 0.5)
     with pytest.raises(ValueError, match="z\\[0\\] must match params\\[0\\]"):
         torch.ops.fusedlr.sf_lerp_([torch.randn(4)], [torch.randn(5)], 0.5)
+
+
+def test_a_fusedlr_schedule_scales_the_base_rate_as_on_the_reference():
+    """Composition: a twin scheduler (here fusedlr's closed-form warmup-cosine) sets group["lr"],
+    which each schedule-free step reads, exactly as torch's LambdaLR does on the reference."""
+    from fusedlr import lr_scheduler as F, schedules as S
+
+    schedule = S.warmup(S.cosine(20), 4)
+    models = [_model(torch.float64) for _ in range(2)]
+    opt = ScheduleFreeSGD(models[0].parameters(), lr=0.5)
+    ref = schedulefree.SGDScheduleFree(models[1].parameters(), lr=0.5)
+    scheds = [F.ScheduleLR(opt, schedule), torch.optim.lr_scheduler.LambdaLR(ref, lambda t: schedule(t))]
+    x = torch.randn(16, 12, dtype=torch.float64)
+    for o in (opt, ref):
+        o.train()
+    for _ in range(12):
+        for m, o, s in zip(models, (opt, ref), scheds):
+            o.zero_grad()
+            m(x).square().mean().backward()
+            o.step()
+            s.step()
+    assert opt.param_groups[0]["lr"] == ref.param_groups[0]["lr"]
+    for a, b in zip(*[m.parameters() for m in models]):
+        torch.testing.assert_close(a, b, rtol=1e-15, atol=1e-15)
