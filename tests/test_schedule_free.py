@@ -206,3 +206,29 @@ def test_a_fusedlr_schedule_scales_the_base_rate_as_on_the_reference():
     assert opt.param_groups[0]["lr"] == ref.param_groups[0]["lr"]
     for a, b in zip(*[m.parameters() for m in models]):
         torch.testing.assert_close(a, b, rtol=1e-15, atol=1e-15)
+
+
+def test_groups_are_held_in_cpp_and_let_go_when_their_state_changes():
+    """After its first step a group is stepped through its params and z held in C++; replacing a
+    z sends the next step back through Python lists, which then step the new z, with the same bits."""
+    seen, ref = [], []
+    for cls in (ScheduleFreeSGD, schedulefree.SGDScheduleFree):
+        model = _model(torch.float64)
+        opt = cls(model.parameters(), lr=0.5)
+        opt.train()
+        x = torch.randn(8, 12, dtype=torch.float64)
+        p = next(model.parameters())
+        for t in range(6):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+            if cls is ScheduleFreeSGD:
+                assert opt._sf_held[0] is not None  # held for the next step
+            if t == 3:  # a z replaced by an equal tensor: the held group must not keep stepping the old one
+                opt.state[p]["z"] = opt.state[p]["z"].clone()
+                replaced = opt.state[p]["z"].clone()
+            if t == 4:
+                assert not torch.equal(opt.state[p]["z"], replaced)  # the step updated the new z
+        (seen if cls is ScheduleFreeSGD else ref).extend(q.detach().clone() for q in model.parameters())
+    for a, b in zip(seen, ref):
+        assert torch.equal(a, b)

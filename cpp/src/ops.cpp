@@ -89,6 +89,15 @@ at::Tensor call_grad_norm_op(at::TensorList grads, double norm_type, double max_
   return op.call(grads, norm_type, max_norm, grad_scale);
 }
 
+void call_sf_sgd_op(at::TensorList params, at::TensorList grads, at::TensorList z, const at::Tensor& state,
+                    const SfHyper& h) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fusedlr::sf_sgd_", "")
+                             .typed<void(at::TensorList, at::TensorList, at::TensorList, const at::Tensor&, double,
+                                         double, double, double, double, double)>();
+  op.call(params, grads, z, state, h.lr, h.momentum, h.weight_decay, h.warmup_steps, h.r, h.weight_lr_power);
+}
+
 at::Tensor call_lars_ratios_op(at::TensorList params, at::TensorList grads, const LarsArgs& lars, double lr,
                                const std::optional<at::Tensor>& lr_tensor) {
   static const auto op = c10::Dispatcher::singleton()

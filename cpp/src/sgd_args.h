@@ -7,6 +7,7 @@
 
 #include <optional>
 
+#include "fusedlr/schedule_free.h"
 #include "fusedlr/sgd_update.h"
 
 namespace fusedlr {
@@ -56,6 +57,10 @@ void call_sgd_op(const SgdArgs& args);
 /** Runs fusedlr::lars_ratios through the dispatcher: float64 [n] trust ratios. */
 at::Tensor call_lars_ratios_op(at::TensorList params, at::TensorList grads, const LarsArgs& lars, double lr,
                                const std::optional<at::Tensor>& lr_tensor);
+
+/** Runs fusedlr::sf_sgd_ (schedule-free SGD) through the dispatcher. */
+void call_sf_sgd_op(at::TensorList params, at::TensorList grads, at::TensorList z, const at::Tensor& state,
+                    const SfHyper& hyper);
 
 /** Runs fusedlr::grad_norm through the dispatcher: [total norm, clip coefficient]. */
 at::Tensor call_grad_norm_op(at::TensorList grads, double norm_type, double max_norm,

@@ -113,6 +113,32 @@ bool SgdGroup::append_grads(std::vector<at::Tensor>& out) {
   return !sparse.load();
 }
 
+SfGroup::SfGroup(std::vector<at::Tensor> params, std::vector<at::Tensor> z)
+    : params_(std::move(params)), z_(std::move(z)) {
+  TORCH_CHECK(z_.size() == params_.size(), "SfGroup: got ", params_.size(), " params but ", z_.size(), " z");
+}
+
+int64_t SfGroup::step(const at::Tensor& state, const SfHyper& hyper) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  const size_t n = params_.size();
+  g_.resize(n);
+  std::atomic<bool> missing{false};
+  for_tensor_ranges(n, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const at::Tensor& grad = params_[i].grad();
+      if (!grad.defined() || grad.layout() != at::kStrided) missing.store(true, std::memory_order_relaxed);
+      g_[i] = grad;
+    }
+  });
+  int64_t result = -1;
+  if (!missing.load()) {
+    call_sf_sgd_op(params_, g_, z_, state, hyper);
+    result = static_cast<int64_t>(n);
+  }
+  for (at::Tensor& g : g_) g.reset();  // (zero_grad(set_to_none=True) really frees them)
+  return result;
+}
+
 int64_t SgdGroup::release_grads(int64_t result) {
   // Drop our references so zero_grad(set_to_none=True) really frees the gradients.
   for_tensor_ranges(g_.size(), [&](int64_t lo, int64_t hi) {

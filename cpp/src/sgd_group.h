@@ -14,6 +14,7 @@
 #include <optional>
 #include <vector>
 
+#include "fusedlr/schedule_free.h"
 #include "sgd_args.h"
 
 namespace fusedlr {
@@ -57,6 +58,22 @@ struct SgdGroup {
   // crash. The mutex makes such steps take turns (uncontended, it costs ~20 ns).
   std::mutex mutex_;
   std::vector<at::Tensor> p_, g_, b_, s_;
+};
+
+/** A schedule-free SGD group's params and z held between steps (ScheduleFreeSGD's eager fast path). */
+struct SfGroup {
+  SfGroup(std::vector<at::Tensor> params, std::vector<at::Tensor> z);
+
+  /**
+   * One step (fusedlr::sf_sgd_) of every parameter, the group's state advanced. Returns how many
+   * were stepped, or -1 (nothing changed) when a parameter has no gradient or a sparse one: the
+   * Python side then steps the group with lists.
+   */
+  int64_t step(const at::Tensor& state, const SfHyper& hyper);
+
+ private:
+  std::vector<at::Tensor> params_, z_, g_;
+  std::mutex mutex_;
 };
 
 }  // namespace fusedlr

@@ -21,6 +21,24 @@ namespace {
  * that the group's param list still holds exactly these objects (an in-place `params[i] = q`
  * keeps the list's identity and length, so nothing else would notice); then steps without it.
  */
+/** The tensors of a tuple of Python tensors. */
+std::vector<at::Tensor> tensors(const py::tuple& objects) {
+  std::vector<at::Tensor> out;
+  out.reserve(objects.size());
+  for (const py::handle o : objects) out.push_back(o.cast<at::Tensor>());
+  return out;
+}
+
+/** Whether the list `params` holds exactly the objects of `objects`, in order. */
+bool holds(const py::tuple& objects, const py::handle& params) {
+  if (!PyList_Check(params.ptr())) return false;
+  const Py_ssize_t n = PyList_GET_SIZE(params.ptr());
+  if (n != PyTuple_GET_SIZE(objects.ptr())) return false;
+  for (Py_ssize_t i = 0; i < n; ++i)
+    if (PyList_GET_ITEM(params.ptr(), i) != PyTuple_GET_ITEM(objects.ptr(), i)) return false;
+  return true;
+}
+
 class BoundSgdGroup {
  public:
   BoundSgdGroup(const py::sequence& params, const std::vector<std::optional<at::Tensor>>& momentum_buffers,
@@ -51,24 +69,28 @@ class BoundSgdGroup {
   }
 
  private:
-  static std::vector<at::Tensor> tensors(const py::tuple& objects) {
-    std::vector<at::Tensor> out;
-    out.reserve(objects.size());
-    for (const py::handle o : objects) out.push_back(o.cast<at::Tensor>());
-    return out;
-  }
-
-  bool holds_our_params(const py::handle& params) const {
-    if (!PyList_Check(params.ptr())) return false;
-    const Py_ssize_t n = PyList_GET_SIZE(params.ptr());
-    if (n != PyTuple_GET_SIZE(objects_.ptr())) return false;
-    for (Py_ssize_t i = 0; i < n; ++i)
-      if (PyList_GET_ITEM(params.ptr(), i) != PyTuple_GET_ITEM(objects_.ptr(), i)) return false;
-    return true;
-  }
+  bool holds_our_params(const py::handle& params) const { return holds(objects_, params); }
 
   py::tuple objects_;
   std::unique_ptr<SgdGroup> group_;  // holds a mutex: not movable
+};
+
+/** A SfGroup and the Python objects of its parameters (checked each step, as BoundSgdGroup's). */
+class BoundSfGroup {
+ public:
+  BoundSfGroup(const py::sequence& params, const std::vector<at::Tensor>& z)
+      : objects_(params), group_(std::make_unique<SfGroup>(tensors(objects_), z)) {}
+
+  int64_t step(const py::handle& params, const at::Tensor& state, double lr, double momentum, double weight_decay,
+               double warmup_steps, double r, double weight_lr_power) {
+    if (!holds(objects_, params)) return -1;
+    py::gil_scoped_release release;
+    return group_->step(state, SfHyper{lr, momentum, weight_decay, warmup_steps, r, weight_lr_power});
+  }
+
+ private:
+  py::tuple objects_;
+  std::unique_ptr<SfGroup> group_;  // holds a mutex: not movable
 };
 
 }  // namespace
@@ -119,6 +141,15 @@ still holds the same parameter objects, gathers the gradients and runs torch.ops
 the group must be rebuilt: ``params`` no longer holds the same parameter objects, a gradient has
 no momentum buffer yet, or a gradient is sparse. Several threads may call it at once (they take turns).)pbdoc")
       .def("__len__", &BoundSgdGroup::size);
+  py::class_<BoundSfGroup>(m, "SfGroup", R"pbdoc(A schedule-free SGD group's params and z held in C++ between steps.
+
+step(params, state, lr, momentum, weight_decay, warmup_steps, r, weight_lr_power) checks that
+``params`` still holds the same parameter objects, gathers the gradients and runs
+torch.ops.fusedlr.sf_sgd_; it returns how many it stepped, or -1 (nothing done) when the group's
+list changed or a parameter has no gradient (or a sparse one).)pbdoc")
+      .def(py::init<const py::sequence&, const std::vector<at::Tensor>&>(), py::arg("params"), py::arg("z"))
+      .def("step", &BoundSfGroup::step, py::arg("params"), py::arg("state"), py::arg("lr"), py::arg("momentum"),
+           py::arg("weight_decay"), py::arg("warmup_steps"), py::arg("r"), py::arg("weight_lr_power"));
   m.def("_held_grad_norm", &held_grad_norm, py::arg("groups"), py::arg("params"), py::arg("norm_type"),
         py::arg("max_norm"), py::arg("grad_scale"),
         R"pbdoc(torch.ops.fusedlr.grad_norm over the gradients of held SgdGroups (``groups[i]`` holding the param

@@ -8,6 +8,9 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from . import _C, _group_cache
+from ._checks import FUSED_DTYPES
+from ._dtensor import is_dtensor
 from .optim import SGD
 
 __all__ = ["SGDScheduleFree", "ScheduleFreeSGD"]
@@ -37,8 +40,8 @@ class ScheduleFreeSGD(Optimizer):
 
     Fused: the group's scalars (:math:`k`, :math:`\sum w`, :math:`\gamma_{\max}`) advance and every
     element is stepped in one native call per group (``torch.ops.fusedlr.sf_sgd_``: read
-    :math:`y, \nabla, z`, write :math:`y, z`), and ``train()``/``eval()`` are one call each
-    (``sf_lerp_``). Differences from the reference: ``p.grad`` is read, not written (the
+    :math:`y, \nabla, z`, write :math:`y, z`; from the first step through the group's params and
+    :math:`z` held in C++), and ``train()``/``eval()`` are one call each (``sf_lerp_``). Differences from the reference: ``p.grad`` is read, not written (the
     reference adds the weight decay into it); ``foreach`` is ignored; a parameter that is a view
     of a larger tensor is refused.
 
@@ -66,6 +69,11 @@ class ScheduleFreeSGD(Optimizer):
                         weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0, weight_lr_power=weight_lr_power,
                         weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
+        self.state = _group_cache.State(self.state)  # counts changes: the held groups depend on them
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.state = _group_cache.State(self.state)
 
     def _switch(self, to_train: bool) -> None:
         for group in self.param_groups:
@@ -90,6 +98,27 @@ class ScheduleFreeSGD(Optimizer):
     # Step hooks as torch runs them, its profiler range only while a profiler runs (fusedlr.SGD's).
     profile_hook_step = staticmethod(SGD.profile_hook_step)
 
+    def _step_lists(self, group: dict, state: Tensor, hyper: tuple) -> None:
+        """The step through the op with Python lists: the parameters that have a gradient (a first
+        step, a parameter without a gradient, a group not held)."""
+        active = [p for p in group["params"] if p.grad is not None]
+        states = [self.state[p] for p in active]
+        for p, st in zip(active, states):
+            if "z" not in st:
+                with torch.no_grad():
+                    st["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
+        torch.ops.fusedlr.sf_sgd_(active, [p.grad for p in active], [st["z"] for st in states], state, *hyper)
+
+    def _hold(self, group: dict) -> tuple | None:
+        """The group's params and z held in C++ for the next steps (with the state's change count
+        they depend on), when every parameter has its z: real floating, dense, one device."""
+        params = group["params"]
+        states = [self.state.get(p, {}) for p in params]
+        if not params or any("z" not in st for st in states) or any(is_dtensor(p) for p in params) or (
+                any(p.dtype not in FUSED_DTYPES for p in params)) or len({p.device for p in params}) > 1:
+            return None
+        return (_group_cache._key(group, self.state), _C.SfGroup(params, [st["z"] for st in states]))
+
     def _state_tensor(self, index: int, group: dict, device: torch.device) -> Tensor:
         """The group's [k, weight_sum, lr_max, scheduled_lr] as the op advances it, kept between
         steps; made again from the group when its numbers changed (a loaded state_dict)."""
@@ -110,17 +139,17 @@ class ScheduleFreeSGD(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         # (No torch.no_grad() around the step: the op is not differentiable, its autograd kernel falls through.)
+        held_groups = self.__dict__.setdefault("_sf_held", {})
         for index, group in enumerate(self.param_groups):
-            active = [p for p in group["params"] if p.grad is not None]
-            states = [self.state[p] for p in active]
-            for p, st in zip(active, states):
-                if "z" not in st:
-                    with torch.no_grad():
-                        st["z"] = torch.clone(p, memory_format=torch.preserve_format).detach()
-            state = self._state_tensor(index, group, active[0].device if active else torch.device("cpu"))
-            torch.ops.fusedlr.sf_sgd_(active, [p.grad for p in active], [st["z"] for st in states], state,
-                                      float(group["lr"]), float(group["momentum"]), float(group["weight_decay"]),
-                                      float(group["warmup_steps"]), float(group["r"]), float(group["weight_lr_power"]))
+            params = group["params"]
+            state = self._state_tensor(index, group, params[0].device if params else torch.device("cpu"))
+            hyper = (float(group["lr"]), float(group["momentum"]), float(group["weight_decay"]),
+                     float(group["warmup_steps"]), float(group["r"]), float(group["weight_lr_power"]))
+            held = held_groups.get(index)
+            if held is None or not _group_cache._same_key(held[0], _group_cache._key(group, self.state)) or (
+                    held[1].step(params, state, *hyper) < 0):
+                self._step_lists(group, state, hyper)
+                held_groups[index] = self._hold(group)
             values = state.tolist()  # (on CUDA a synchronisation: the group's numbers are plain floats, as the reference's)
             group["k"], group["weight_sum"], group["lr_max"], group["scheduled_lr"] = int(values[0]), *values[1:]
             self._sf_states[index] = (tuple(float(group[key]) for key in _GROUP_STATE), state)
