@@ -41,9 +41,10 @@ class ScheduleFreeSGD(Optimizer):
     Fused: the group's scalars (:math:`k`, :math:`\sum w`, :math:`\gamma_{\max}`) advance and every
     element is stepped in one native call per group (``torch.ops.fusedlr.sf_sgd_``: read
     :math:`y, \nabla, z`, write :math:`y, z`; from the first step through the group's params and
-    :math:`z` held in C++), and ``train()``/``eval()`` are one call each (``sf_lerp_``). Differences from the reference: ``p.grad`` is read, not written (the
-    reference adds the weight decay into it); ``foreach`` is ignored; a parameter that is a view
-    of a larger tensor is refused.
+    :math:`z` held in C++), and ``train()``/``eval()`` are one call each (``sf_lerp_``).
+    Differences from the reference: ``p.grad`` is read, not written (the reference adds the
+    weight decay into it); ``foreach`` is ignored; a parameter that is a view of a larger tensor
+    is refused.
 
     Args:
         params: parameters or param groups.
