@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import fusedlr
-from conftest import DTYPES, EXACT_TOL, HALF_VS_FP32_TOL, devices
+from conftest import CUDA_HALF_TOL, DTYPES, EXACT_TOL, HALF_VS_FP32_TOL, devices
 
 # Every valid combination of the options that change the update.
 OPTIONS = [
@@ -93,11 +93,11 @@ def test_matches_torch_sgd_over_shapes(options, dtype, device):
     # like ours computes in float32 and rounds once (foreach=False rounds after every op).
     torch_kw = dict(foreach=False) if dtype in (torch.float32, torch.float64) else dict(fused=True)
     ref_opt = run(lambda p: torch.optim.SGD(p, lr=0.1, **options, **torch_kw), ref)
-    assert_params_equal(ours, ref, **EXACT_TOL[dtype])
+    tol = CUDA_HALF_TOL[dtype] if device == "cuda" and dtype in CUDA_HALF_TOL else EXACT_TOL[dtype]
+    assert_params_equal(ours, ref, **tol)
     if options["momentum"]:
         for p, q in zip(ours, ref):
-            torch.testing.assert_close(opt.state[p]["momentum_buffer"], ref_opt.state[q]["momentum_buffer"],
-                                       **EXACT_TOL[dtype])
+            torch.testing.assert_close(opt.state[p]["momentum_buffer"], ref_opt.state[q]["momentum_buffer"], **tol)
 
 
 @pytest.mark.parametrize("layout", ["transposed", "channels_last", "strided"])

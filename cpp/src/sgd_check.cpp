@@ -82,9 +82,11 @@ void check_scalar_tensor(const std::optional<at::Tensor>& t, const char* name, c
   TORCH_CHECK(t->numel() == 1, "fusedlr.sgd_: ", name, " must have one element, got ", t->numel());
   TORCH_CHECK(at::isFloatingType(t->scalar_type()), "fusedlr.sgd_: ", name, " must be floating point, got ",
               t->scalar_type());
-  // A CPU scalar can serve a CUDA step (it is read on the host); otherwise it must be with the params.
-  TORCH_CHECK(t->device() == device || t->device().is_cpu(), "fusedlr.sgd_: ", name, " is on ", t->device(),
-              " but the parameters are on ", device);
+  // A CPU scalar can serve a CUDA step, and a scalar on another GPU too (GradScaler hands one
+  // found_inf to every device's split, as torch's fused optimizers take it): the CUDA step copies
+  // it. On the CPU a scalar must be on the CPU.
+  TORCH_CHECK(t->device() == device || t->device().is_cpu() || (device.is_cuda() && t->device().is_cuda()),
+              "fusedlr.sgd_: ", name, " is on ", t->device(), " but the parameters are on ", device);
 }
 
 }  // namespace

@@ -157,10 +157,14 @@ void sgd_cuda_(const SgdArgs& a) {
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const bool has_momentum = a.hyper.has_momentum();
 
-  // Scalars given as CPU tensors are moved once per call; on the device they are read in-kernel.
+  // Scalars given on the CPU or another GPU (GradScaler's found_inf, handed to every device's
+  // split) are copied once per call; half and bfloat16 ones become float32, which DeviceScalar
+  // reads. On the device they are read in-kernel.
   auto on_device = [&](const std::optional<at::Tensor>& t) -> std::optional<at::Tensor> {
-    if (!t.has_value() || t->device() == device) return t;
-    return t->to(device, /*non_blocking=*/true);
+    if (!t.has_value()) return t;
+    const bool half = t->scalar_type() == at::kHalf || t->scalar_type() == at::kBFloat16;
+    if (t->device() == device && !half) return t;
+    return t->to(device, half ? at::kFloat : t->scalar_type(), /*non_blocking=*/true);
   };
   std::optional<at::Tensor> lr_d = on_device(a.lr_tensor);
   const std::optional<at::Tensor> scale_d = on_device(a.grad_scale), inf_d = on_device(a.found_inf),
@@ -343,8 +347,10 @@ std::vector<at::Tensor> dense_grads(at::TensorList grads) {
 }
 
 std::optional<at::Tensor> scalar_on(const std::optional<at::Tensor>& t, c10::Device device) {
-  if (!t.has_value() || t->device() == device) return t;
-  return t->to(device, /*non_blocking=*/true);
+  if (!t.has_value()) return t;
+  const bool half = t->scalar_type() == at::kHalf || t->scalar_type() == at::kBFloat16;  // (DeviceScalar reads float)
+  if (t->device() == device && !half) return t;
+  return t->to(device, half ? at::kFloat : t->scalar_type(), /*non_blocking=*/true);
 }
 
 /**
@@ -361,7 +367,8 @@ at::Tensor grad_norm_cuda(at::TensorList grads, double norm_type, double max_nor
   const at::Tensor partials = grad_norm_partials(dense_grads(grads), kind, norm_type, device, stream);
   const at::ScalarType out_dtype = grad_norm_dtype(grads);
   at::Tensor result = at::empty({2}, at::TensorOptions().device(device).dtype(out_dtype));
-  const DeviceScalar scale = device_scalar(scalar_on(grad_scale, device));
+  const std::optional<at::Tensor> scale_d = scalar_on(grad_scale, device);  // (alive until the launch)
+  const DeviceScalar scale = device_scalar(scale_d);
   const double* part = partials.const_data_ptr<double>();
   if (out_dtype == at::kDouble) {
     norm_finish_kernel<double><<<1, kBlockSize, 0, stream>>>(part, partials.numel(), kind, norm_type, scale, max_norm,
@@ -395,7 +402,8 @@ at::Tensor clip_coefficient_cuda(const at::Tensor& terms, double norm_type, doub
   const c10::cuda::CUDAGuard guard(terms.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   at::Tensor result = at::empty({2}, at::TensorOptions().device(terms.device()).dtype(dtype));
-  const DeviceScalar scale = device_scalar(scalar_on(grad_scale, terms.device()));
+  const std::optional<at::Tensor> scale_d = scalar_on(grad_scale, terms.device());  // (alive until the launch)
+  const DeviceScalar scale = device_scalar(scale_d);
   const NormKind kind = norm_kind(norm_type);
   if (dtype == at::kDouble) {
     clip_coefficient_kernel<double><<<1, 1, 0, stream>>>(terms.const_data_ptr<double>(), kind, norm_type, scale,
@@ -562,9 +570,7 @@ at::Tensor lars_ratios_cuda(at::TensorList params, at::TensorList grads, double 
   at::Tensor out = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().device(device).dtype(at::kDouble));
   if (n == 0) return out;
   const std::vector<at::Tensor> w = at::_foreach_norm(params, 2), g = at::_foreach_norm(grads, 2);
-  const std::optional<at::Tensor> lr_d =
-      lr_tensor.has_value() && lr_tensor->device() != device ? std::optional<at::Tensor>(lr_tensor->to(device, true))
-                                                             : lr_tensor;
+  const std::optional<at::Tensor> lr_d = scalar_on(lr_tensor, device);
   for (size_t start = 0; start < n; start += kMaxRatios) {
     const int count = static_cast<int>(std::min<size_t>(kMaxRatios, n - start));
     RatioList list{};
