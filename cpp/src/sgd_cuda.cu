@@ -49,6 +49,21 @@ DeviceScalar device_scalar(const std::optional<at::Tensor>& t) {
   return {t->const_data_ptr(), t->scalar_type() == at::kDouble};
 }
 
+/** Elements each thread loads per stream before it computes (apex's ILP). */
+constexpr int kIlp = 4;
+
+/** kIlp elements of one stream, loaded and stored as one vector. */
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Packed {
+  T v[N];
+};
+
+/** Whether ptr is aligned to N elements of its type (a vector load of them is legal). */
+template <int N, typename T>
+__device__ FUSEDLR_INLINE bool is_aligned(const T* ptr) {
+  return reinterpret_cast<uintptr_t>(ptr) % (sizeof(T) * N) == 0;
+}
+
 /**
  * One block updates one chunk of one tensor.
  *   meta.addresses[0|1|2][t]: param, grad, momentum buffer (null when momentum == 0) of tensor t
@@ -79,18 +94,80 @@ __global__ void __launch_bounds__(kBlockSize)
   const auto* ratio_ptr = static_cast<const double*>(meta.addresses[3][t]);
   const math_t ratio = ratio_ptr != nullptr ? static_cast<math_t>(*ratio_ptr) : math_t(1);
 
-  for (int64_t i = begin + threadIdx.x; i < end; i += kBlockSize) {
-    math_t p = static_cast<math_t>(param[i]);
-    math_t g = static_cast<math_t>(grad[i]);
-    math_t b = coeffs.has_momentum ? static_cast<math_t>(buf[i]) : math_t(0);
-    if (grad_scale.ptr != nullptr) {
-      g = g / scale;
-      grad[i] = static_cast<scalar_t>(g);
-    }
+  // kIlp elements per stream per thread are loaded into registers before any is computed or
+  // stored, so a thread keeps kIlp loads of each stream in flight (one element at a time, the
+  // loads wait behind the previous element's stores). With every pointer aligned to kIlp
+  // elements, each stream's kIlp elements are one vector load (16 bytes for float); otherwise
+  // (a sliced view) they are kIlp scalar loads, kBlockSize apart, as apex's multi_tensor_apply does.
+  auto update = [&](math_t& p, math_t g, math_t& b) {
     if (grad_clip.ptr != nullptr) g = g * clip;
     sgd_update(p, g, b, coeffs, first, ratio);
-    param[i] = static_cast<scalar_t>(p);
-    if (coeffs.has_momentum) buf[i] = static_cast<scalar_t>(b);
+  };
+  const bool momentum = coeffs.has_momentum, unscale = grad_scale.ptr != nullptr;
+  const int64_t n = end - begin;
+  scalar_t* pp = param + begin;
+  scalar_t* gp = grad + begin;
+  scalar_t* bp = momentum ? buf + begin : nullptr;
+  if (is_aligned<kIlp>(pp) && is_aligned<kIlp>(gp) && (!momentum || is_aligned<kIlp>(bp))) {
+    using Pack = Packed<scalar_t, kIlp>;
+    const int64_t packs = n / kIlp;
+    for (int64_t k = threadIdx.x; k < packs; k += kBlockSize) {
+      Pack pv = reinterpret_cast<const Pack*>(pp)[k], gv = reinterpret_cast<const Pack*>(gp)[k], bv{};
+      if (momentum) bv = reinterpret_cast<const Pack*>(bp)[k];
+#pragma unroll
+      for (int j = 0; j < kIlp; ++j) {
+        math_t p = static_cast<math_t>(pv.v[j]), g = static_cast<math_t>(gv.v[j]);
+        math_t b = momentum ? static_cast<math_t>(bv.v[j]) : math_t(0);
+        if (unscale) {
+          g = g / scale;
+          gv.v[j] = static_cast<scalar_t>(g);
+        }
+        update(p, g, b);
+        pv.v[j] = static_cast<scalar_t>(p);
+        bv.v[j] = static_cast<scalar_t>(b);
+      }
+      reinterpret_cast<Pack*>(pp)[k] = pv;
+      if (unscale) reinterpret_cast<Pack*>(gp)[k] = gv;
+      if (momentum) reinterpret_cast<Pack*>(bp)[k] = bv;
+    }
+    // The last n % kIlp elements, one per thread.
+    for (int64_t i = packs * kIlp + threadIdx.x; i < n; i += kBlockSize) {
+      math_t p = static_cast<math_t>(pp[i]), g = static_cast<math_t>(gp[i]);
+      math_t b = momentum ? static_cast<math_t>(bp[i]) : math_t(0);
+      if (unscale) {
+        g = g / scale;
+        gp[i] = static_cast<scalar_t>(g);
+      }
+      update(p, g, b);
+      pp[i] = static_cast<scalar_t>(p);
+      if (momentum) bp[i] = static_cast<scalar_t>(b);
+    }
+    return;
+  }
+  for (int64_t base = 0; base < n; base += int64_t{kBlockSize} * kIlp) {
+    math_t p[kIlp], g[kIlp], b[kIlp];
+#pragma unroll
+    for (int j = 0; j < kIlp; ++j) {
+      const int64_t i = base + threadIdx.x + j * kBlockSize;
+      p[j] = g[j] = b[j] = math_t(0);
+      if (i < n) {
+        p[j] = static_cast<math_t>(pp[i]);
+        g[j] = static_cast<math_t>(gp[i]);
+        if (momentum) b[j] = static_cast<math_t>(bp[i]);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kIlp; ++j) {
+      const int64_t i = base + threadIdx.x + j * kBlockSize;
+      if (i >= n) continue;
+      if (unscale) {
+        g[j] = g[j] / scale;
+        gp[i] = static_cast<scalar_t>(g[j]);
+      }
+      update(p[j], g[j], b[j]);
+      pp[i] = static_cast<scalar_t>(p[j]);
+      if (momentum) bp[i] = static_cast<scalar_t>(b[j]);
+    }
   }
 }
 
