@@ -27,12 +27,26 @@ struct TensorListMeta {
 static_assert(sizeof(TensorListMeta<4>) <= 4000, "kernel parameters must stay under 4 KB");
 
 /**
+ * The blocks one launch takes on a GPU with `sm_count` multiprocessors that each hold
+ * `blocks_per_sm` of our blocks: whole waves (a multiple of sm_count * blocks_per_sm), as many as
+ * the metadata holds (kMaxBlocks). 320 was two waves on 80 SMs; on an H200's 132 it is 264, one
+ * full wave, where 320 would leave a 56-block tail wave on every launch.
+ */
+inline int blocks_per_launch(int sm_count, int blocks_per_sm) {
+  const int wave = sm_count * blocks_per_sm;
+  if (wave <= 0 || wave >= kMaxBlocks) return kMaxBlocks;
+  return kMaxBlocks / wave * wave;
+}
+
+/**
  * Call `launch(meta, num_blocks)` as few times as possible so that every chunk of every tensor
- * is covered once. `tensor_count` tensors; `fill(meta, slot, i)` writes tensor i's addresses
- * and counter into `slot` and returns its element count.
+ * is covered once, at most `max_blocks` (<= kMaxBlocks) blocks a launch. `tensor_count`
+ * tensors; `fill(meta, slot, i)` writes tensor i's addresses and counter into `slot` and
+ * returns its element count.
  */
 template <int Depth, typename Fill, typename Launch>
-void multi_tensor_apply(int64_t tensor_count, Fill&& fill, Launch&& launch) {
+void multi_tensor_apply(int64_t tensor_count, Fill&& fill, Launch&& launch, int max_blocks = kMaxBlocks) {
+  if (max_blocks < 1 || max_blocks > kMaxBlocks) max_blocks = kMaxBlocks;
   TensorListMeta<Depth> meta{};
   int slots = 0;   // tensors placed in this launch
   int blocks = 0;  // chunks placed in this launch
@@ -47,7 +61,7 @@ void multi_tensor_apply(int64_t tensor_count, Fill&& fill, Launch&& launch) {
       meta.block_to_chunk[blocks] = static_cast<int>(c);
       ++blocks;
       const bool tensor_done = c + 1 == chunks;
-      if ((slots == kMaxTensors && tensor_done) || blocks == kMaxBlocks) {
+      if ((slots == kMaxTensors && tensor_done) || blocks == max_blocks) {
         launch(meta, blocks);
         blocks = 0;
         slots = 0;

@@ -6,6 +6,7 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/_foreach_norm.h>
 #include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -194,6 +195,16 @@ __global__ void advance_counters(CounterList list, int count, DeviceScalar found
   if (i < count) *list.ptr[i] += 1.f;
 }
 
+/**
+ * Blocks per launch for the current GPU: whole waves of its multiprocessors, two of our 512-thread
+ * blocks resident on each (ptxas: at most 66 registers a thread, so 2 x 512 x 66 fit in 64K).
+ */
+int launch_blocks() {
+  int sms = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, c10::cuda::current_device()));
+  return blocks_per_launch(sms, 2);
+}
+
 template <typename scalar_t>
 void launch_sgd(const std::vector<int64_t>& index, std::vector<at::Tensor>& params,
                 std::vector<at::Tensor>& grads, std::vector<at::Tensor>& bufs, at::TensorList steps,
@@ -216,7 +227,8 @@ void launch_sgd(const std::vector<int64_t>& index, std::vector<at::Tensor>& para
       [&](const TensorListMeta<4>& meta, int blocks) {
         sgd_kernel<scalar_t><<<blocks, kBlockSize, 0, stream>>>(meta, coeffs, lr, grad_scale, found_inf, grad_clip);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+      },
+      launch_blocks());
 }
 
 void sgd_cuda_(const SgdArgs& a) {

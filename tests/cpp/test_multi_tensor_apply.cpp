@@ -21,7 +21,7 @@ static int failures = 0;
     }                                                                 \
   } while (0)
 
-static void run_case(const std::vector<int64_t>& sizes) {
+static void run_case(const std::vector<int64_t>& sizes, int max_blocks = kMaxBlocks) {
   // Tensor i is identified by the fake address (i + 1) * 16 in every list.
   std::map<std::pair<int64_t, int64_t>, int> seen;  // (tensor, chunk) -> times launched
   int launches = 0;
@@ -34,7 +34,7 @@ static void run_case(const std::vector<int64_t>& sizes) {
       },
       [&](const TensorListMeta<3>& meta, int blocks) {
         ++launches;
-        CHECK(blocks > 0 && blocks <= kMaxBlocks);
+        CHECK(blocks > 0 && blocks <= max_blocks);
         for (int b = 0; b < blocks; ++b) {
           const int slot = meta.block_to_tensor[b];
           CHECK(slot >= 0 && slot < kMaxTensors);
@@ -46,7 +46,8 @@ static void run_case(const std::vector<int64_t>& sizes) {
           CHECK(chunk * kChunkSize < sizes[tensor]);
           ++seen[{tensor, chunk}];
         }
-      });
+      },
+      max_blocks);
   int64_t expected = 0;
   for (size_t i = 0; i < sizes.size(); ++i) {
     const int64_t chunks = (sizes[i] + kChunkSize - 1) / kChunkSize;
@@ -72,6 +73,12 @@ int main() {
   boundary.push_back(int64_t(kChunkSize) * 400);  // the slot limit and the block limit meet
   boundary.push_back(10);
   run_case(boundary);
+  // Launches sized to whole waves of the GPU (blocks_per_launch): the same coverage.
+  CHECK(blocks_per_launch(132, 2) == 264 && blocks_per_launch(80, 2) == 320 && blocks_per_launch(200, 2) == 320);
+  CHECK(blocks_per_launch(0, 2) == kMaxBlocks && blocks_per_launch(7, 3) == 315);
+  run_case({int64_t(kChunkSize) * (kMaxBlocks + 7) + 5}, blocks_per_launch(132, 2));
+  run_case(mixed, 264);
+  run_case(boundary, 21);
   if (failures == 0) std::printf("ok\n");
   return failures == 0 ? 0 : 1;
 }
