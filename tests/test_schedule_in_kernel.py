@@ -489,3 +489,28 @@ def test_in_kernel_lr_is_the_scheduler_object_for_frameworks_that_need_one():
     assert sched.state_dict() == {"last_epoch": 6, "_step_count": 7}
     with pytest.raises(ValueError, match="needs a fusedlr.SGD with a schedule"):
         fl.InKernelLR(fusedlr.SGD(_params(), lr=0.1))
+
+
+@requires_cuda
+@pytest.mark.parametrize("schedule", [
+    S.warmup(S.cosine(T_max=50), steps=10),  # cos_pi: our polynomial, the same code on both
+    S.linear(0.1, 1.0, 30),
+    S.piecewise_linear([0, 10, 40], [0.0, 1.0, 0.1]),
+    S.one_cycle(1.0, 60, anneal_strategy="linear"),
+    S.cycles(25, "poly", power=1.0, cycle_limit=2),
+], ids=lambda s: s.kind)
+def test_in_kernel_lr_is_the_same_bits_on_cpu_and_cuda(schedule):
+    """CUDA compiles without FMA contraction (--fmad=false): where no libm function differs
+    between host and device, the in-kernel lr of every step is the CPU's to the bit, so a
+    checkpoint moves between CPU and GPU and resumes exactly."""
+    lrs = {}
+    for device in ("cpu", "cuda"):
+        p = torch.zeros(3, device=device, requires_grad=True)
+        opt = fusedlr.SGD([p], lr=0.1, schedule=schedule)
+        seen = []
+        for _ in range(60):
+            p.grad = torch.ones(3, device=device)
+            opt.step()
+            seen.append(opt.get_last_lr()[0])
+        lrs[device] = seen
+    assert lrs["cpu"] == lrs["cuda"]
