@@ -19,13 +19,11 @@ median per contender and torch / fusedlr (> 1: fusedlr faster).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import fusedlr
-from models import SHAPE_SETS, make_params
+from models import SHAPE_SETS, interleaved_medians, make_params
 
 MAX_NORM = 1.0
 OPTIONS = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)
@@ -58,26 +56,6 @@ def contenders(shapes, dtype, scaler: bool):
     return {"fusedlr": fusedlr_step, "torch": torch_step}
 
 
-def time_it(fn, repeat: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat
-
-
-def compare(shapes, dtype, rounds, scaler):
-    steps = contenders(shapes, dtype, scaler)
-    repeat = max(1, int(0.02 / max(time_it(steps["fusedlr"], 1), 1e-6)))
-    for fn in steps.values():
-        time_it(fn, repeat)  # warm-up: momentum buffers, first touch
-    samples = {name: [] for name in steps}
-    names = list(steps)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            samples[name].append(time_it(steps[name], repeat))
-    return {name: statistics.median(s) for name, s in samples.items()}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="resnet50,2000x1k")
@@ -90,7 +68,7 @@ def main() -> None:
           f"kernel {fusedlr._C.cpu_kernel_level()}")
     for name in args.sets.split(","):
         shapes = SHAPE_SETS[name]()
-        t = compare(shapes, dtype, args.rounds, args.scaler)
+        t = interleaved_medians(contenders(shapes, dtype, args.scaler), args.rounds)
         print(f"  {name:>9}: fusedlr {t['fusedlr'] * 1e6:9.1f} us   torch {t['torch'] * 1e6:9.1f} us   "
               f"torch / fusedlr {t['torch'] / t['fusedlr']:.2f}x")
 

@@ -11,21 +11,12 @@ Each round times both in turn (order rotated); medians, and timm / fusedlr (> 1:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from timm.optim import Lars as TimmLars
 
 import fusedlr
-from models import SHAPE_SETS, make_params
-
-
-def time_it(fn, repeat: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat
+from models import SHAPE_SETS, interleaved_medians, make_params
 
 
 def main() -> None:
@@ -40,15 +31,7 @@ def main() -> None:
         shapes = SHAPE_SETS[name]()
         steps = {"fusedlr": fusedlr.Lars(make_params(shapes, seed=0), **options).step,
                  "timm": TimmLars(make_params(shapes, seed=1), **options).step}
-        repeat = max(1, int(0.02 / max(time_it(steps["fusedlr"], 1), 1e-6)))
-        for fn in steps.values():
-            time_it(fn, repeat)
-        samples = {n: [] for n in steps}
-        names = list(steps)
-        for r in range(args.rounds):
-            for n in names[r % 2:] + names[: r % 2]:
-                samples[n].append(time_it(steps[n], repeat))
-        t = {n: statistics.median(s) for n, s in samples.items()}
+        t = interleaved_medians(steps, args.rounds)
         print(f"  {name:>9}: fusedlr {t['fusedlr'] * 1e6:9.1f} us   timm {t['timm'] * 1e6:9.1f} us   "
               f"timm / fusedlr {t['timm'] / t['fusedlr']:.2f}x")
 

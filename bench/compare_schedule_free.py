@@ -11,21 +11,12 @@ Medians, and reference / fusedlr (> 1: fusedlr faster).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import schedulefree
 import torch
 
 import fusedlr
-from models import SHAPE_SETS, make_params
-
-
-def time_it(fn, repeat: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat
+from models import SHAPE_SETS, interleaved_medians, make_params
 
 
 def main() -> None:
@@ -42,15 +33,7 @@ def main() -> None:
         for o in opts.values():
             o.train()
         steps = {n: o.step for n, o in opts.items()}
-        repeat = max(1, int(0.02 / max(time_it(steps["fusedlr"], 1), 1e-6)))
-        for fn in steps.values():
-            time_it(fn, repeat)
-        samples = {n: [] for n in steps}
-        names = list(steps)
-        for r in range(args.rounds):
-            for n in names[r % 2:] + names[: r % 2]:
-                samples[n].append(time_it(steps[n], repeat))
-        t = {n: statistics.median(s) for n, s in samples.items()}
+        t = interleaved_medians(steps, args.rounds)
         print(f"  {name:>9}: fusedlr {t['fusedlr'] * 1e6:9.1f} us   reference {t['reference'] * 1e6:9.1f} us   "
               f"reference / fusedlr {t['reference'] / t['fusedlr']:.2f}x")
 

@@ -10,13 +10,10 @@ torch/fusedlr (> 1 means fusedlr is faster).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import torch
 
 import fusedlr
-from models import SHAPE_SETS, make_params
+from models import SHAPE_SETS, interleaved_medians, make_params
 
 CONTENDERS = {
     "fusedlr": lambda p, kw: fusedlr.SGD(p, **kw),
@@ -26,26 +23,10 @@ CONTENDERS = {
 }
 
 
-def time_step(opt, repeat: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        opt.step()
-    return (time.perf_counter() - t0) / repeat
-
-
 def compare(shapes, dtype, rounds, contenders, **options):
     opts = {name: CONTENDERS[name](make_params(shapes, dtype, seed=i), options) for i, name in enumerate(contenders)}
     numel = sum(p.numel() for p in next(iter(opts.values())).param_groups[0]["params"])
-    probe = time_step(opts["fusedlr"], 1)
-    repeat = max(1, int(0.02 / max(probe, 1e-6)))
-    for o in opts.values():  # warm-up: state allocation, first-touch
-        time_step(o, repeat)
-    samples = {name: [] for name in opts}
-    names = list(opts)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            samples[name].append(time_step(opts[name], repeat))
-    return numel, {name: statistics.median(s) for name, s in samples.items()}
+    return numel, interleaved_medians({name: o.step for name, o in opts.items()}, rounds)
 
 
 def main() -> None:

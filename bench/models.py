@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
+
 import torch
 
 
@@ -47,3 +51,26 @@ def make_params(shapes, dtype=torch.float32, seed=0):
     for p in params:
         p.grad = torch.randn(p.shape, generator=g, dtype=dtype) * 1e-3
     return params
+
+
+def time_it(fn: Callable[[], object], repeat: int) -> float:
+    """Seconds per call of ``fn``, over ``repeat`` calls."""
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t0) / repeat
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds per call of each function, timed in turn every round (the order rotated
+    per round, so machine noise hits all alike), after a warm-up. A sample repeats a call for
+    about 20 ms, sized on the first function."""
+    repeat = max(1, int(0.02 / max(time_it(next(iter(fns.values())), 1), 1e-6)))
+    for fn in fns.values():  # warm-up: state allocation, first touch
+        time_it(fn, repeat)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            samples[name].append(time_it(fns[name], repeat))
+    return {name: statistics.median(s) for name, s in samples.items()}

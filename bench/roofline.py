@@ -65,19 +65,12 @@ def measure_bandwidth(momentum: bool = True, repeats: int = 11) -> float:
     return ref.gbs(statistics.median(times))
 
 
-def _timed(fn, repeat: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t0) / repeat
-
-
 def main() -> None:
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from models import SHAPE_SETS, make_params
+    from models import SHAPE_SETS, make_params, time_it
 
     sets = dict(SHAPE_SETS, **{"2M": lambda: [(2_000_000,)]})
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,11 +88,11 @@ def main() -> None:
             opt = fusedlr.SGD(params, lr=0.01, momentum=0.9)
             opt.step()
             numel = sum(p.numel() for p in params)
-            repeat = max(1, int(0.05 / max(_timed(opt.step, 1), 1e-6)))
+            repeat = max(1, int(0.05 / max(time_it(opt.step, 1), 1e-6)))
             ours, refs = [], []
             for _ in range(args.rounds):  # interleaved: noise hits both alike
-                ours.append(_timed(opt.step, repeat))
-                refs.append(_timed(ref.run, 1))
+                ours.append(time_it(opt.step, repeat))
+                refs.append(time_it(ref.run, 1))
             t, roof = statistics.median(ours), ref.gbs(statistics.median(refs))
             gbs = numel * bytes_per_element(dtype) / t / 1e9
             medians[(set_name, dtype_name)] = t
