@@ -320,40 +320,42 @@ void sgd_cpu_(const SgdArgs& a) {
 }
 
 /**
- * The accumulated norm terms of the grads (fusedlr/grad_norm.h) on the CPU: the grads laid end to
- * end as one virtual array, split across torch's threads like the step; each thread accumulates
- * its range (norm_span, in double), and the threads' partial results are joined in thread order.
+ * fn(tensor index, element offset, count) over every element of `sizes`, the tensors laid end to
+ * end and split across torch's threads like the step (a range may cross many tensors).
+ */
+template <typename Fn>
+void for_virtual_ranges(const std::vector<int64_t>& sizes, const Fn& fn) {
+  std::vector<int64_t> start(sizes.size() + 1, 0);
+  for (size_t i = 0; i < sizes.size(); ++i) start[i + 1] = start[i] + sizes[i];
+  at::parallel_for(0, start.back(), kGrainElements, [&](int64_t begin, int64_t end) {
+    size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), begin) - start.begin()) - 1;
+    for (; i < sizes.size() && start[i] < end; ++i) {
+      const int64_t lo = std::max(begin, start[i]) - start[i], hi = std::min(end, start[i + 1]) - start[i];
+      if (hi > lo) fn(i, lo, hi - lo);
+    }
+  });
+}
+
+/**
+ * The accumulated norm terms of the grads (fusedlr/grad_norm.h) on the CPU: over their virtual
+ * concatenation (for_virtual_ranges), each thread accumulates its pieces (norm_span, in double),
+ * and the threads' partial results are joined in thread order.
  */
 double grad_norm_terms_value(at::TensorList grads, NormKind kind, double norm_type) {
-  struct Span {
-    c10::ScalarType dtype;
-    const char* data;
-    int64_t numel, start, itemsize;
-  };
-  std::vector<at::Tensor> dense;  // contiguous copies of the grads that are not dense (the order is free)
-  std::vector<Span> spans;
-  spans.reserve(grads.size());
-  int64_t total = 0;
+  std::vector<at::Tensor> dense;  // the grads, or contiguous copies of those that are not dense (the order is free)
+  std::vector<int64_t> sizes;
+  dense.reserve(grads.size());
   for (const at::Tensor& g : grads) {
-    const at::Tensor* t = &g;
-    if (!g.is_non_overlapping_and_dense()) t = &dense.emplace_back(g.contiguous());
-    spans.push_back({t->scalar_type(), static_cast<const char*>(t->const_data_ptr()), t->numel(), total,
-                     static_cast<int64_t>(t->element_size())});
-    total += t->numel();
+    dense.push_back(g.is_non_overlapping_and_dense() ? g : g.contiguous());
+    sizes.push_back(g.numel());
   }
   const NormFn norm = level().norm;
   std::vector<double> partial(static_cast<size_t>(at::get_num_threads()), 0.0);
-  at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
-    auto it = std::upper_bound(spans.begin(), spans.end(), begin,
-                               [](int64_t pos, const Span& s) { return pos < s.start + s.numel; });
-    double acc = 0.0;
-    for (; it != spans.end() && it->start < end; ++it) {
-      const int64_t lo = std::max(begin, it->start) - it->start;
-      const int64_t hi = std::min(end, it->start + it->numel) - it->start;
-      if (hi > lo) acc = norm_join(acc, norm(it->dtype, it->data + lo * it->itemsize, hi - lo, kind, norm_type), kind);
-    }
+  for_virtual_ranges(sizes, [&](size_t i, int64_t off, int64_t n) {
+    const at::Tensor& t = dense[i];
     double& mine = partial[static_cast<size_t>(at::get_thread_num())];
-    mine = norm_join(mine, acc, kind);
+    mine = norm_join(mine, norm(t.scalar_type(), static_cast<const char*>(t.const_data_ptr()) + off * t.element_size(),
+                                n, kind, norm_type), kind);
   });
   double acc = 0.0;
   for (const double x : partial) acc = norm_join(acc, x, kind);
@@ -457,23 +459,6 @@ at::Tensor lars_ratios_cpu(at::TensorList params, at::TensorList grads, double w
       if (params[i].numel() <= kSplitAbove) ratio(static_cast<size_t>(i), false);
   });
   return out;
-}
-
-/**
- * fn(tensor index, element offset, count) over every element of `sizes`, the tensors laid end to
- * end and split across torch's threads like the step (a range may cross many tensors).
- */
-template <typename Fn>
-void for_virtual_ranges(const std::vector<int64_t>& sizes, const Fn& fn) {
-  std::vector<int64_t> start(sizes.size() + 1, 0);
-  for (size_t i = 0; i < sizes.size(); ++i) start[i + 1] = start[i] + sizes[i];
-  at::parallel_for(0, start.back(), kGrainElements, [&](int64_t begin, int64_t end) {
-    size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), begin) - start.begin()) - 1;
-    for (; i < sizes.size() && start[i] < end; ++i) {
-      const int64_t lo = std::max(begin, start[i]) - start[i], hi = std::min(end, start[i + 1]) - start[i];
-      if (hi > lo) fn(i, lo, hi - lo);
-    }
-  });
 }
 
 /** The schedule-free SGD step on the CPU (fusedlr/schedule_free.h): the group's scalars advanced once, then every element. */

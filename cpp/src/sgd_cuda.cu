@@ -50,6 +50,19 @@ DeviceScalar device_scalar(const std::optional<at::Tensor>& t) {
   return {t->const_data_ptr(), t->scalar_type() == at::kDouble};
 }
 
+/**
+ * A one-element scalar on `device` for DeviceScalar: given on the CPU or another GPU (GradScaler's
+ * found_inf, handed to every device's split) it is copied, once per call; half and bfloat16 ones
+ * become float32, which DeviceScalar reads. The result must live until the kernel that reads it
+ * has been launched.
+ */
+std::optional<at::Tensor> scalar_on(const std::optional<at::Tensor>& t, c10::Device device) {
+  if (!t.has_value()) return t;
+  const bool half = t->scalar_type() == at::kHalf || t->scalar_type() == at::kBFloat16;
+  if (t->device() == device && !half) return t;
+  return t->to(device, half ? at::kFloat : t->scalar_type(), /*non_blocking=*/true);
+}
+
 /** Elements each thread loads per stream before it computes (apex's ILP). */
 constexpr int kIlp = 4;
 
@@ -246,18 +259,10 @@ void sgd_cuda_(const SgdArgs& a) {
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const bool has_momentum = a.hyper.has_momentum();
 
-  // Scalars given on the CPU or another GPU (GradScaler's found_inf, handed to every device's
-  // split) are copied once per call; half and bfloat16 ones become float32, which DeviceScalar
-  // reads. On the device they are read in-kernel.
-  auto on_device = [&](const std::optional<at::Tensor>& t) -> std::optional<at::Tensor> {
-    if (!t.has_value()) return t;
-    const bool half = t->scalar_type() == at::kHalf || t->scalar_type() == at::kBFloat16;
-    if (t->device() == device && !half) return t;
-    return t->to(device, half ? at::kFloat : t->scalar_type(), /*non_blocking=*/true);
-  };
-  std::optional<at::Tensor> lr_d = on_device(a.lr_tensor);
-  const std::optional<at::Tensor> scale_d = on_device(a.grad_scale), inf_d = on_device(a.found_inf),
-                                  clip_d = on_device(a.grad_clip);
+  // The scalars on this device (scalar_on), read in-kernel.
+  std::optional<at::Tensor> lr_d = scalar_on(a.lr_tensor, device);
+  const std::optional<at::Tensor> scale_d = scalar_on(a.grad_scale, device), inf_d = scalar_on(a.found_inf, device),
+                                  clip_d = scalar_on(a.grad_clip, device);
   if (schedule.has_value()) {
     // The schedule's bytes are host memory: read here, passed by value (no copy to the device).
     ScheduleData data;
@@ -433,13 +438,6 @@ std::vector<at::Tensor> dense_grads(at::TensorList grads) {
   g.reserve(grads.size());
   for (const at::Tensor& t : grads) g.push_back(t.is_non_overlapping_and_dense() ? t : t.contiguous());
   return g;
-}
-
-std::optional<at::Tensor> scalar_on(const std::optional<at::Tensor>& t, c10::Device device) {
-  if (!t.has_value()) return t;
-  const bool half = t->scalar_type() == at::kHalf || t->scalar_type() == at::kBFloat16;  // (DeviceScalar reads float)
-  if (t->device() == device && !half) return t;
-  return t->to(device, half ? at::kFloat : t->scalar_type(), /*non_blocking=*/true);
 }
 
 /**

@@ -8,6 +8,38 @@
 
 namespace fusedlr {
 
+namespace {
+
+enum GradProblem : int { kGradMissing = 1, kGradSparse = 2 };
+
+/**
+ * g[i] = params[i].grad() for every i, read on torch's threads when there are many parameters
+ * (reading each .grad is a chain of cache misses: the parameter, its autograd metadata, the
+ * gradient). The GradProblem bits seen: a missing gradient, a sparse one.
+ */
+int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& g) {
+  g.resize(params.size());
+  std::atomic<int> problems{0};
+  for_tensor_ranges(params.size(), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const at::Tensor& grad = params[i].grad();
+      if (!grad.defined()) problems.fetch_or(kGradMissing, std::memory_order_relaxed);
+      else if (grad.layout() != at::kStrided) problems.fetch_or(kGradSparse, std::memory_order_relaxed);
+      g[i] = grad;
+    }
+  });
+  return problems.load();
+}
+
+/** Drop the references to the gathered gradients, so zero_grad(set_to_none=True) really frees them. */
+void drop_grads(std::vector<at::Tensor>& g) {
+  for_tensor_ranges(g.size(), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) g[i].reset();
+  });
+}
+
+}  // namespace
+
 SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::optional<at::Tensor>>& momentum_buffers,
                    const std::vector<std::optional<at::Tensor>>& steps)
     : params_(std::move(params)) {
@@ -29,28 +61,12 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   const size_t n = params_.size();
   // Common case first: every parameter has a gradient and (with momentum) a buffer. The held
   // lists are then passed as they are and only the gradients are gathered.
-  g_.resize(n);
-  // Per gradient: 0 ok, 1 missing (or no buffer yet), 2 sparse. Gathered on torch's threads when
-  // there are many parameters: reading each .grad is a chain of cache misses (parameter, its
-  // autograd metadata, the gradient).
-  std::atomic<int> worst{0};
-  auto gather = [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const at::Tensor& grad = params_[i].grad();
-      if (!grad.defined() || (has_momentum && !buffers_[i].defined())) {
-        worst.fetch_or(1, std::memory_order_relaxed);
-        return;
-      }
-      if (grad.layout() != at::kStrided) {
-        worst.fetch_or(2, std::memory_order_relaxed);
-        return;
-      }
-      g_[i] = grad;
-    }
-  };
-  for_tensor_ranges(n, gather);
-  if (worst.load() & 2) return release_grads(-1);
-  const bool complete = worst.load() == 0;
+  const int problems = gather_grads(params_, g_);
+  if (problems & kGradSparse) return release_grads(-1);
+  bool complete = problems == 0;
+  if (complete && has_momentum) {
+    for (const at::Tensor& b : buffers_) complete = complete && b.defined();  // (no buffer yet: the partial path says so)
+  }
   static const std::vector<at::Tensor> none;
   if (complete) {
     if (n > 0 || schedule.has_value()) {
@@ -95,22 +111,13 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
 
 bool SgdGroup::append_grads(std::vector<at::Tensor>& out) {
   const std::lock_guard<std::mutex> lock(mutex_);
-  const size_t n = params_.size();
-  g_.resize(n);
-  std::atomic<bool> sparse{false};
-  for_tensor_ranges(n, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const at::Tensor& grad = params_[i].grad();
-      if (grad.defined() && grad.layout() != at::kStrided) sparse.store(true, std::memory_order_relaxed);
-      g_[i] = grad;
-    }
-  });
-  if (!sparse.load()) {
+  const bool sparse = (gather_grads(params_, g_) & kGradSparse) != 0;
+  if (!sparse) {
     for (const at::Tensor& g : g_)
       if (g.defined()) out.push_back(g);
   }
-  release_grads(0);
-  return !sparse.load();
+  drop_grads(g_);
+  return !sparse;
 }
 
 SfGroup::SfGroup(std::vector<at::Tensor> params, std::vector<at::Tensor> z)
@@ -120,30 +127,17 @@ SfGroup::SfGroup(std::vector<at::Tensor> params, std::vector<at::Tensor> z)
 
 int64_t SfGroup::step(const at::Tensor& state, const SfHyper& hyper) {
   const std::lock_guard<std::mutex> lock(mutex_);
-  const size_t n = params_.size();
-  g_.resize(n);
-  std::atomic<bool> missing{false};
-  for_tensor_ranges(n, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const at::Tensor& grad = params_[i].grad();
-      if (!grad.defined() || grad.layout() != at::kStrided) missing.store(true, std::memory_order_relaxed);
-      g_[i] = grad;
-    }
-  });
   int64_t result = -1;
-  if (!missing.load()) {
+  if (gather_grads(params_, g_) == 0) {
     call_sf_sgd_op(params_, g_, z_, state, hyper);
-    result = static_cast<int64_t>(n);
+    result = static_cast<int64_t>(params_.size());
   }
-  for (at::Tensor& g : g_) g.reset();  // (zero_grad(set_to_none=True) really frees them)
+  drop_grads(g_);
   return result;
 }
 
 int64_t SgdGroup::release_grads(int64_t result) {
-  // Drop our references so zero_grad(set_to_none=True) really frees the gradients.
-  for_tensor_ranges(g_.size(), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) g_[i].reset();
-  });
+  drop_grads(g_);
   return result;
 }
 

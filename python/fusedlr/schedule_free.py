@@ -153,7 +153,7 @@ class ScheduleFreeSGD(Optimizer):
                 held_groups[index] = self._hold(group)
             values = state.tolist()  # (on CUDA a synchronisation: the group's numbers are plain floats, as the reference's)
             group["k"], group["weight_sum"], group["lr_max"], group["scheduled_lr"] = int(values[0]), *values[1:]
-            self._sf_states[index] = (tuple(float(group[key]) for key in _GROUP_STATE), state)
+            self._sf_states[index] = (tuple(values), state)  # (what _state_tensor compares the group with)
         return loss
 
 

@@ -129,8 +129,14 @@ class Scheduler:
             schedule = S.warmup(schedule, steps=self.warmup_t, start_lr=self.warmup_lr_init, **self._warmup())
         self._schedule = self._with_noise(schedule)
 
-    def _set_warmup_steps(self) -> None:
-        """timm's ``warmup_steps`` attribute (kept for its state_dict), and the lr at construction."""
+    def _set_warmup(self, warmup_t: int, warmup_lr_init: float, warmup_prefix: bool | None = None) -> None:
+        """The warmup's arguments as timm keeps them (``warmup_prefix`` only for the classes that
+        take it), the closed form built, timm's ``warmup_steps`` (kept for its state_dict), and the
+        lr at construction."""
+        self.warmup_t = warmup_t
+        self.warmup_lr_init = warmup_lr_init
+        if warmup_prefix is not None:
+            self.warmup_prefix = warmup_prefix
         self._build()
         if self.warmup_t:
             ramp = self._warmup()
@@ -209,11 +215,8 @@ class _Cycles(Scheduler):
         self.cycle_mul = cycle_mul
         self.cycle_decay = cycle_decay
         self.cycle_limit = cycle_limit
-        self.warmup_t = warmup_t
-        self.warmup_lr_init = warmup_lr_init
-        self.warmup_prefix = warmup_prefix
         self.__dict__.update(shape)
-        self._set_warmup_steps()
+        self._set_warmup(warmup_t, warmup_lr_init, warmup_prefix)
 
     def _decay(self) -> S.Schedule:
         shape = {k: getattr(self, k) for k in ("k_decay", "power", "lb", "ub") if hasattr(self, k)}
@@ -289,10 +292,7 @@ class _Stepped(Scheduler):
                          noise_pct=noise_pct, noise_std=noise_std, noise_seed=noise_seed, initialize=initialize)
         self.decay_t = decay_t
         self.decay_rate = decay_rate
-        self.warmup_t = warmup_t
-        self.warmup_lr_init = warmup_lr_init
-        self.warmup_prefix = warmup_prefix
-        self._set_warmup_steps()
+        self._set_warmup(warmup_t, warmup_lr_init, warmup_prefix)
 
 
 class StepLRScheduler(_Stepped):
@@ -354,9 +354,7 @@ class WSDLRScheduler(Scheduler):
         self.decay_fn = decay_fn
         self.decay_power = decay_power
         self.decay_ratio = decay_ratio
-        self.warmup_t = warmup_t
-        self.warmup_lr_init = warmup_lr_init
-        self._set_warmup_steps()
+        self._set_warmup(warmup_t, warmup_lr_init)
 
     def _decay(self) -> S.Schedule:
         return S.stable_decay(self.t_initial, self.decay_t, lr_min=self.lr_min, stable_fn=self.stable_fn,
@@ -382,14 +380,7 @@ class PlateauLRScheduler(Scheduler):
                          noise_std=noise_std, noise_seed=noise_seed, initialize=initialize)
         self.lr_scheduler = ReduceLROnPlateau(optimizer, patience=patience_t, factor=decay_rate, threshold=threshold,
                                               cooldown=cooldown_t, mode=mode, min_lr=lr_min)
-        self.warmup_t = warmup_t
-        self.warmup_lr_init = warmup_lr_init
-        self._build()
-        if self.warmup_t:
-            self.warmup_steps = [(v - warmup_lr_init) / self.warmup_t for v in self.base_values]
-            self.update_groups(self.warmup_lr_init)
-        else:
-            self.warmup_steps = [1 for _ in self.base_values]
+        self._set_warmup(warmup_t, warmup_lr_init)  # (to the base rate: timm's plateau ramp)
         self.restore_lr = None
 
     def _build(self) -> None:
