@@ -386,3 +386,14 @@ def test_constructor_is_timms_argument_for_argument(name):
     theirs = inspect.signature(getattr(TS, name)).parameters
     assert list(ours) == list(theirs)
     assert [p.default for p in ours.values()] == [p.default for p in theirs.values()]
+
+
+def test_a_refused_state_dict_leaves_the_scheduler_as_it_was():
+    opt = _optimizer()
+    s = FT.CosineLRScheduler(opt, t_initial=100, warmup_t=5)
+    bad = {**s.state_dict(), "t_initial": 0}
+    with pytest.raises(ValueError, match="t_initial must be > 0"):
+        s.load_state_dict(bad)
+    assert s.t_initial == 100
+    s.step(50)
+    assert opt.param_groups[0]["lr"] == s.schedule(50, 0.1)

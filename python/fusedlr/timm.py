@@ -161,8 +161,16 @@ class Scheduler:
         return {key: value for key, value in self.__dict__.items() if key not in self._private}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """timm's keys (a state from timm or from here); a state whose schedule the validator
+        refuses (ValueError naming the argument) leaves the scheduler as it was."""
+        before = dict(self.__dict__)
         self.__dict__.update({k: v for k, v in state_dict.items() if k not in self._private})
-        self._build()
+        try:
+            self._build()
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
 
     def _get_values(self, t: int, on_epoch: bool = True) -> list[float] | None:
         proceed = (on_epoch and self.t_in_epochs) or (not on_epoch and not self.t_in_epochs)
