@@ -2,10 +2,11 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 STAMP := build/.installed
-SOURCES := CMakeLists.txt pyproject.toml cmake/torch_info.py $(shell find cpp python -type f -not -name '*.pyc' 2>/dev/null)
+SOURCES := CMakeLists.txt pyproject.toml $(wildcard cmake/*) $(shell find cpp python -type f -not -name '*.pyc' 2>/dev/null)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
+WHEEL_PYTHONS ?= 3.10,3.11,3.12,3.13
 
-.PHONY: demo test bench wheel install deps data clean
+.PHONY: demo test bench wheel wheels sdist install deps data clean
 
 demo: $(STAMP) data                ## the main job: the classic MNIST example (Fashion-MNIST offline)
 	$(PYTHON) -m fusedlr.demo $(ARGS)
@@ -18,8 +19,14 @@ bench: $(STAMP) data               ## benchmarks vs torch, then the report (benc
 	$(PYTHON) -m pytest bench -m slow --benchmark-json=bench/results/slow.json $(ARGS)
 	$(PYTHON) bench/report.py bench/results/latest.json bench/results/slow.json
 
-wheel: deps                        ## a wheel in dist/ for this torch
-	$(PIP) wheel --no-build-isolation --no-deps . -w dist
+wheel: deps                        ## this Python's wheel in dist/, repaired to a manylinux tag, for this torch
+	$(PYTHON) tools/build_wheels.py
+
+wheels: deps                       ## wheels for Python 3.10-3.13 + the sdist, each smoke-tested in a fresh venv
+	$(PYTHON) tools/build_wheels.py --pythons $(WHEEL_PYTHONS) --smoke --sdist
+
+sdist: deps                        ## the source distribution in dist/
+	$(PYTHON) -m build --sdist --no-isolation --outdir dist .
 
 install: $(STAMP)
 

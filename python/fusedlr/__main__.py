@@ -1,4 +1,5 @@
-"""Command line: ``python -m fusedlr plot "<schedule spec>" --steps N -o out.png``."""
+"""Command line: ``python -m fusedlr plot "<schedule spec>" --steps N -o out.png``; ``python -m fusedlr
+config`` (or ``--version``) for what to paste into a bug report."""
 
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ DEFAULT_NAME = "schedule.png"
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m fusedlr", description=__doc__)
+    from . import _build_info
+
+    parser.add_argument("--version", action="version",
+                        version=f"fusedlr {_build_info.VERSION} (built for torch {_build_info.TORCH_VERSION})")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("config", help="print the version, the torch built against and found, the CPU SIMD levels "
+                                  "compiled and chosen, and whether CUDA kernels are inside (fusedlr.show_config())")
     p = sub.add_parser("plot", help="plot one or more schedules to an image, without an optimizer or model")
     p.add_argument("spec", nargs="+",
                    help='schedule expressions over fusedlr.schedules, e.g. "warmup(cosine(900), steps=100)"; '
@@ -32,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", default=None)
     sub.add_parser("list", help="list the schedule functions")
     args = parser.parse_args(argv)
+
+    if args.command == "config":
+        from ._config import show_config
+
+        show_config()
+        return 0
 
     if args.command == "list":
         import inspect
