@@ -1,0 +1,52 @@
+"""Is a step's fixed cost per tensor software or memory layout?
+
+fusedlr.SGD on 2000 x k fp32 tensors allocated one by one, on 2000 views of one flat buffer (the
+same pieces, the same code path, contiguous memory), and on one tensor of 2000 k elements;
+interleaved medians, and each many-tensor case's cost per tensor over the one tensor.
+
+    python bench/per_tensor_layout.py [--k 1000] [--rounds 31]
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import fusedlr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--k", type=int, default=1000)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=31)
+    a = ap.parse_args()
+    n, k = a.n, a.k
+    layouts = {
+        "separate": lambda: [torch.randn(k) for _ in range(n)],
+        "flat views": lambda: list(torch.randn(n * k).split(k)),
+        "one tensor": lambda: [torch.randn(n * k)],
+    }
+    opts = {}
+    for name, make in layouts.items():
+        params = [torch.nn.Parameter(t) for t in make()]
+        for p, g in zip(params, make()):
+            p.grad = g
+        opts[name] = fusedlr.SGD(params, lr=0.01, momentum=0.9)
+        opts[name].step()
+    times = {name: [] for name in opts}
+    for _ in range(a.rounds):
+        for name, opt in opts.items():
+            t = time.perf_counter()
+            opt.step()
+            times[name].append(time.perf_counter() - t)
+    one = statistics.median(times["one tensor"])
+    print(f"{n} x {k} fp32, momentum, kernel {fusedlr._C.cpu_kernel_level()}, {torch.get_num_threads()} threads")
+    for name, ts in times.items():
+        m = statistics.median(ts)
+        print(f"{name:12s} {m * 1e6:9.1f} us  {n * k * 20 / m / 1e9:5.1f} GB/s  {(m - one) / n * 1e9:5.0f} ns/tensor over one tensor")
+
+
+if __name__ == "__main__":
+    main()
