@@ -86,7 +86,6 @@ def test_show_config(capsys):
     assert f"running with   torch {torch.__version__}" in out
     assert f"{', '.join(_C.cpu_levels_compiled.split(','))} compiled; {_C.cpu_kernel_level()} chosen" in out
     assert ("CUDA kernels   yes" if _C.with_cuda else "CUDA kernels   no") in out
-    assert list(_build_info.CPU_LEVELS) == _C.cpu_levels_compiled.split(",")
     assert _build_info.CUDA_KERNELS == _C.with_cuda
 
 

@@ -39,8 +39,13 @@ def log(msg: str) -> None:
 
 
 def run(cmd: list, **kw) -> subprocess.CompletedProcess:
-    log("$ " + " ".join(str(c) for c in cmd))
-    return subprocess.run([str(c) for c in cmd], check=True, **kw)
+    """Run and log ``cmd``; a failure ends the script with one line naming the command (its output is above)."""
+    line = " ".join(str(c) for c in cmd)
+    log("$ " + line)
+    try:
+        return subprocess.run([str(c) for c in cmd], check=True, **kw)
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"error: exit status {e.returncode} from: {line}") from None
 
 
 def find_python(version: str) -> Path:
@@ -65,16 +70,15 @@ def make_venv(python: Path, path: Path) -> Path:
 
 
 def repair(raw: Path, out: Path) -> Path:
-    """auditwheel repair ``raw`` into ``out``; returns the repaired wheel."""
-    before = set(out.glob("*.whl"))
-    cmd = [sys.executable, "-m", "auditwheel", "repair", "-w", out]
+    """auditwheel repair ``raw`` (into a folder of its own, then moved to ``out``); returns the repaired wheel."""
+    repaired = raw.parent / "repaired"
+    shutil.rmtree(repaired, ignore_errors=True)
+    cmd = [sys.executable, "-m", "auditwheel", "repair", "-w", repaired]
     for pattern in EXCLUDE:
         cmd += ["--exclude", pattern]
     run(cmd + [raw])
-    made = sorted(set(out.glob("*.whl")) - before) or sorted(out.glob(raw.name.split("-linux")[0] + "-*manylinux*.whl"))
-    if not made:
-        raise SystemExit(f"error: auditwheel wrote no wheel for {raw.name}")
-    return made[-1]
+    (wheel,) = repaired.glob("*.whl")
+    return Path(shutil.move(wheel, out / wheel.name))
 
 
 def build_wheel(py: Path, tag: str, dist: Path) -> Path:

@@ -1,4 +1,4 @@
-"""``fusedlr.show_config()`` and ``python -m fusedlr --version``: what to paste into a bug report."""
+"""``fusedlr.show_config()`` (``python -m fusedlr config``): what to paste into a bug report."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def config() -> dict[str, Any]:
             "threads": torch.get_num_threads(),
         },
         "cpu": {
-            "levels_compiled": list(_build_info.CPU_LEVELS),
+            "levels_compiled": _C.cpu_levels_compiled.split(","),
             "cpu_supports": _C.cpu_level(),
             "torch_level": torch.backends.cpu.get_cpu_capability(),
             "kernel_level": _C.cpu_kernel_level(),

@@ -32,7 +32,7 @@ def torch_mismatch(found_version: str, found_cuda: str | None, *, built_version:
     return None
 
 
-def mismatch_message(found_version: str, found_cuda: str | None, found_at: str, reason: str) -> str:
+def mismatch_message(found_version: str, found_at: str, reason: str) -> str:
     """The whole ImportError text: what was built for, what was found, what to do."""
     return (f"fusedlr {_build_info.VERSION} was built for torch {_build_info.TORCH_VERSION} "
             f"({_build_info.TORCH_REQUIREMENT}), but this Python has torch {found_version} at {found_at}: "
@@ -48,7 +48,7 @@ def check_torch() -> None:
 
     reason = torch_mismatch(torch.__version__, torch.version.cuda)
     if reason is not None:
-        raise ImportError(mismatch_message(torch.__version__, torch.version.cuda, torch.__file__, reason))
+        raise ImportError(mismatch_message(torch.__version__, torch.__file__, reason))
 
 
 def load_native():
@@ -59,6 +59,6 @@ def load_native():
     try:
         from . import _C
     except ImportError as e:  # a torch the checks above let through, but the loader refused
-        raise ImportError(mismatch_message(torch.__version__, torch.version.cuda, torch.__file__,
+        raise ImportError(mismatch_message(torch.__version__, torch.__file__,
                                            f"the native module failed to load ({e})")) from e
     return _C
