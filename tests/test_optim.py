@@ -824,6 +824,40 @@ def test_written_tensors_overlap_check_of_the_op():
     assert torch.equal(base, torch.full((40_000,), -1.5))
 
 
+@pytest.mark.parametrize("order", ["increasing", "decreasing", "shuffled"])
+def test_overlap_check_finds_a_repeated_view_in_any_address_order(order):
+    """The op's overlap check walks runs already in address order (few runs) or sorts (many), and
+    remembers its last calls' answers: a view listed twice, once at the start of each thread's
+    range, is found in every order, also right after a call whose lists differ from it in that one
+    tensor (answered disjoint). Missed, both threads would update it at once (a lost update)."""
+    m, k = 200_000, 40
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # thread 1's range starts at the second listing of `a`
+    try:
+        for overlapping in (False, True, False, True):
+            flat = torch.zeros(4 * m)
+            a, other = flat[:m], flat[3 * m:]
+            b, c = list(flat[m:2 * m].split(m // k)), list(flat[2 * m:3 * m].split(m // k))
+            if order == "decreasing":
+                b, c = b[::-1], c[::-1]
+            elif order == "shuffled":
+                gen = torch.Generator().manual_seed(0)
+                b = [b[i] for i in torch.randperm(k, generator=gen)]
+                c = [c[i] for i in torch.randperm(k, generator=gen)]
+            params = [a, *b, a if overlapping else other, *c]
+            grads = list(torch.ones(4 * m).split([t.numel() for t in params]))
+            grads[k + 1].fill_(2.0)
+            torch.ops.fusedlr.sgd_(params, grads, [], [], 0.5, 0.0, 0.0, 0.0, False, False)
+            expected = torch.full((4 * m,), -0.5)
+            if overlapping:
+                expected[:m], expected[3 * m:] = -1.5, 0.0
+            else:
+                expected[3 * m:] = -1.0
+            assert torch.equal(flat, expected), (order, overlapping)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_one_optimizer_stepped_from_several_threads_does_not_crash():
     """A user error, but never a crash (was SIGSEGV/SIGABRT in 5 of 8 runs): the native group's
     steps take turns. Run in a child process so that a crash fails this test, not the session."""

@@ -182,7 +182,7 @@ void sgd_cpu_(const SgdArgs& a) {
   // is read for every tensor before any is stepped, so a parameter listed twice sees the same
   // counter both times, as in torch's loop. Nothing is written before every check has passed.
   thread_local std::vector<Piece> pieces_tl;
-  thread_local std::vector<AddressRange> memory_tl;  // 3 per tensor (read and written), for the overlap check
+  thread_local std::vector<AddressRange> memory_tl;  // params', grads', buffers' memory, list by list
   std::vector<Piece>& pieces = pieces_tl;            // (the worker threads below use the caller's vectors)
   std::vector<AddressRange>& memory = memory_tl;
   pieces.resize(n);
@@ -199,21 +199,21 @@ void sgd_cpu_(const SgdArgs& a) {
                has_momentum ? static_cast<float*>(steps[i].data_ptr()) : nullptr, ratios ? ratios[i] : 1.0};
     if (pc.numel == 0) return;
     pc.first = has_momentum && *pc.step == 0.f;
-    AddressRange* m = &memory[3 * i];
+    AddressRange* m[3] = {&memory[i], &memory[n + i], &memory[2 * n + i]};
     if (is_flat_alike(param, grad, buf)) {
       pc.param = static_cast<char*>(param.data_ptr());
       pc.grad = static_cast<char*>(grad.data_ptr());
       pc.buf = buf ? static_cast<char*>(buf->data_ptr()) : nullptr;
       // Flat and alike: param, grad and buffer each span exactly numel * itemsize bytes.
       const auto bytes = static_cast<uintptr_t>(pc.numel * pc.itemsize);
-      m[0] = {reinterpret_cast<uintptr_t>(pc.param), reinterpret_cast<uintptr_t>(pc.param) + bytes};
-      m[1] = {reinterpret_cast<uintptr_t>(pc.grad), reinterpret_cast<uintptr_t>(pc.grad) + bytes};
-      if (pc.buf) m[2] = {reinterpret_cast<uintptr_t>(pc.buf), reinterpret_cast<uintptr_t>(pc.buf) + bytes};
+      *m[0] = {reinterpret_cast<uintptr_t>(pc.param), reinterpret_cast<uintptr_t>(pc.param) + bytes};
+      *m[1] = {reinterpret_cast<uintptr_t>(pc.grad), reinterpret_cast<uintptr_t>(pc.grad) + bytes};
+      if (pc.buf) *m[2] = {reinterpret_cast<uintptr_t>(pc.buf), reinterpret_cast<uintptr_t>(pc.buf) + bytes};
     } else {
       pc.staged = kToStage;
-      m[0] = address_range(param);
-      m[1] = address_range(grad);
-      if (buf != nullptr) m[2] = address_range(*buf);
+      *m[0] = address_range(param);
+      *m[1] = address_range(grad);
+      if (buf != nullptr) *m[2] = address_range(*buf);
     }
   };
   // Each tensor's check and piece, on torch's threads when there are many. The error raised is the
@@ -223,7 +223,7 @@ void sgd_cpu_(const SgdArgs& a) {
   std::exception_ptr bad;
   for_tensor_ranges(n, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      if (i + static_cast<int64_t>(kMetadataAhead) < hi) prefetch_sgd_tensor(a, i + kMetadataAhead);
+      prefetch_sgd_ahead(a, static_cast<size_t>(i), static_cast<size_t>(hi));
       try {
         prepare(static_cast<size_t>(i));
       } catch (...) {

@@ -15,14 +15,28 @@ enum GradProblem : int { kGradMissing = 1, kGradSparse = 2 };
 /**
  * g[i] = params[i].grad() for every i, read on torch's threads when there are many parameters
  * (reading each .grad is a chain of cache misses: the parameter, its autograd metadata, the
- * gradient). The GradProblem bits seen: a missing gradient, a sparse one.
+ * gradient; prefetched in stages). The GradProblem bits seen: a missing gradient, a sparse one.
+ * The TensorImpls of `also` (the momentum buffers and counters, when given) are prefetched on the
+ * way: the dispatcher reads every tensor's dispatch keys next, one cache miss after another.
  */
-int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& g) {
+int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& g,
+                 std::initializer_list<const std::vector<at::Tensor>*> also = {}) {
+  constexpr int64_t kAhead = kMetadataAhead;
   g.resize(params.size());
   std::atomic<int> problems{0};
   for_tensor_ranges(params.size(), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      const at::Tensor& grad = params[i].grad();
+      // (in stages, as prefetch_sgd_ahead: the parameter, its AutogradMeta, its grad)
+      if (i + 2 * kAhead < hi) {
+        prefetch_metadata(params[i + 2 * kAhead]);
+        for (const std::vector<at::Tensor>* list : also)
+          if (list->size() == params.size()) prefetch_metadata((*list)[i + 2 * kAhead]);
+      }
+      if (i + kAhead < hi) prefetch_autograd_meta(params[i + kAhead]);
+      if (i + kAhead / 2 < hi) prefetch_grad(params[i + kAhead / 2]);
+      // (TensorImpl::grad: Tensor::grad would also ask whether the parameter is a leaf, for a
+      // warning about non-leaf tensors that the Python path, taken when a grad is missing, gives)
+      const at::Tensor& grad = params[i].unsafeGetTensorImpl()->grad();
       if (!grad.defined()) problems.fetch_or(kGradMissing, std::memory_order_relaxed);
       else if (grad.layout() != at::kStrided) problems.fetch_or(kGradSparse, std::memory_order_relaxed);
       g[i] = grad;
@@ -61,7 +75,7 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   const size_t n = params_.size();
   // Common case first: every parameter has a gradient and (with momentum) a buffer. The held
   // lists are then passed as they are and only the gradients are gathered.
-  const int problems = gather_grads(params_, g_);
+  const int problems = gather_grads(params_, g_, {&buffers_, &steps_});
   if (problems & kGradSparse) return release_grads(-1);
   bool complete = problems == 0;
   if (complete && has_momentum) {
