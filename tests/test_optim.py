@@ -172,7 +172,8 @@ def _cpu_lacks(level: str) -> bool:
 @pytest.mark.parametrize("level", ["default", "avx2", "avx512"])
 def test_every_simd_level_matches_torch(level):
     """The kernel is compiled per SIMD level and follows ATEN_CPU_CAPABILITY: run each level in a
-    fresh process and compare with torch at the same level."""
+    fresh process and compare with torch at the same level, in every loop the kernel compiles
+    (a first step; nesterov, weight decay and prefetching fixed at compile time; maximize)."""
     if _cpu_lacks(level):
         # torch believes ATEN_CPU_CAPABILITY even where the CPU lacks the instructions, and its own
         # kernels would die of SIGILL in the child before ours run.
@@ -183,11 +184,14 @@ def test_every_simd_level_matches_torch(level):
         "got = fusedlr._C.cpu_kernel_level()\n"
         "torch_level = torch.backends.cpu.get_cpu_capability()\n"
         "assert got == want or (torch_level != want and want != 'DEFAULT'), (got, want, torch_level)\n"
-        "for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):\n"
-        "    ps = [torch.randn(n, dtype=torch.float64).to(dtype).requires_grad_() for n in (1, 15, 33, 1031)]\n"
+        "options = [dict(dampening=0.2, weight_decay=0.01), dict(nesterov=True), dict(nesterov=True, weight_decay=0.01),\n"
+        "           dict(), dict(maximize=True, weight_decay=0.01)]\n"
+        "for dtype, opt in ((d, o) for d in (torch.float32, torch.float64, torch.bfloat16, torch.float16) for o in options):\n"
+        "    sizes = (1, 15, 33, 1031, 600_000)  # (the last makes the call prefetch ahead)\n"
+        "    ps = [torch.randn(n, dtype=torch.float64).to(dtype).requires_grad_() for n in sizes]\n"
         "    qs = [p.detach().clone().requires_grad_() for p in ps]\n"
-        "    a = fusedlr.SGD(ps, lr=0.1, momentum=0.9, dampening=0.2, weight_decay=0.01)\n"
-        "    b = torch.optim.SGD(qs, lr=0.1, momentum=0.9, dampening=0.2, weight_decay=0.01,\n"
+        "    a = fusedlr.SGD(ps, lr=0.1, momentum=0.9, **opt)\n"
+        "    b = torch.optim.SGD(qs, lr=0.1, momentum=0.9, **opt,\n"
         "                        **(dict(foreach=False) if dtype in (torch.float32, torch.float64) else dict(fused=True)))\n"
         "    for t in range(3):\n"
         "        for p, q in zip(ps, qs):\n"

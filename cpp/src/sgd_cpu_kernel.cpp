@@ -51,13 +51,74 @@ FUSEDLR_INLINE void store(const V& v, T* ptr, int64_t n) {
   else v.store(ptr, n);
 }
 
+/**
+ * What a span's loop branches on, decided once per span instead of once per vector. Mode 0 reads
+ * every flag at run time. Modes 1-8 are the common step (momentum past its first step; no
+ * maximize, LARS ratio, unscale or clip) with nesterov, weight decay and prefetching fixed at
+ * compile time, so that the loop holds no branch of its own but the loop test: fewer instructions
+ * per element where the kernel, not memory, is the bound (bfloat16 and half on AVX2).
+ */
+int span_mode(const StepArgs& args, bool has_momentum, bool maximize, bool has_ratio, bool nesterov,
+              bool has_weight_decay, bool first, bool prefetch) {
+  const bool common = has_momentum && !first && !maximize && !has_ratio && !args.unscale && !args.clip;
+  return common ? 1 + int{nesterov} + 2 * int{has_weight_decay} + 4 * int{prefetch} : 0;
+}
+
+/** A span's flags in mode kMode (span_mode): the run-time values in mode 0, constants otherwise. */
+template <int kMode>
+class SpanFlags {
+ public:
+  static constexpr bool kFixed = kMode != 0;
+
+  SpanFlags(const StepArgs& args, bool first, bool prefetch)
+      : unscale_(args.unscale), clip_(args.clip), first_(first), prefetch_(prefetch) {}
+
+  FUSEDLR_INLINE bool unscale() const { return !kFixed && unscale_; }
+  FUSEDLR_INLINE bool clip() const { return !kFixed && clip_; }
+  FUSEDLR_INLINE bool first() const { return !kFixed && first_; }
+  FUSEDLR_INLINE bool prefetch() const { return kFixed ? ((kMode - 1) & 4) != 0 : prefetch_; }
+
+  /** The coefficients with the mode's flags fixed (the compiler then drops their branches in sgd_update). */
+  template <typename V>
+  FUSEDLR_INLINE SgdCoeffs<V> coeffs(SgdCoeffs<V> c) const {
+    if constexpr (kFixed) {
+      c.has_momentum = true;
+      c.maximize = false;
+      c.has_ratio = false;
+      c.nesterov = ((kMode - 1) & 1) != 0;
+      c.has_weight_decay = ((kMode - 1) & 2) != 0;
+    }
+    return c;
+  }
+
+ private:
+  bool unscale_, clip_, first_, prefetch_;
+};
+
+/** fn(std::integral_constant<int, mode>{}): a span function instantiated for its mode. */
+template <typename Fn>
+FUSEDLR_INLINE void with_span_mode(int mode, const Fn& fn) {
+  switch (mode) {
+    case 1: return fn(std::integral_constant<int, 1>{});
+    case 2: return fn(std::integral_constant<int, 2>{});
+    case 3: return fn(std::integral_constant<int, 3>{});
+    case 4: return fn(std::integral_constant<int, 4>{});
+    case 5: return fn(std::integral_constant<int, 5>{});
+    case 6: return fn(std::integral_constant<int, 6>{});
+    case 7: return fn(std::integral_constant<int, 7>{});
+    case 8: return fn(std::integral_constant<int, 8>{});
+    default: return fn(std::integral_constant<int, 0>{});
+  }
+}
+
 /** float / double storage: the math type is the storage type. */
-template <typename T>
+template <int kMode, typename T>
 void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c, const StepArgs& args,
-                    bool first, double ratio) {
-  const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(T)));
+                    bool first_step, bool prefetch_step, double ratio) {
+  const SpanFlags<kMode> f(args, first_step, prefetch_step);
+  const bool prefetch = f.prefetch(), first = f.first();
   using Vec = Vectorized<T>;
-  const SgdCoeffs<Vec> cv = broadcast<Vec>(c);
+  const SgdCoeffs<Vec> cv = f.coeffs(broadcast<Vec>(c));
   const Vec scale(static_cast<T>(args.grad_scale)), clip(static_cast<T>(args.grad_clip)), r(static_cast<T>(ratio));
   // The tail runs through the same vector code with partial loads and stores, so every
   // element sees exactly the same sequence of roundings. Inlined: a call per vector would spill
@@ -66,15 +127,15 @@ void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c,
     constexpr bool kFull = decltype(full)::value;
     Vec p = load<kFull, Vec>(param + i, count);
     Vec g = load<kFull, Vec>(grad + i, count);
-    Vec b = c.has_momentum ? load<kFull, Vec>(buf + i, count) : Vec(T(0));
-    if (args.unscale) {
+    Vec b = cv.has_momentum ? load<kFull, Vec>(buf + i, count) : Vec(T(0));
+    if (f.unscale()) {
       g = g / scale;
       store<kFull>(g, grad + i, count);
     }
-    if (args.clip) g = g * clip;
+    if (f.clip()) g = g * clip;
     sgd_update(p, g, b, cv, first, r);
     store<kFull>(p, param + i, count);
-    if (c.has_momentum) store<kFull>(b, buf + i, count);
+    if (cv.has_momentum) store<kFull>(b, buf + i, count);
   };
   int64_t i = 0;
   for (; i + Vec::size() <= n; i += Vec::size()) {
@@ -85,13 +146,14 @@ void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c,
 }
 
 /** half storage: loaded as one reduced-precision vector (F16C), computed as two float vectors. */
-template <typename T>
+template <int kMode, typename T>
 void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& c, const StepArgs& args,
-                  bool first, double ratio) {
-  const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(T)));
+                  bool first_step, bool prefetch_step, double ratio) {
+  const SpanFlags<kMode> f(args, first_step, prefetch_step);
+  const bool prefetch = f.prefetch(), first = f.first();
   using RVec = Vectorized<T>;
   using FVec = Vectorized<float>;
-  const SgdCoeffs<FVec> cv = broadcast<FVec>(c);
+  const SgdCoeffs<FVec> cv = f.coeffs(broadcast<FVec>(c));
   const FVec scale(static_cast<float>(args.grad_scale)), clip(static_cast<float>(args.grad_clip)),
       r(static_cast<float>(ratio));
   auto body = [&](auto full, int64_t i, int64_t count) __attribute__((always_inline)) {
@@ -99,17 +161,17 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
     auto [p0, p1] = at::vec::convert_to_float<T>(load<kFull, RVec>(param + i, count));
     auto [g0, g1] = at::vec::convert_to_float<T>(load<kFull, RVec>(grad + i, count));
     FVec b0(0.f), b1(0.f);
-    if (c.has_momentum) std::tie(b0, b1) = at::vec::convert_to_float<T>(load<kFull, RVec>(buf + i, count));
-    if (args.unscale) {
+    if (cv.has_momentum) std::tie(b0, b1) = at::vec::convert_to_float<T>(load<kFull, RVec>(buf + i, count));
+    if (f.unscale()) {
       g0 = g0 / scale;
       g1 = g1 / scale;
       store<kFull>(at::vec::convert_from_float<T>(g0, g1), grad + i, count);
     }
-    if (args.clip) g0 = g0 * clip, g1 = g1 * clip;
+    if (f.clip()) g0 = g0 * clip, g1 = g1 * clip;
     sgd_update(p0, g0, b0, cv, first, r);
     sgd_update(p1, g1, b1, cv, first, r);
     store<kFull>(at::vec::convert_from_float<T>(p0, p1), param + i, count);
-    if (c.has_momentum) store<kFull>(at::vec::convert_from_float<T>(b0, b1), buf + i, count);
+    if (cv.has_momentum) store<kFull>(at::vec::convert_from_float<T>(b0, b1), buf + i, count);
   };
   int64_t i = 0;
   for (; i + RVec::size() <= n; i += RVec::size()) {
@@ -126,13 +188,15 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
  * c10::BFloat16 does (NaN becomes 0xffff, as in ATen's vectorised conversion) and the halves are
  * or-ed into one word. The update is elementwise, so which element sits in which lane is free.
  */
+template <int kMode>
 void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, int64_t n, const SgdCoeffs<float>& c,
-               const StepArgs& args, bool first, double ratio) {
-  const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(sizeof(c10::BFloat16)));
+               const StepArgs& args, bool first_step, bool prefetch_step, double ratio) {
+  const SpanFlags<kMode> f(args, first_step, prefetch_step);
+  const bool prefetch = f.prefetch(), first = f.first();
   using IVec = Vectorized<int32_t>;
   using FVec = Vectorized<float>;
   constexpr int64_t kStep = 2 * IVec::size();  // bfloat16 elements per vector of words
-  const SgdCoeffs<FVec> cv = broadcast<FVec>(c);
+  const SgdCoeffs<FVec> cv = f.coeffs(broadcast<FVec>(c));
   const FVec scale(static_cast<float>(args.grad_scale)), clip(static_cast<float>(args.grad_clip)),
       r(static_cast<float>(ratio));
   const IVec sixteen(16), high(static_cast<int32_t>(0xffff0000u)), low(0xffff), one(1), bias(0x7fff);
@@ -173,21 +237,21 @@ void span_bf16(c10::BFloat16* param, c10::BFloat16* grad, c10::BFloat16* buf, in
     FVec p0 = at::vec::cast<float>(pw << sixteen), p1 = at::vec::cast<float>(pw & high);
     FVec g0 = at::vec::cast<float>(gw << sixteen), g1 = at::vec::cast<float>(gw & high);
     FVec b0(0.f), b1(0.f);
-    if (c.has_momentum) {
+    if (cv.has_momentum) {
       const IVec bw = load_words(full, buf + i, count);
       b0 = at::vec::cast<float>(bw << sixteen);
       b1 = at::vec::cast<float>(bw & high);
     }
-    if (args.unscale) {
+    if (f.unscale()) {
       g0 = g0 / scale;
       g1 = g1 / scale;
       store_words(full, join(g0, g1), grad + i, count);
     }
-    if (args.clip) g0 = g0 * clip, g1 = g1 * clip;
+    if (f.clip()) g0 = g0 * clip, g1 = g1 * clip;
     sgd_update(p0, g0, b0, cv, first, r);
     sgd_update(p1, g1, b1, cv, first, r);
     store_words(full, join(p0, p1), param + i, count);
-    if (c.has_momentum) store_words(full, join(b0, b1), buf + i, count);
+    if (cv.has_momentum) store_words(full, join(b0, b1), buf + i, count);
   };
   int64_t i = 0;
   for (; i + kStep <= n; i += kStep) {
@@ -511,23 +575,30 @@ void sum_squares2(c10::ScalarType dtype, const void* x, const void* y, int64_t n
 
 void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n, const StepArgs& args,
               bool first, double ratio) {
-  switch (dtype) {
-    case c10::ScalarType::Float:
-      return span_same_type(static_cast<float*>(param), static_cast<float*>(grad), static_cast<float*>(buf), n,
-                            args.coeffs_f, args, first, ratio);
-    case c10::ScalarType::Double:
-      return span_same_type(static_cast<double*>(param), static_cast<double*>(grad), static_cast<double*>(buf),
-                            n, args.coeffs_d, args, first, ratio);
-    case c10::ScalarType::BFloat16:
-      return span_bf16(static_cast<c10::BFloat16*>(param), static_cast<c10::BFloat16*>(grad),
-                       static_cast<c10::BFloat16*>(buf), n, args.coeffs_f, args, first, ratio);
-    case c10::ScalarType::Half:
-      return span_reduced(static_cast<c10::Half*>(param), static_cast<c10::Half*>(grad),
-                          static_cast<c10::Half*>(buf), n, args.coeffs_f, args, first, ratio);
-    default:
-      // The op boundary (sgd_check.cpp) admits only the four dtypes above.
-      return;
-  }
+  const SgdCoeffs<float>& c = args.coeffs_f;  // (the flags of coeffs_d are the same)
+  const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(c10::elementSize(dtype)));
+  const int mode =
+      span_mode(args, c.has_momentum, c.maximize, c.has_ratio, c.nesterov, c.has_weight_decay, first, prefetch);
+  with_span_mode(mode, [&](auto m) {
+    constexpr int kMode = decltype(m)::value;
+    switch (dtype) {
+      case c10::ScalarType::Float:
+        return span_same_type<kMode>(static_cast<float*>(param), static_cast<float*>(grad), static_cast<float*>(buf),
+                                     n, args.coeffs_f, args, first, prefetch, ratio);
+      case c10::ScalarType::Double:
+        return span_same_type<kMode>(static_cast<double*>(param), static_cast<double*>(grad),
+                                     static_cast<double*>(buf), n, args.coeffs_d, args, first, prefetch, ratio);
+      case c10::ScalarType::BFloat16:
+        return span_bf16<kMode>(static_cast<c10::BFloat16*>(param), static_cast<c10::BFloat16*>(grad),
+                                static_cast<c10::BFloat16*>(buf), n, args.coeffs_f, args, first, prefetch, ratio);
+      case c10::ScalarType::Half:
+        return span_reduced<kMode>(static_cast<c10::Half*>(param), static_cast<c10::Half*>(grad),
+                                   static_cast<c10::Half*>(buf), n, args.coeffs_f, args, first, prefetch, ratio);
+      default:
+        // The op boundary (sgd_check.cpp) admits only the four dtypes above.
+        return;
+    }
+  });
 }
 
 void stream_span(float* p, const float* g, float* b, int64_t n) {
