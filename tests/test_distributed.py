@@ -203,7 +203,35 @@ def _fsdp2_clip(rank: int) -> dict:
     return out
 
 
-SCENARIOS = {"ddp": _ddp, "zero": _zero, "fsdp2": _fsdp2, "fsdp2_clip": _fsdp2_clip}
+LARS_OPTIONS = dict(lr=0.05, momentum=0.9, weight_decay=1e-3, trust_coeff=0.5)
+
+
+def _fsdp2_lars(rank: int) -> dict:
+    """FSDP2 with fusedlr.Lars (each tensor's norms all-reduced over its shards) against
+    timm.optim.Lars on the unsharded model, trained on both ranks' batches (FSDP2 averages the
+    ranks' gradients: the gradient of the mean of the two losses)."""
+    from timm.optim import Lars as TimmLars
+    from torch.distributed.fsdp import fully_shard
+
+    out = {}
+    for trust_clip in (False, True):
+        model = _model()
+        for layer in (model[0], model[2]):
+            fully_shard(layer)
+        fully_shard(model)
+        _train(model, fusedlr.Lars(model.parameters(), **LARS_OPTIONS, trust_clip=trust_clip), rank)
+        reference = _model()
+        opt = TimmLars(reference.parameters(), **LARS_OPTIONS, trust_clip=trust_clip)
+        for t in range(STEPS):
+            opt.zero_grad()
+            sum(reference(_batch(r, t)).pow(2).mean() for r in range(WORLD_SIZE)).div(WORLD_SIZE).backward()
+            opt.step()
+        out[trust_clip] = ([p.full_tensor().detach().clone() for p in model.parameters()],
+                           [p.detach().clone() for p in reference.parameters()])
+    return out
+
+
+SCENARIOS = {"ddp": _ddp, "zero": _zero, "fsdp2": _fsdp2, "fsdp2_clip": _fsdp2_clip, "fsdp2_lars": _fsdp2_lars}
 
 
 # --- tests ------------------------------------------------------------------------------------
@@ -272,3 +300,10 @@ def test_fsdp2_clipping_takes_the_global_norm_like_torchs_clip_grad_norm(two_ran
         for a, b in zip(r["fusedlr"], r["torch"]):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert [float(n) for n in ranks[0]["fusedlr_norms"]] == [float(n) for n in ranks[1]["fusedlr_norms"]]
+
+
+def test_fsdp2_lars_takes_each_tensors_global_norms_like_timm(two_ranks):
+    for r in results(two_ranks, "fsdp2_lars"):
+        for trust_clip, (ours, timm_weights) in r.items():
+            for a, b in zip(ours, timm_weights):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m: f"trust_clip={trust_clip}: {m}")

@@ -80,3 +80,33 @@ def global_grad_norm(grads: list[Tensor], norm_type: float, max_norm: float, gra
         dist.all_reduce(terms, op=op, group=mesh.get_group(dim))
     dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
     return ops.clip_coefficient(terms, norm_type, max_norm, grad_scale, dtype)
+
+
+def global_lars_ratios(params: list[Tensor], grads: list[Tensor], local_params: list[Tensor],
+                       local_grads: list[Tensor], **lars: Any) -> Tensor:
+    """fusedlr.ops.lars_ratios of DTensor parameters, whose norms span their shards (FSDP2): each
+    rank's local shards give float64 sums of squares, all-reduced over the mesh; the global norms,
+    rounded to each tensor's math type, then go through lars_ratios itself as one-element tensors
+    (the norm of ``[x]`` is ``|x|``), so the ratio's formula and rounding are the op's. Every
+    parameter must be sharded (Shard placements only) on one mesh, as for the fused clip."""
+    import torch
+    import torch.distributed as dist
+
+    from . import ops
+
+    meshes = {p.device_mesh for p in params}
+    if len(meshes) > 1 or any(not pl.is_shard() for p in params for pl in p.placements):
+        raise NotImplementedError("fusedlr.Lars: DTensor parameters must be sharded (Shard placements only) on one "
+                                  "device mesh; a Replicate or Partial placement would count elements once per rank")
+    mesh = next(iter(meshes))
+    squares = torch.stack([
+        torch.stack(torch._foreach_norm(local_params, 2, dtype=torch.float64)),
+        torch.stack(torch._foreach_norm(local_grads, 2, dtype=torch.float64)),
+    ]).square()
+    for dim in range(mesh.ndim):
+        dist.all_reduce(squares, op=dist.ReduceOp.SUM, group=mesh.get_group(dim))
+    norms = squares.sqrt()
+    math = [torch.float64 if p.dtype == torch.float64 else torch.float32 for p in local_params]
+    w = [norms[0, i:i + 1].to(m) for i, m in enumerate(math)]
+    g = [norms[1, i:i + 1].to(m) for i, m in enumerate(math)]
+    return ops.lars_ratios(w, g, **lars)

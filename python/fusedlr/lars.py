@@ -32,7 +32,8 @@ class Lars(SGD):
 
     Fused: one read of every parameter and gradient for all the norms (``fusedlr.ops.lars_ratios``,
     no host synchronisation), then the update pass of :class:`fusedlr.SGD` with each tensor's ratio
-    (``grad_ratios``). Everything else is :class:`fusedlr.SGD`'s: ``state_dict`` (loads into
+    (``grad_ratios``). DTensor parameters sharded on one mesh (FSDP2's ``fully_shard``): each
+    tensor's norms are taken over all its shards (the local sums of squares all-reduced). Everything else is :class:`fusedlr.SGD`'s: ``state_dict`` (loads into
     ``timm.optim.Lars`` and back), GradScaler, ``max_grad_norm``, an in-kernel ``schedule`` (not
     with ``trust_clip``, whose ratio needs the step's lr on the host side of the op).
 

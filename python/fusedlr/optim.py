@@ -407,15 +407,19 @@ class SGD(Optimizer):
         self._init_group(group, params, grads, momentum_buffers, steps, sparse)
         if sparse and group["schedule"] is not None:
             raise RuntimeError("fusedlr.SGD: an in-kernel schedule cannot step parameters with sparse gradients")
+        distributed = None  # the DTensor params and grads, when the group has them
         if _dtensor.any_dtensor(params):
-            if lars is not None:
-                raise NotImplementedError("fusedlr.Lars: DTensor parameters (a tensor's norm spans its shards) are not "
-                                          "supported yet")
+            distributed = params, grads
             params, grads, momentum_buffers = _dtensor.local_shards(group, index, params, grads, momentum_buffers)
         if lars is not None:
-            lr, lr_tensor = scalars[0], tensors[0]
-            ratios = ops.lars_ratios(params, grads, weight_decay=scalars[3], trust_coeff=lars[0], eps=lars[1],
-                                     trust_clip=lars[2], lr=lr, lr_tensor=lr_tensor) if params else None
+            options = dict(weight_decay=scalars[3], trust_coeff=lars[0], eps=lars[1], trust_clip=lars[2],
+                           lr=scalars[0], lr_tensor=tensors[0])
+            if not params:
+                ratios = None
+            elif distributed is not None:  # a tensor's norms span its shards
+                ratios = _dtensor.global_lars_ratios(*distributed, params, grads, **options)
+            else:
+                ratios = ops.lars_ratios(params, grads, **options)
             tensors = (*tensors, ratios)
         functional._step(params, grads, momentum_buffers, steps, scalars, tensors)
         if sparse:
