@@ -131,6 +131,54 @@ def test_lars_with_clipping_and_an_in_kernel_schedule():
         fusedlr.Lars(model.parameters(), schedule=schedule, weight_decay=1e-4, trust_clip=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_lars_under_a_grad_scaler_equals_timm_on_unscaled_grads(dtype):
+    """fusedlr.Lars takes the GradScaler's scale into the step (grad_scale): its trust ratios must
+    come from the unscaled gradients, as timm's do after the scaler's unscale_ (they came from the
+    scaled ones: 0.1 off timm at scale 1024). Step 2 overflows (an inf in the batch): both skip it."""
+    def run(cls):
+        model = _model(dtype)
+        opt = cls(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-4, trust_coeff=0.5)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, growth_interval=1)
+        g = torch.Generator().manual_seed(3)
+        for t in range(6):
+            opt.zero_grad()
+            x = torch.randn(32, 12, generator=g, dtype=dtype)
+            if t == 2:
+                x[0, 0] = float("inf")
+            scaler.scale(model(x).square().mean()).backward()
+            scaler.step(opt)
+            scaler.update()
+        return model, scaler.get_scale()
+
+    (ours, our_scale), (ref, ref_scale) = run(fusedlr.Lars), run(timm_optim.Lars)
+    assert our_scale == ref_scale == 2.0**16 * 2**5 / 2  # 5 good steps doubled it, the overflow halved it
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+def test_lars_with_clipping_that_acts_takes_the_clipped_norm():
+    """With max_grad_norm the update applies the clipped gradient: the trust ratio must be that
+    gradient's, as timm's after clip_grad_norm_."""
+    model = _model(torch.float64)
+    ref = copy.deepcopy(model)
+    opt = fusedlr.Lars(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-4, trust_coeff=0.5,
+                       max_grad_norm=0.01)
+    ref_opt = timm_optim.Lars(ref.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-4, trust_coeff=0.5)
+    g = torch.Generator().manual_seed(4)
+    for _ in range(5):
+        x = torch.randn(32, 12, generator=g, dtype=torch.float64)
+        for m, o in ((model, opt), (ref, ref_opt)):
+            o.zero_grad()
+            m(x).square().mean().backward()
+        opt.step()
+        assert float(opt.last_grad_norm) > 0.01  # the clip acted
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.01)
+        ref_opt.step()
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
 def test_lars_ratios_op_and_opcheck():
     g = torch.Generator().manual_seed(0)
     params = [torch.randn(5, generator=g), torch.zeros(3), torch.randn(7, generator=g, dtype=torch.float64)]
@@ -142,6 +190,14 @@ def test_lars_ratios_op_and_opcheck():
     clipped = ops.lars_ratios(params, grads, weight_decay=0.01, trust_coeff=10.0, eps=1e-8, trust_clip=True, lr=0.1)
     assert clipped.tolist() == [1.0, 1.0, 1.0]
     torch.library.opcheck(torch.ops.fusedlr.lars_ratios.default, (params, grads, 0.01, 0.001, 1e-8, False, 0.1))
+    # grad_scale and grad_clip: the ratio of the gradient the update applies, grads / scale * clip
+    scale, clip = torch.tensor(1024.0), torch.tensor(0.25)
+    scaled = [g * 1024 for g in grads]
+    r2 = ops.lars_ratios(params, scaled, weight_decay=0.01, trust_coeff=0.001, eps=1e-8, trust_clip=False, lr=0.1,
+                         grad_scale=scale, grad_clip=clip)
+    assert float(r2[0]) == pytest.approx(float(0.001 * w / (0.25 * gn + w * 0.01 + 1e-8)), rel=1e-6)
+    torch.library.opcheck(torch.ops.fusedlr.lars_ratios.default, (params, scaled, 0.01, 0.001, 1e-8, False, 0.1),
+                          dict(grad_scale=scale, grad_clip=clip))
     args = ([torch.randn(5), torch.randn(4)], [torch.randn(5), torch.randn(4)], [], [], 0.1, 0.0, 0.0, 0.01, False,
             False)
     torch.library.opcheck(torch.ops.fusedlr.sgd_.default, args,

@@ -54,7 +54,7 @@ TORCH_LIBRARY(fusedlr, m) {
   m.def("sf_lerp_(Tensor(a!)[] params, Tensor[] z, float weight) -> ()");
 
   m.def("lars_ratios(Tensor[] params, Tensor[] grads, float weight_decay, float trust_coeff, float eps, "
-        "bool trust_clip, float lr, Tensor? lr_tensor=None) -> Tensor");
+        "bool trust_clip, float lr, Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? grad_clip=None) -> Tensor");
 }
 
 // sgd_ is an optimizer update: it is never differentiated through. Without this, the
@@ -99,12 +99,15 @@ void call_sf_sgd_op(at::TensorList params, at::TensorList grads, at::TensorList 
 }
 
 at::Tensor call_lars_ratios_op(at::TensorList params, at::TensorList grads, const LarsArgs& lars, double lr,
-                               const std::optional<at::Tensor>& lr_tensor) {
+                               const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
+                               const std::optional<at::Tensor>& grad_clip) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("fusedlr::lars_ratios", "")
                              .typed<at::Tensor(at::TensorList, at::TensorList, double, double, double, bool, double,
+                                               const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
                                                const std::optional<at::Tensor>&)>();
-  return op.call(params, grads, lars.weight_decay, lars.trust_coeff, lars.eps, lars.trust_clip, lr, lr_tensor);
+  return op.call(params, grads, lars.weight_decay, lars.trust_coeff, lars.eps, lars.trust_clip, lr, lr_tensor,
+                 grad_scale, grad_clip);
 }
 
 }  // namespace fusedlr

@@ -56,7 +56,8 @@ void call_sgd_op(const SgdArgs& args);
 
 /** Runs fusedlr::lars_ratios through the dispatcher: float64 [n] trust ratios. */
 at::Tensor call_lars_ratios_op(at::TensorList params, at::TensorList grads, const LarsArgs& lars, double lr,
-                               const std::optional<at::Tensor>& lr_tensor);
+                               const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& grad_scale,
+                               const std::optional<at::Tensor>& grad_clip);
 
 /** Runs fusedlr::sf_sgd_ (schedule-free SGD) through the dispatcher. */
 void call_sf_sgd_op(at::TensorList params, at::TensorList grads, at::TensorList z, const at::Tensor& state,

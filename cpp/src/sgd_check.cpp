@@ -128,6 +128,7 @@ c10::Device check_grad_norm_call(at::TensorList grads, double norm_type, double 
 
 void check_lars_ratios_call(at::TensorList params, at::TensorList grads, double weight_decay, double trust_coeff,
                             double eps, double lr, const std::optional<at::Tensor>& lr_tensor,
+                            const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& grad_clip,
                             c10::DeviceType device_type) {
   TORCH_CHECK(grads.size() == params.size(), "fusedlr.lars_ratios: got ", params.size(), " params but ",
               grads.size(), " grads");
@@ -141,9 +142,10 @@ void check_lars_ratios_call(at::TensorList params, at::TensorList grads, double 
                       "fusedlr.lars_ratios: grads[", i, "] has shape ", grads[i].sizes(), " on ", grads[i].device(),
                       " but params[", i, "] has shape ", params[i].sizes(), " on ", params[i].device());
   }
-  if (lr_tensor.has_value()) {
-    TORCH_CHECK(lr_tensor->numel() == 1 && at::isFloatingType(lr_tensor->scalar_type()),
-                "fusedlr.lars_ratios: lr_tensor must be a one-element floating tensor");
+  for (const auto& [t, name] : {std::pair{&lr_tensor, "lr_tensor"}, std::pair{&grad_scale, "grad_scale"},
+                                 std::pair{&grad_clip, "grad_clip"}}) {
+    TORCH_CHECK(!t->has_value() || ((*t)->numel() == 1 && at::isFloatingType((*t)->scalar_type())),
+                "fusedlr.lars_ratios: ", name, " must be a one-element floating tensor");
   }
 }
 

@@ -45,9 +45,13 @@ void check_sgd_args(const SgdArgs& args, c10::DeviceType device_type);
 c10::Device check_grad_norm_call(at::TensorList grads, double norm_type, double max_norm,
                                  const std::optional<at::Tensor>& grad_scale, c10::DeviceType device_type);
 
-/** Check one lars_ratios call: equal lists of the fused dtypes, alike, on one device; finite hyper-parameters. */
+/**
+ * Check one lars_ratios call: equal lists of the fused dtypes, alike, on one device; finite
+ * hyper-parameters; lr_tensor, grad_scale and grad_clip one-element floating tensors when given.
+ */
 void check_lars_ratios_call(at::TensorList params, at::TensorList grads, double weight_decay, double trust_coeff,
                             double eps, double lr, const std::optional<at::Tensor>& lr_tensor,
+                            const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& grad_clip,
                             c10::DeviceType device_type);
 
 /** Check one clip_coefficient call: one float64 term on `device_type`, a float32/64 dtype, the norm's checks. */
@@ -126,12 +130,18 @@ inline void prefetch_storage(const at::Tensor& t) {
   const c10::StorageImpl* storage = t.unsafeGetTensorImpl()->unsafe_storage().unsafeGetStorageImpl();
   if (storage != nullptr) __builtin_prefetch(storage);
 }
-/** The first line of the data of `t` (a step counter: one element); its StorageImpl should be cached by now. */
-inline void prefetch_data(const at::Tensor& t) {
+/**
+ * The first line of the data of `t` (a step counter: one element); its StorageImpl should be
+ * cached by now. A hint only: it runs before `t` is checked, so where the address cannot be had
+ * (a storage whose data may not be read, e.g. a fake tensor's) nothing is prefetched.
+ */
+inline void prefetch_data(const at::Tensor& t) noexcept {
   const c10::StorageImpl* storage = t.unsafeGetTensorImpl()->unsafe_storage().unsafeGetStorageImpl();
-  if (storage != nullptr) {
-    const int64_t offset = t.storage_offset() * static_cast<int64_t>(t.element_size());
-    __builtin_prefetch(static_cast<const char*>(storage->data()) + offset);
+  if (storage == nullptr) return;
+  try {
+    const char* data = static_cast<const char*>(storage->data());
+    if (data != nullptr) __builtin_prefetch(data + t.storage_offset() * static_cast<int64_t>(t.element_size()));
+  } catch (...) {
   }
 }
 /** The AutogradMeta of parameter `t` (where its .grad is held); `t`'s TensorImpl should be cached by now. */

@@ -410,11 +410,16 @@ at::Tensor clip_coefficient_cpu(const at::Tensor& terms, double norm_type, doubl
  * torch's threads; a large one is split across them itself.
  */
 at::Tensor lars_ratios_cpu(at::TensorList params, at::TensorList grads, double weight_decay, double trust_coeff,
-                           double eps, bool trust_clip, double lr, const std::optional<at::Tensor>& lr_tensor) {
+                           double eps, bool trust_clip, double lr, const std::optional<at::Tensor>& lr_tensor,
+                           const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& grad_clip) {
   const at::NoGradGuard no_grad;
-  check_lars_ratios_call(params, grads, weight_decay, trust_coeff, eps, lr, lr_tensor, c10::DeviceType::CPU);
+  check_lars_ratios_call(params, grads, weight_decay, trust_coeff, eps, lr, lr_tensor, grad_scale, grad_clip,
+                         c10::DeviceType::CPU);
   const size_t n = params.size();
   const double step_lr = lr_tensor.has_value() ? lr_tensor->item<double>() : lr;
+  // The gradient the update applies: unscaled (GradScaler), then clipped.
+  const double grad_factor = (grad_clip.has_value() ? grad_clip->item<double>() : 1.0) /
+                             (grad_scale.has_value() ? grad_scale->item<double>() : 1.0);
   at::Tensor out = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().dtype(at::kDouble));
   double* r = out.data_ptr<double>();
   const SumSquares2Fn sum_squares2 = level().sum_squares2;
@@ -442,7 +447,7 @@ at::Tensor lars_ratios_cpu(at::TensorList params, at::TensorList grads, double w
       });
       for (size_t t = 0; t < partial.size(); t += 2) sp += partial[t], sg += partial[t + 1];
     }
-    const double w = std::sqrt(sp), gn = std::sqrt(sg);
+    const double w = std::sqrt(sp), gn = std::sqrt(sg) * grad_factor;
     if (params[i].scalar_type() == at::kDouble) {
       r[i] = lars_trust_ratio<double>(w, gn, trust_coeff, weight_decay, eps, trust_clip, step_lr);
     } else {

@@ -631,11 +631,15 @@ __device__ double load_as_double(const void* p, c10::ScalarType dtype) {
 }
 
 __global__ void lars_ratio_kernel(RatioList list, int count, double* out, double weight_decay, double trust_coeff,
-                                  double eps, bool trust_clip, double lr, DeviceScalar lr_tensor) {
+                                  double eps, bool trust_clip, double lr, DeviceScalar lr_tensor,
+                                  DeviceScalar grad_scale, DeviceScalar grad_clip) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= count) return;
   const double step_lr = lr_tensor.ptr != nullptr ? lr_tensor.load() : lr;
-  const double w = load_as_double(list.w[i], list.dtype[i]), g = load_as_double(list.g[i], list.dtype[i]);
+  // The gradient the update applies: unscaled (GradScaler), then clipped.
+  const double factor = (grad_clip.ptr != nullptr ? grad_clip.load() : 1.0) /
+                        (grad_scale.ptr != nullptr ? grad_scale.load() : 1.0);
+  const double w = load_as_double(list.w[i], list.dtype[i]), g = load_as_double(list.g[i], list.dtype[i]) * factor;
   out[i] = list.dtype[i] == c10::ScalarType::Double
                ? lars_trust_ratio<double>(w, g, trust_coeff, weight_decay, eps, trust_clip, step_lr)
                : static_cast<double>(lars_trust_ratio<float>(static_cast<float>(w), static_cast<float>(g), trust_coeff,
@@ -647,9 +651,11 @@ __global__ void lars_ratio_kernel(RatioList list, int count, double* out, double
  * thread per tensor computes its ratio; no host synchronisation.
  */
 at::Tensor lars_ratios_cuda(at::TensorList params, at::TensorList grads, double weight_decay, double trust_coeff,
-                            double eps, bool trust_clip, double lr, const std::optional<at::Tensor>& lr_tensor) {
+                            double eps, bool trust_clip, double lr, const std::optional<at::Tensor>& lr_tensor,
+                            const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& grad_clip) {
   const at::NoGradGuard no_grad;
-  check_lars_ratios_call(params, grads, weight_decay, trust_coeff, eps, lr, lr_tensor, c10::DeviceType::CUDA);
+  check_lars_ratios_call(params, grads, weight_decay, trust_coeff, eps, lr, lr_tensor, grad_scale, grad_clip,
+                         c10::DeviceType::CUDA);
   const size_t n = params.size();
   const c10::Device device = n > 0 ? params[0].device() : c10::Device(c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(device);
@@ -657,7 +663,8 @@ at::Tensor lars_ratios_cuda(at::TensorList params, at::TensorList grads, double 
   at::Tensor out = at::empty({static_cast<int64_t>(n)}, at::TensorOptions().device(device).dtype(at::kDouble));
   if (n == 0) return out;
   const std::vector<at::Tensor> w = at::_foreach_norm(params, 2), g = at::_foreach_norm(grads, 2);
-  const std::optional<at::Tensor> lr_d = scalar_on(lr_tensor, device);
+  const std::optional<at::Tensor> lr_d = scalar_on(lr_tensor, device), scale_d = scalar_on(grad_scale, device),
+                                  clip_d = scalar_on(grad_clip, device);
   for (size_t start = 0; start < n; start += kMaxRatios) {
     const int count = static_cast<int>(std::min<size_t>(kMaxRatios, n - start));
     RatioList list{};
@@ -668,7 +675,8 @@ at::Tensor lars_ratios_cuda(at::TensorList params, at::TensorList grads, double 
     }
     lars_ratio_kernel<<<(count + 127) / 128, 128, 0, stream>>>(list, count, out.data_ptr<double>() + start,
                                                               weight_decay, trust_coeff, eps, trust_clip, lr,
-                                                              device_scalar(lr_d));
+                                                              device_scalar(lr_d), device_scalar(scale_d),
+                                                              device_scalar(clip_d));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return out;

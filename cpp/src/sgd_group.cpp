@@ -85,7 +85,8 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   if (complete) {
     if (n > 0 || schedule.has_value()) {
       const std::optional<at::Tensor> ratios =
-          lars ? std::optional<at::Tensor>(call_lars_ratios_op(params_, g_, *lars, hyper.lr, lr_tensor)) : std::nullopt;
+          lars ? std::optional<at::Tensor>(call_lars_ratios_op(params_, g_, *lars, hyper.lr, lr_tensor,
+                                                                      grad_scale, grad_clip)) : std::nullopt;
       call_sgd_op(SgdArgs{params_, g_, has_momentum ? buffers_ : none, has_momentum ? steps_ : none, hyper, lr_tensor,
                           grad_scale, found_inf, schedule, schedule_state, grad_clip, ratios});
     }
@@ -112,7 +113,8 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   // Called even when no parameter has a gradient if a schedule must advance every step.
   if (!p_.empty() || schedule.has_value()) {
     const std::optional<at::Tensor> ratios =
-        lars ? std::optional<at::Tensor>(call_lars_ratios_op(p_, g_, *lars, hyper.lr, lr_tensor)) : std::nullopt;
+        lars ? std::optional<at::Tensor>(call_lars_ratios_op(p_, g_, *lars, hyper.lr, lr_tensor, grad_scale,
+                                                                    grad_clip)) : std::nullopt;
     call_sgd_op(SgdArgs{p_, g_, b_, s_, hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip,
                         ratios});
   }

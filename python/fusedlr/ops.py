@@ -133,7 +133,8 @@ def _sgd_fake(
 
 
 def lars_ratios(params: Sequence[Tensor], grads: Sequence[Tensor], *, weight_decay: float, trust_coeff: float,
-                eps: float, trust_clip: bool, lr: float, lr_tensor: Tensor | None = None) -> Tensor:
+                eps: float, trust_clip: bool, lr: float, lr_tensor: Tensor | None = None,
+                grad_scale: Tensor | None = None, grad_clip: Tensor | None = None) -> Tensor:
     r"""LARS / LARC trust ratios, one per tensor, from the 2-norms of ``params[i]`` and ``grads[i]``:
 
     .. math:: r_i = \frac{\eta\,\|p_i\|}{\|g_i\| + \lambda \|p_i\| + \epsilon} \;(1 \text{ when a norm is } 0),
@@ -141,14 +142,18 @@ def lars_ratios(params: Sequence[Tensor], grads: Sequence[Tensor], *, weight_dec
 
     (:math:`\eta` = ``trust_coeff``, :math:`\lambda` = ``weight_decay``), in timm's order of
     operations, in float32 (float64 for float64 tensors); returned as float64 for :func:`sgd_`'s
-    ``grad_ratios``. One read of params and grads; no host synchronisation.
+    ``grad_ratios``. One read of params and grads; no host synchronisation. :math:`\|g_i\|` is
+    the norm of the gradient the update applies: divided by ``grad_scale`` (a GradScaler's scale,
+    as :func:`sgd_` unscales) and multiplied by ``grad_clip`` (the global-norm clip coefficient),
+    when given.
     """
     return torch.ops.fusedlr.lars_ratios(list(params), list(grads), float(weight_decay), float(trust_coeff),
-                                         float(eps), bool(trust_clip), float(lr), lr_tensor)
+                                         float(eps), bool(trust_clip), float(lr), lr_tensor, grad_scale, grad_clip)
 
 
 @torch.library.register_fake("fusedlr::lars_ratios")
-def _lars_ratios_fake(params, grads, weight_decay, trust_coeff, eps, trust_clip, lr, lr_tensor=None) -> Tensor:
+def _lars_ratios_fake(params, grads, weight_decay, trust_coeff, eps, trust_clip, lr, lr_tensor=None, grad_scale=None,
+                      grad_clip=None) -> Tensor:
     device = params[0].device if params else torch.device("cpu")
     return torch.empty(len(params), dtype=torch.float64, device=device)
 

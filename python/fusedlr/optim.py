@@ -412,8 +412,9 @@ class SGD(Optimizer):
             distributed = params, grads
             params, grads, momentum_buffers = _dtensor.local_shards(group, index, params, grads, momentum_buffers)
         if lars is not None:
+            # (the norm of the grad the update applies: unscaled, clipped: tensors[1] and tensors[5])
             options = dict(weight_decay=scalars[3], trust_coeff=lars[0], eps=lars[1], trust_clip=lars[2],
-                           lr=scalars[0], lr_tensor=tensors[0])
+                           lr=scalars[0], lr_tensor=tensors[0], grad_scale=tensors[1], grad_clip=tensors[5])
             if not params:
                 ratios = None
             elif distributed is not None:  # a tensor's norms span its shards
