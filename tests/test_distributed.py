@@ -231,7 +231,44 @@ def _fsdp2_lars(rank: int) -> dict:
     return out
 
 
-SCENARIOS = {"ddp": _ddp, "zero": _zero, "fsdp2": _fsdp2, "fsdp2_clip": _fsdp2_clip, "fsdp2_lars": _fsdp2_lars}
+def _mixed_placements(rank: int) -> dict:
+    """DTensor parameters laid out as tensor parallelism and HSDP lay them out: one sharded, one
+    replicated (the same elements on both ranks) on one mesh. The fused clip and LARS must reduce
+    the sharded one's norm terms over the mesh and not the replicated one's, and give the numbers
+    of torch's clip_grad_norm_ and timm's Lars on the full tensors."""
+    from timm.optim import Lars as TimmLars
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (WORLD_SIZE,))
+    gen = torch.Generator().manual_seed(5)
+    full = [torch.randn(6, 4, generator=gen), torch.randn(5, generator=gen)]
+    grads = [[torch.randn(t.shape, generator=gen) for t in full] for _ in range(STEPS)]
+    layouts = [[Shard(0)], [Replicate()]]
+    out = {}
+    for name, make, prepare in (
+        ("clip", lambda ps: fusedlr.SGD(ps, **OPTIONS, max_grad_norm=0.5),
+         lambda ps: torch.nn.utils.clip_grad_norm_(ps, 0.5)),
+        ("lars", lambda ps: fusedlr.Lars(ps, **LARS_OPTIONS), None),
+    ):
+        ours = [torch.nn.Parameter(distribute_tensor(t.clone(), mesh, pl)) for t, pl in zip(full, layouts)]
+        ref = [torch.nn.Parameter(t.clone()) for t in full]
+        opt = make(ours)
+        ref_opt = torch.optim.SGD(ref, **OPTIONS, foreach=False) if name == "clip" else TimmLars(ref, **LARS_OPTIONS)
+        for t in range(STEPS):
+            for p, q, g, pl in zip(ours, ref, grads[t], layouts):
+                p.grad = distribute_tensor(g.clone(), mesh, pl)
+                q.grad = g.clone()
+            opt.step()
+            if prepare is not None:
+                prepare(ref)
+            ref_opt.step()
+        out[name] = ([p.full_tensor().detach().clone() for p in ours], [q.detach().clone() for q in ref])
+    return out
+
+
+SCENARIOS = {"ddp": _ddp, "zero": _zero, "fsdp2": _fsdp2, "fsdp2_clip": _fsdp2_clip, "fsdp2_lars": _fsdp2_lars,
+             "mixed_placements": _mixed_placements}
 
 
 # --- tests ------------------------------------------------------------------------------------
@@ -307,3 +344,10 @@ def test_fsdp2_lars_takes_each_tensors_global_norms_like_timm(two_ranks):
         for trust_clip, (ours, timm_weights) in r.items():
             for a, b in zip(ours, timm_weights):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m: f"trust_clip={trust_clip}: {m}")
+
+
+def test_sharded_and_replicated_dtensors_clip_and_lars_like_full_tensors(two_ranks):
+    for r in results(two_ranks, "mixed_placements"):
+        for name, (ours, reference) in r.items():
+            for a, b in zip(ours, reference):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")

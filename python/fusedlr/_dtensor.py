@@ -54,12 +54,35 @@ def local_shards(
     )
 
 
+def _layouts(tensors: list[Tensor], what: str) -> list[tuple[Any, list[int], list[int]]]:
+    """The DTensors ``tensors`` grouped by layout, in order of first appearance (the same on every
+    rank, so the collectives that follow match): ``(mesh, the mesh dims they are sharded over, their
+    indices)``. A sum over a tensor's local shards is all-reduced over its sharded dims only: a
+    Replicate dim holds the same elements on every rank (HSDP's replicas, tensor parallelism's
+    replicated weights). A Partial placement (a pending reduction) is refused."""
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tensors):
+        if any(pl.is_partial() for pl in t.placements):
+            raise NotImplementedError(f"{what}: a DTensor with a Partial placement ({t.placements}) has no norm "
+                                      "of its own before its reduction")
+        groups.setdefault((t.device_mesh, tuple(t.placements)), []).append(i)
+    return [(mesh, [d for d, pl in enumerate(placements) if pl.is_shard()], index)
+            for (mesh, placements), index in groups.items()]
+
+
+def _all_reduce_over(t: Tensor, mesh: Any, dims: list[int], op: Any) -> None:
+    import torch.distributed as dist
+
+    for dim in dims:
+        dist.all_reduce(t, op=op, group=mesh.get_group(dim))
+
+
 def global_grad_norm(grads: list[Tensor], norm_type: float, max_norm: float, grad_scale: Tensor | None) -> Tensor:
-    """``[total, coef]`` of gradients sharded as DTensors (FSDP2): each rank accumulates the terms
-    of its local shards (fusedlr.ops.grad_norm_terms), the terms are all-reduced over the mesh
-    (sum, or max for the inf-norm), and the norm and coefficient come from the reduced terms, as
-    torch's clip_grad_norm_ over DTensors gives them. Every grad must be a DTensor sharded (no
-    Replicate or Partial placement: its elements would be counted once per rank) on one mesh."""
+    """``[total, coef]`` of DTensor gradients (FSDP2, HSDP, tensor parallelism): each rank
+    accumulates the terms of its local shards (fusedlr.ops.grad_norm_terms) layout by layout, each
+    layout's terms are all-reduced over the mesh dims it is sharded over (sum, or max for the
+    inf-norm), and the norm and coefficient come from the joined terms, as torch's clip_grad_norm_
+    over DTensors gives them."""
     import torch
     import torch.distributed as dist
 
@@ -68,43 +91,36 @@ def global_grad_norm(grads: list[Tensor], norm_type: float, max_norm: float, gra
     dtensor = sys.modules["torch.distributed.tensor"].DTensor
     if not all(isinstance(g, dtensor) for g in grads):
         raise TypeError("fusedlr.SGD(max_grad_norm=...): DTensor and plain gradients mixed")
-    meshes = {g.device_mesh for g in grads}
-    if len(meshes) > 1 or any(not pl.is_shard() for g in grads for pl in g.placements):
-        raise NotImplementedError("fusedlr.SGD(max_grad_norm=...): the fused clip takes DTensor gradients sharded "
-                                  "(Shard placements only) on one device mesh; clip others with "
-                                  "torch.nn.utils.clip_grad_norm_")
-    mesh = next(iter(meshes))
-    terms = ops.grad_norm_terms([g.to_local() for g in grads], norm_type)
-    op = dist.ReduceOp.MAX if norm_type == float("inf") else dist.ReduceOp.SUM
-    for dim in range(mesh.ndim):
-        dist.all_reduce(terms, op=op, group=mesh.get_group(dim))
+    inf = norm_type == float("inf")
+    total = None
+    for mesh, dims, index in _layouts(grads, "fusedlr.SGD(max_grad_norm=...)"):
+        terms = ops.grad_norm_terms([grads[i].to_local() for i in index], norm_type)
+        _all_reduce_over(terms, mesh, dims, dist.ReduceOp.MAX if inf else dist.ReduceOp.SUM)
+        total = terms if total is None else (torch.maximum(total, terms) if inf else total + terms)  # (no sync)
     dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
-    return ops.clip_coefficient(terms, norm_type, max_norm, grad_scale, dtype)
+    return ops.clip_coefficient(total, norm_type, max_norm, grad_scale, dtype)
 
 
 def global_lars_ratios(params: list[Tensor], grads: list[Tensor], local_params: list[Tensor],
                        local_grads: list[Tensor], **lars: Any) -> Tensor:
-    """fusedlr.ops.lars_ratios of DTensor parameters, whose norms span their shards (FSDP2): each
-    rank's local shards give float64 sums of squares, all-reduced over the mesh; the global norms,
-    rounded to each tensor's math type, then go through lars_ratios itself as one-element tensors
-    (the norm of ``[x]`` is ``|x|``), so the ratio's formula and rounding are the op's. Every
-    parameter must be sharded (Shard placements only) on one mesh, as for the fused clip."""
+    """fusedlr.ops.lars_ratios of DTensor parameters, whose norms span their shards (FSDP2, HSDP,
+    tensor parallelism): each rank's local shards give float64 sums of squares, all-reduced layout
+    by layout over the mesh dims it is sharded over; the global norms, rounded to each tensor's
+    math type, then go through lars_ratios itself as one-element tensors (the norm of ``[x]`` is
+    ``|x|``), so the ratio's formula and rounding are the op's."""
     import torch
     import torch.distributed as dist
 
     from . import ops
 
-    meshes = {p.device_mesh for p in params}
-    if len(meshes) > 1 or any(not pl.is_shard() for p in params for pl in p.placements):
-        raise NotImplementedError("fusedlr.Lars: DTensor parameters must be sharded (Shard placements only) on one "
-                                  "device mesh; a Replicate or Partial placement would count elements once per rank")
-    mesh = next(iter(meshes))
     squares = torch.stack([
         torch.stack(torch._foreach_norm(local_params, 2, dtype=torch.float64)),
         torch.stack(torch._foreach_norm(local_grads, 2, dtype=torch.float64)),
     ]).square()
-    for dim in range(mesh.ndim):
-        dist.all_reduce(squares, op=dist.ReduceOp.SUM, group=mesh.get_group(dim))
+    for mesh, dims, index in _layouts(params, "fusedlr.Lars"):
+        part = squares[:, index].contiguous()
+        _all_reduce_over(part, mesh, dims, dist.ReduceOp.SUM)
+        squares[:, index] = part
     norms = squares.sqrt()
     math = [torch.float64 if p.dtype == torch.float64 else torch.float32 for p in local_params]
     w = [norms[0, i:i + 1].to(m) for i, m in enumerate(math)]
