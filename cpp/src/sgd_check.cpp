@@ -419,7 +419,7 @@ bool ranges_may_overlap(const std::vector<AddressRange>& ranges) {
   constexpr size_t kSeen = 4;
   thread_local Seen seen[kSeen];
   for (size_t k = 0; k < kSeen; ++k) {
-    if (seen[k].ranges.size() == ranges.size() && seen[k].ranges == ranges) {
+    if (seen[k].ranges == ranges) {
       std::rotate(seen, seen + k, seen + k + 1);
       return seen[0].overlap;
     }

@@ -58,10 +58,10 @@ FUSEDLR_INLINE void store(const V& v, T* ptr, int64_t n) {
  * compile time, so that the loop holds no branch of its own but the loop test: fewer instructions
  * per element where the kernel, not memory, is the bound (bfloat16 and half on AVX2).
  */
-int span_mode(const StepArgs& args, bool has_momentum, bool maximize, bool has_ratio, bool nesterov,
-              bool has_weight_decay, bool first, bool prefetch) {
-  const bool common = has_momentum && !first && !maximize && !has_ratio && !args.unscale && !args.clip;
-  return common ? 1 + int{nesterov} + 2 * int{has_weight_decay} + 4 * int{prefetch} : 0;
+int span_mode(const StepArgs& args, bool first, bool prefetch) {
+  const SgdCoeffs<float>& c = args.coeffs_f;  // (coeffs_d has the same flags)
+  const bool common = c.has_momentum && !first && !c.maximize && !c.has_ratio && !args.unscale && !args.clip;
+  return common ? 1 + int{c.nesterov} + 2 * int{c.has_weight_decay} + 4 * int{prefetch} : 0;
 }
 
 /** A span's flags in mode kMode (span_mode): the run-time values in mode 0, constants otherwise. */
@@ -575,11 +575,8 @@ void sum_squares2(c10::ScalarType dtype, const void* x, const void* y, int64_t n
 
 void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n, const StepArgs& args,
               bool first, double ratio) {
-  const SgdCoeffs<float>& c = args.coeffs_f;  // (the flags of coeffs_d are the same)
   const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(c10::elementSize(dtype)));
-  const int mode =
-      span_mode(args, c.has_momentum, c.maximize, c.has_ratio, c.nesterov, c.has_weight_decay, first, prefetch);
-  with_span_mode(mode, [&](auto m) {
+  with_span_mode(span_mode(args, first, prefetch), [&](auto m) {
     constexpr int kMode = decltype(m)::value;
     switch (dtype) {
       case c10::ScalarType::Float:
