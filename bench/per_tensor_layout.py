@@ -18,14 +18,15 @@ import time
 import torch
 
 import fusedlr
+from fusedlr.demo.cli import _non_negative_int, _positive_int  # (the demo's argparse types)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--k", type=int, default=1000)
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=31)
-    ap.add_argument("--evict", type=int, default=0, help="MiB streamed over before every step (0: none)")
+    ap.add_argument("--k", type=_positive_int, default=1000)
+    ap.add_argument("--n", type=_positive_int, default=2000)
+    ap.add_argument("--rounds", type=_positive_int, default=31)
+    ap.add_argument("--evict", type=_non_negative_int, default=0, help="MiB streamed over before every step (0: none)")
     a = ap.parse_args()
     n, k = a.n, a.k
     layouts = {
