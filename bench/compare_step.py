@@ -17,6 +17,7 @@ from models import SHAPE_SETS, interleaved_medians, make_params
 
 CONTENDERS = {
     "fusedlr": lambda p, kw: fusedlr.SGD(p, **kw),
+    "fusedlr-flat": lambda p, kw: fusedlr.SGD(p, flat=True, **kw),
     "torch-fused": lambda p, kw: torch.optim.SGD(p, fused=True, **kw),
     "torch-foreach": lambda p, kw: torch.optim.SGD(p, foreach=True, **kw),
     "torch-for-loop": lambda p, kw: torch.optim.SGD(p, foreach=False, **kw),

@@ -9,7 +9,8 @@ counters per call; every counter equal to the step count after k steps); a misal
 randn(n + 1)[1:]; found_inf = 1 leaves params, buffers and counters untouched; a device grad_scale
 unscales and writes the grads back; a bfloat16 lr_tensor; one bfloat16 tensor of 2^31 + 3 elements
 (its first and last 4096 checked); CUDA-graph capture with device grad_scale / found_inf and the
-lr advancing over replays; clipping, LARS and schedule-free against their references.
+lr advancing over replays; clipping, LARS and schedule-free against their references; a model
+laid out by fusedlr.SGD(flat=True) stepped as one tensor.
 """
 
 from __future__ import annotations
@@ -205,6 +206,28 @@ def clipping_lars_schedule_free():
     _close(ours, ref, rtol=1e-5, atol=1e-6)
 
 
+def flat_layout():
+    """fusedlr.SGD(flat=True) on CUDA: a model's parameters stepped as one tensor (through real
+    backward passes, zero_grad keeping the views), against torch.optim.SGD."""
+    import fusedlr
+
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(8)]).cuda()
+    ref = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(8)]).cuda()
+    ref.load_state_dict(ours.state_dict())
+    kw = dict(lr=0.05, momentum=0.9, weight_decay=1e-2, nesterov=True)
+    opt, ref_opt = fusedlr.SGD(ours.parameters(), flat=True, **kw), torch.optim.SGD(ref.parameters(), **kw)
+    x = torch.randn(5, 16, 64, device="cuda", generator=torch.Generator(device="cuda").manual_seed(1))
+    for k in range(5):
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            model(x[k]).square().mean().backward()
+            o.step()
+    assert opt._native.last_step_tensors(0) == 1, opt._native.last_step_tensors(0)
+    assert all(float(opt.state[p]["step"]) == 5.0 for p in ours.parameters())
+    _close(list(ours.parameters()), list(ref.parameters()), rtol=1e-5, atol=1e-6)
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_correctness: no CUDA device (torch.cuda.is_available() is False): nothing to check")
@@ -212,7 +235,7 @@ def main() -> int:
     print(f"gpu_correctness on {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
     for fn in (many_tensors_and_a_split_one, misaligned_slice, found_inf_changes_nothing_and_grad_scale_writes_back,
                bf16_lr_tensor, graph_capture_with_scaler_tensors_and_schedule, clipping_lars_schedule_free,
-               huge_bf16_tensor):
+               flat_layout, huge_bf16_tensor):
         case(fn)
     failed = [name for name, ok, _ in RESULTS if not ok]
     for name, ok, detail in RESULTS:

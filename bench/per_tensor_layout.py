@@ -1,8 +1,10 @@
 """Is a step's fixed cost per tensor software or memory layout?
 
 fusedlr.SGD on 2000 x k fp32 tensors allocated one by one, on 2000 views of one flat buffer (the
-same pieces, the same code path, contiguous memory), and on one tensor of 2000 k elements;
-interleaved medians, and each many-tensor case's cost per tensor over the one tensor.
+same pieces, the same code path, contiguous memory), on the separate tensors laid out by
+fusedlr.SGD(flat=True) (stepped as one tensor, after a check of each tensor's place), and on one
+tensor of 2000 k elements; interleaved medians, and each many-tensor case's cost per tensor over
+the one tensor.
 
     python bench/per_tensor_layout.py [--k 1000] [--rounds 31] [--evict 96]
 
@@ -29,17 +31,19 @@ def main() -> None:
     ap.add_argument("--evict", type=_non_negative_int, default=0, help="MiB streamed over before every step (0: none)")
     a = ap.parse_args()
     n, k = a.n, a.k
-    layouts = {
-        "separate": lambda: [torch.randn(k) for _ in range(n)],
-        "flat views": lambda: list(torch.randn(n * k).split(k)),
-        "one tensor": lambda: [torch.randn(n * k)],
+    separate = lambda: [torch.randn(k) for _ in range(n)]  # noqa: E731
+    layouts = {  # name: (tensors, flat=)
+        "separate": (separate, False),
+        "flat views": (lambda: list(torch.randn(n * k).split(k)), False),
+        "flat=True": (separate, True),
+        "one tensor": (lambda: [torch.randn(n * k)], False),
     }
     opts = {}
-    for name, make in layouts.items():
+    for name, (make, flat) in layouts.items():
         params = [torch.nn.Parameter(t) for t in make()]
         for p, g in zip(params, make()):
             p.grad = g
-        opts[name] = fusedlr.SGD(params, lr=0.01, momentum=0.9)
+        opts[name] = fusedlr.SGD(params, lr=0.01, momentum=0.9, flat=flat)
         opts[name].step()
     times = {name: [] for name in opts}
     evict = torch.zeros(a.evict * 2**20 // 4) if a.evict else None

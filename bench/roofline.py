@@ -10,7 +10,7 @@ close the step is to the memory; a figure above ~105 % would mean the reference 
 A step moves, per element, its itemsize for each stream: 5 streams with momentum (fp32: 20 B,
 bf16/fp16: 10 B), 3 without (fp32: 12 B).
 
-    python bench/roofline.py [--sets mlp,resnet50,2000x1k,2M] [--dtypes float32,bfloat16,float16]
+    python bench/roofline.py [--sets mlp,resnet50,2000x1k,2M] [--dtypes float32,bfloat16,float16] [--flat]
 
 prints the reference's GB/s, then per case fusedlr's time, GB/s and % of the roofline (interleaved
 with the reference, medians), and the fixed cost per tensor: (t(2000 x 1k) - t(one 2M tensor)) / 2000.
@@ -77,15 +77,17 @@ def main() -> None:
     ap.add_argument("--sets", default="mlp,resnet50,2000x1k,2M")
     ap.add_argument("--dtypes", default="float32,bfloat16,float16")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--flat", action="store_true", help="fusedlr.SGD(flat=True): each set's tensors laid out as one")
     args = ap.parse_args()
     ref = Reference(momentum=True)
-    print(f"CPU kernel level {_C.cpu_kernel_level()}, {torch.get_num_threads()} threads")
+    print(f"CPU kernel level {_C.cpu_kernel_level()}, {torch.get_num_threads()} threads"
+          f"{', flat=True' if args.flat else ''}")
     medians: dict[tuple[str, str], float] = {}
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name)
         for set_name in args.sets.split(","):
             params = make_params(sets[set_name](), dtype)
-            opt = fusedlr.SGD(params, lr=0.01, momentum=0.9)
+            opt = fusedlr.SGD(params, lr=0.01, momentum=0.9, flat=args.flat)
             opt.step()
             numel = sum(p.numel() for p in params)
             repeat = max(1, int(0.05 / max(time_it(opt.step, 1), 1e-6)))

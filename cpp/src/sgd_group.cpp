@@ -4,13 +4,19 @@
 
 #include <atomic>
 
+#include "flat_runs.h"
 #include "sgd_check.h"
 
 namespace fusedlr {
 
 namespace {
 
-enum GradProblem : int { kGradMissing = 1, kGradSparse = 2 };
+enum GradProblem : int { kGradMissing = 1, kGradSparse = 2, kNotFlat = 4 };
+
+/** A gather's per-tensor check that finds nothing to say (no flat runs). */
+struct NoCheck {
+  bool operator()(size_t, const at::Tensor&) const { return true; }
+};
 
 /**
  * g[i] = params[i].grad() for every i, read on torch's threads when there are many parameters
@@ -18,9 +24,12 @@ enum GradProblem : int { kGradMissing = 1, kGradSparse = 2 };
  * gradient; prefetched in stages). The GradProblem bits seen: a missing gradient, a sparse one.
  * The TensorImpls of `also` (the momentum buffers and counters, when given) are prefetched on the
  * way: the dispatcher reads every tensor's dispatch keys next, one cache miss after another.
+ * `check(i, grad)` (FlatRuns::holds) is asked of every dense gradient while its metadata is at
+ * hand; kNotFlat when it says no.
  */
+template <typename Check = NoCheck>
 int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& g,
-                 std::initializer_list<const std::vector<at::Tensor>*> also = {}) {
+                 std::initializer_list<const std::vector<at::Tensor>*> also = {}, const Check& check = {}) {
   constexpr int64_t kAhead = kMetadataAhead;
   g.resize(params.size());
   std::atomic<int> problems{0};
@@ -39,6 +48,7 @@ int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>&
       const at::Tensor& grad = params[i].unsafeGetTensorImpl()->grad();
       if (!grad.defined()) problems.fetch_or(kGradMissing, std::memory_order_relaxed);
       else if (grad.layout() != at::kStrided) problems.fetch_or(kGradSparse, std::memory_order_relaxed);
+      else if (!check(static_cast<size_t>(i), grad)) problems.fetch_or(kNotFlat, std::memory_order_relaxed);
       g[i] = grad;
     }
   });
@@ -63,6 +73,37 @@ SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::option
               " params but ", buffers_.size(), " momentum_buffers");
   TORCH_CHECK(steps_.size() == buffers_.size(), "SgdGroup: got ", buffers_.size(), " momentum_buffers but ",
               steps_.size(), " steps");
+  runs_ = FlatRuns(params_, buffers_, steps_);
+}
+
+int SgdGroup::gather(std::initializer_list<const std::vector<at::Tensor>*> also) {
+  if (runs_.empty()) return gather_grads(params_, g_, also);
+  // (the flat runs' step reads no metadata of the buffers and counters: none prefetched)
+  return gather_grads(params_, g_, {}, [this](size_t i, const at::Tensor& grad) { return runs_.holds(i, params_, grad); });
+}
+
+bool SgdGroup::step_runs(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
+                         const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
+                         const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
+                         const std::optional<at::Tensor>& grad_clip) {
+  bool stepped = false;
+  if (runs_.lists(g_, p_, rg_, b_, s_)) {
+    try {
+      call_sgd_op(SgdArgs{p_, rg_, b_, s_, hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state,
+                          grad_clip, std::nullopt});
+      stepped = true;
+    } catch (const c10::Error&) {
+      // (the op checks every tensor before it writes any: the tensor-by-tensor call that follows
+      // names the parameter at fault, as without runs)
+    }
+  }
+  if (stepped) last_step_tensors_ = static_cast<int64_t>(rg_.size());
+  rg_.clear();
+  p_.clear();
+  b_.clear();
+  s_.clear();
+  if (stepped) runs_.sync_steps();
+  return stepped;
 }
 
 int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
@@ -75,9 +116,14 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   const size_t n = params_.size();
   // Common case first: every parameter has a gradient and (with momentum) a buffer. The held
   // lists are then passed as they are and only the gradients are gathered.
-  const int problems = gather_grads(params_, g_, {&buffers_, &steps_});
+  const int problems = gather({&buffers_, &steps_});
   if (problems & kGradSparse) return release_grads(-1);
-  bool complete = problems == 0;
+  // Flat runs, every tensor in place: one tensor per run (LARS takes a ratio per parameter).
+  if (problems == 0 && !runs_.empty() && !lars &&
+      step_runs(hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip))
+    return release_grads(static_cast<int64_t>(n));
+  if (!runs_.empty()) runs_.forget_grads();
+  bool complete = (problems & ~kNotFlat) == 0;
   if (complete && has_momentum) {
     for (const at::Tensor& b : buffers_) complete = complete && b.defined();  // (no buffer yet: the partial path says so)
   }
@@ -90,6 +136,7 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
       call_sgd_op(SgdArgs{params_, g_, has_momentum ? buffers_ : none, has_momentum ? steps_ : none, hyper, lr_tensor,
                           grad_scale, found_inf, schedule, schedule_state, grad_clip, ratios});
     }
+    last_step_tensors_ = static_cast<int64_t>(n);
     return release_grads(static_cast<int64_t>(n));
   }
 
@@ -119,6 +166,7 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
                         ratios});
   }
   const auto stepped = static_cast<int64_t>(p_.size());
+  last_step_tensors_ = stepped;
   p_.clear();
   b_.clear();
   s_.clear();
@@ -127,8 +175,11 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
 
 bool SgdGroup::append_grads(std::vector<at::Tensor>& out) {
   const std::lock_guard<std::mutex> lock(mutex_);
-  const bool sparse = (gather_grads(params_, g_) & kGradSparse) != 0;
-  if (!sparse) {
+  const int problems = gather();
+  const bool sparse = (problems & kGradSparse) != 0;
+  if (problems == 0 && !runs_.empty() && runs_.grads(g_, out)) {
+    // (the runs' gradients: one tensor each)
+  } else if (!sparse) {
     for (const at::Tensor& g : g_)
       if (g.defined()) out.push_back(g);
   }

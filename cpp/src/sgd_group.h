@@ -14,6 +14,7 @@
 #include <optional>
 #include <vector>
 
+#include "flat_runs.h"
 #include "fusedlr/schedule_free.h"
 #include "sgd_args.h"
 
@@ -42,6 +43,9 @@ struct SgdGroup {
 
   int64_t size() const { return static_cast<int64_t>(params_.size()); }
 
+  /** How many tensors the last step handed the op per list (fewer than size() when flat runs were stepped). */
+  int64_t last_step_tensors() const { return last_step_tensors_; }
+
   /**
    * Append the gradients of the group's parameters that have one to `out` (read on torch's
    * threads when there are many, as step() reads them). False, with `out` as it was, when a
@@ -51,13 +55,22 @@ struct SgdGroup {
 
  private:
   int64_t release_grads(int64_t result);
+  /** Reads every gradient into g_ (and checks the flat runs, when there are some): GradProblem bits. */
+  int gather(std::initializer_list<const std::vector<at::Tensor>*> also = {});
+  /** Steps the flat runs as one tensor each; false (nothing changed) when they cannot be. */
+  bool step_runs(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
+                 const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
+                 const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
+                 const std::optional<at::Tensor>& grad_clip);
 
   std::vector<at::Tensor> params_, buffers_, steps_;
+  FlatRuns runs_;  // parameters laid out back to back (fusedlr.SGD(flat=True)): flat_runs.h
+  int64_t last_step_tensors_ = 0;
   // Scratch lists reused across steps (no allocation once they have grown). step() runs without
   // the GIL, so two Python threads can step one optimizer at once: a user error, but it must not
   // crash. The mutex makes such steps take turns (uncontended, it costs ~20 ns).
   std::mutex mutex_;
-  std::vector<at::Tensor> p_, g_, b_, s_;
+  std::vector<at::Tensor> p_, g_, b_, s_, rg_;
 };
 
 /** A schedule-free SGD group's params and z held between steps (ScheduleFreeSGD's eager fast path). */

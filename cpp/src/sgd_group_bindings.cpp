@@ -62,6 +62,7 @@ class BoundSgdGroup {
   }
 
   int64_t size() const { return group_->size(); }
+  int64_t last_step_tensors() const { return group_->last_step_tensors(); }
 
   /** SgdGroup::append_grads for the group's current param list; false when it no longer holds our params. */
   bool append_grads(const py::handle& params, std::vector<at::Tensor>& out) {
@@ -140,7 +141,10 @@ still holds the same parameter objects, gathers the gradients and runs torch.ops
            R"pbdoc(Step every parameter that has a gradient; returns how many, or -1 (nothing done) when
 the group must be rebuilt: ``params`` no longer holds the same parameter objects, a gradient has
 no momentum buffer yet, or a gradient is sparse. Several threads may call it at once (they take turns).)pbdoc")
-      .def("__len__", &BoundSgdGroup::size);
+      .def("__len__", &BoundSgdGroup::size)
+      .def_property_readonly("last_step_tensors", &BoundSgdGroup::last_step_tensors,
+                             "How many tensors the last step handed the op per list: one per flat run and per "
+                             "parameter outside the runs when the flat runs were stepped, else one per parameter stepped.");
   py::class_<BoundSfGroup>(m, "SfGroup", R"pbdoc(A schedule-free SGD group's params and z held in C++ between steps.
 
 step(params, state, lr, momentum, weight_decay, warmup_steps, r, weight_lr_power) checks that
@@ -150,6 +154,14 @@ list changed or a parameter has no gradient (or a sparse one).)pbdoc")
       .def(py::init<const py::sequence&, const std::vector<at::Tensor>&>(), py::arg("params"), py::arg("z"))
       .def("step", &BoundSfGroup::step, py::arg("params"), py::arg("state"), py::arg("lr"), py::arg("momentum"),
            py::arg("weight_decay"), py::arg("warmup_steps"), py::arg("r"), py::arg("weight_lr_power"));
+  py::class_<FlatGrads>(m, "FlatGrads", R"pbdoc(The gradients of a flat layout (fusedlr.SGD(flat=True)).
+
+FlatGrads(params, views, grad): each parameter's .grad is views[i], a view of the one tensor
+``grad``; zero(set_to_none) zeroes ``grad`` and gives each parameter its view again (torch's
+zero_grad for a parameter that no longer fits its view or no longer requires grad).)pbdoc")
+      .def(py::init<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor>(), py::arg("params"),
+           py::arg("views"), py::arg("grad"))
+      .def("zero", &FlatGrads::zero, py::arg("set_to_none"));
   m.def("_held_grad_norm", &held_grad_norm, py::arg("groups"), py::arg("params"), py::arg("norm_type"),
         py::arg("max_norm"), py::arg("grad_scale"),
         R"pbdoc(torch.ops.fusedlr.grad_norm over the gradients of held SgdGroups (``groups[i]`` holding the param

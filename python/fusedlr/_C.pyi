@@ -101,6 +101,16 @@ class SgdGroup:
              grad_clip: Tensor | None) -> int:
         """Step every parameter with a gradient; the count, or -1 when the group must be rebuilt."""
     def __len__(self) -> int: ...
+    @property
+    def last_step_tensors(self) -> int:
+        """How many tensors the last step handed the op per list (one per flat run when they were stepped)."""
+
+class FlatGrads:
+    """The gradients of a flat layout (fusedlr.SGD(flat=True)): ``grad`` and each parameter's view of it."""
+
+    def __init__(self, params: list[Tensor], views: list[Tensor], grad: Tensor) -> None: ...
+    def zero(self, set_to_none: bool) -> None:
+        """``grad`` = 0 and each parameter's .grad its view again (torch's zero_grad where it no longer fits)."""
 
 def _held_grad_norm(groups: list[SgdGroup], params: list[list[Tensor]], norm_type: float, max_norm: float,
                     grad_scale: Tensor | None) -> Tensor | None:

@@ -37,6 +37,12 @@ class GroupCache:
             return False
         return held[1].step(group["params"], *scalars, *tensors, lars) >= 0
 
+    def last_step_tensors(self, index: int) -> int | None:
+        """How many tensors group ``index``'s last held step handed the op (one per flat run when
+        the runs were stepped); None when the group is not held."""
+        held = self._held.get(index)
+        return None if held is None or held[1] is None else held[1].last_step_tensors
+
     def grad_norm(self, groups: list[dict[str, Any]], state: Any, norm_type: float, max_norm: float,
                   grad_scale: Any) -> Any:
         """fusedlr::grad_norm over the gradients of every group, read from the held groups in C++;

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 from torch.optim.sgd import sgd as _torch_sgd
 
-from . import _checks, _dtensor, _group_cache, _in_kernel, functional, ops
+from . import _checks, _dtensor, _flat, _group_cache, _in_kernel, functional, ops
 from ._C import Schedule
 
 __all__ = ["SGD"]
@@ -82,6 +82,23 @@ class SGD(Optimizer):
             setting it sets the next lr and scales the rest of the schedule. An LR scheduler on
             such a group raises ``ValueError`` (two schedules would multiply); see
             :class:`fusedlr.lr_scheduler.InKernelLR` for frameworks that need a scheduler object.
+        max_grad_norm: clip the gradients to this global norm inside the step, as
+            :func:`torch.nn.utils.clip_grad_norm_` then the step would (default: None, no clipping);
+            the norm is ``last_grad_norm``, a tensor (no host sync).
+        grad_norm_type: the norm's order :math:`p` (2, ``inf`` or any positive float; default: 2).
+        error_if_nonfinite: raise when the norm is NaN or infinite, as torch's clip (a host sync).
+        flat: lay each group's parameters out back to back in one tensor per device and dtype
+            (``p.data`` becomes a view of it), with their gradients and momentum buffers laid out
+            the same way, so that a step of 2000 small tensors costs what a step of one large
+            tensor does (default: False). Autograd accumulates into the gradient views in place;
+            :meth:`zero_grad` zeroes them in one write and keeps them, even with
+            ``set_to_none=True``: a parameter that gets no gradient in a backward then takes a
+            step with a zero gradient (momentum and weight decay still move it), where torch
+            would skip it. Parameters that are frozen, sparse, non-contiguous (channels_last),
+            DTensors or alone of their dtype are left as they are. A layout broken later (a
+            ``model.zero_grad()`` that lets autograd allocate new gradients, ``p.data = ...``,
+            ``model.to(...)``) is seen by the next step, which then steps tensor by tensor, with
+            the same numbers; :meth:`zero_grad` gives the parameters their views again.
 
     Example:
         >>> import torch, fusedlr
@@ -110,8 +127,13 @@ class SGD(Optimizer):
         max_grad_norm: float | None = None,
         grad_norm_type: float = 2.0,
         error_if_nonfinite: bool = False,
+        flat: bool = False,
     ) -> None:
         _checks.check_hyperparameters(lr, momentum, dampening, weight_decay, nesterov)
+        self.flat = bool(flat)
+        self._flat_layouts: list[_flat.FlatLayout] = []
+        self._flat_slots: dict[Tensor, tuple[Tensor, Tensor]] = {}  # parameter -> its buffer's and counter's views
+        self._flat_others: list[Tensor] = []  # the parameters of a flat optimizer that are not in a layout
         if max_grad_norm is not None:
             ops.grad_norm([], grad_norm_type, max_grad_norm)  # the op's own check of both (ValueError)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
@@ -145,10 +167,11 @@ class SGD(Optimizer):
         return None
 
     def __getstate__(self) -> dict[str, Any]:
-        # torch's Optimizer keeps defaults, state and param_groups; the clipping options are the
-        # optimizer's own (not a group's): kept too, so a pickle or deepcopy still clips.
+        # torch's Optimizer keeps defaults, state and param_groups; the clipping options and flat
+        # are the optimizer's own (not a group's): kept too, so a pickle or deepcopy still clips,
+        # and lays its parameters out again (nn.Parameter's deepcopy clones each on its own).
         state = super().__getstate__()
-        for name in ("max_grad_norm", "grad_norm_type", "error_if_nonfinite"):
+        for name in ("max_grad_norm", "grad_norm_type", "error_if_nonfinite", "flat"):
             if name in self.__dict__:
                 state[name] = self.__dict__[name]
         return state
@@ -176,6 +199,13 @@ class SGD(Optimizer):
         for group in self.param_groups:
             for key, default in _OPTIONAL_GROUP_KEYS.items():
                 group.setdefault(key, default)
+        if self.__dict__.get("flat"):
+            self._flat_layouts, self._flat_slots, self._flat_others = [], {}, []
+            for group in self.param_groups:
+                self._flatten(group)
+            for p, param_state in self.state.items():
+                if isinstance(param_state, dict) and isinstance(param_state.get("momentum_buffer"), Tensor):
+                    self._into_layout(p, param_state)
 
     def _track_state(self) -> None:
         """Make self.state count its changes, which the held groups depend on (_group_cache.py)."""
@@ -201,6 +231,63 @@ class SGD(Optimizer):
             self.param_groups.pop()  # a refused group leaves the optimizer as it was
             raise
         self._prepare_schedule(len(self.param_groups) - 1, g)
+        if getattr(self, "flat", False):
+            self._flatten(g)
+
+    # -- flat=True ------------------------------------------------------------------------------
+
+    def _flatten(self, group: dict[str, Any]) -> None:
+        """Lay the group's parameters out flat (_flat.py); the step finds the layout by itself."""
+        layouts = [] if group["differentiable"] else _flat.flatten(group["params"], group["momentum"] != 0)
+        laid_out = set()
+        for layout in layouts:
+            self._flat_layouts.append(layout)
+            self._flat_slots.update(layout.slots)
+            laid_out.update(map(id, layout.params))
+        self._flat_others.extend(p for p in group["params"] if id(p) not in laid_out)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As :meth:`torch.optim.Optimizer.zero_grad`; with ``flat=True``, the gradients of the
+        parameters laid out flat are zeroed in one write and stay views of it (see ``flat``)."""
+        layouts = self.__dict__.get("_flat_layouts")
+        if not layouts:
+            return super().zero_grad(set_to_none)
+        for layout in layouts:
+            layout.zero(set_to_none)
+        with torch.no_grad():
+            for p in self._flat_others:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    if p.grad.grad_fn is not None:
+                        p.grad.detach_()
+                    else:
+                        p.grad.requires_grad_(False)
+                    p.grad.zero_()
+        return None
+
+    def _into_layout(self, p: Tensor, param_state: dict[str, Any]) -> bool:
+        """Move p's momentum buffer and counter into the views its flat layout set aside for
+        them (a loaded or copied state); False when p has none."""
+        slot = self.__dict__.get("_flat_slots", {}).get(p)
+        if slot is None:
+            return False
+        step = param_state.get("step")
+        with torch.no_grad():
+            slot[0].copy_(param_state["momentum_buffer"])
+            slot[1].copy_(step if isinstance(step, Tensor) else torch.tensor(1.0 if step is None else float(step)))
+        param_state["momentum_buffer"], param_state["step"] = slot
+        return True
+
+    def _new_momentum_buffer(self, p: Tensor) -> tuple[Tensor, Tensor]:
+        """A momentum buffer for ``p`` and its counter at 0: the views set aside by a flat layout."""
+        slot = self.__dict__.get("_flat_slots", {}).get(p)
+        if slot is None:
+            return functional.new_momentum_buffer(p)
+        slot[1].zero_()
+        return slot
 
     # -- state_dict interchange with torch.optim.SGD --------------------------------------------
 
@@ -258,6 +345,7 @@ class SGD(Optimizer):
                 step = param_state.get("step")
                 value = 1.0 if step is None else _checks.loaded_counter(step, f"{_checks.where(self.param_groups, p)}: step")
                 param_state["step"] = torch.tensor(value, dtype=torch.float32, device=p.device)
+                self._into_layout(p, param_state)  # (flat=True)
             for index, group in enumerate(self.param_groups):
                 where = f"fusedlr.SGD: loaded param group {index}"
                 missing = [key for key in ("lr", "momentum", "dampening", "weight_decay") if key not in group]
@@ -306,7 +394,7 @@ class SGD(Optimizer):
                 param_state = state[p]
                 buf = param_state.get("momentum_buffer")
                 if buf is None:
-                    buf, param_state["step"] = functional.new_momentum_buffer(p)
+                    buf, param_state["step"] = self._new_momentum_buffer(p)
                     param_state["momentum_buffer"] = buf
                 step = param_state["step"]
                 if is_complex:

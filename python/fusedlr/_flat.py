@@ -1,0 +1,93 @@
+"""fusedlr.SGD(flat=True): a param group's parameters laid out back to back in one tensor per
+device and dtype, with their gradients and momentum buffers laid out the same way.
+
+The step then finds the layout on its own (``cpp/src/flat_runs.h``: every step checks, tensor by
+tensor, that each parameter, gradient, buffer and counter is still where the layout put it) and
+updates each run as one tensor; nothing here is needed for that. What this module keeps is what
+only Python can do: the layout itself (``flatten``), the views that become momentum buffers
+(``slot``), and the gradients' handle for ``zero_grad`` (``FlatLayout.zero``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import _C, _checks, _dtensor
+
+
+class FlatLayout:
+    """One device and dtype's parameters of a group, laid out in ``param`` (a 1-D tensor), their
+    gradients in ``grad`` and, with momentum, their buffers in ``buffer`` and step counters in
+    ``steps`` (element j: parameter j's). Deep-copies and pickles with its tensors (views keep
+    sharing their storage, as torch copies them); the native handle is made again on first use."""
+
+    def __init__(self, params: list[Tensor], grad: Tensor, grad_views: list[Tensor],
+                 slots: dict[Tensor, tuple[Tensor, Tensor]]) -> None:
+        self.params = params
+        self.grad = grad
+        self.grad_views = grad_views
+        self.slots = slots  # parameter -> (its momentum buffer's view, its counter's view)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_handle"}
+
+    def zero(self, set_to_none: bool) -> None:
+        """zero_grad for these parameters: one write of ``grad``, and each .grad its view again."""
+        handle = self.__dict__.get("_handle")
+        if handle is None:
+            handle = self.__dict__["_handle"] = _C.FlatGrads(self.params, self.grad_views, self.grad)
+        handle.zero(set_to_none)
+
+
+def eligible(p: Tensor) -> bool:
+    """Whether ``p`` can join a flat layout: a dense, contiguous real floating tensor that requires
+    grad (a frozen parameter must keep no gradient, so that it is not stepped)."""
+    return (
+        p.requires_grad
+        and p.layout == torch.strided
+        and p.dtype in _checks.FUSED_DTYPES
+        and not _dtensor.is_dtensor(p)
+        and p.is_contiguous()
+        and (p.grad is None or (p.grad.layout == torch.strided and not p.grad.is_sparse))
+    )
+
+
+@torch.no_grad()
+def flatten(params: list[Tensor], momentum: bool) -> list[FlatLayout]:
+    """Move the eligible ``params`` (in their order) into one new tensor per (device, dtype):
+    ``p.data`` becomes a view of it, ``p.grad`` a view of a zeroed gradient tensor (holding the
+    gradient ``p`` had, if any), and, with ``momentum``, a buffer and counter are set aside for each.
+    Kinds with a single parameter are left as they are (there is nothing to join)."""
+    kinds: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+    for p in params:
+        if eligible(p):
+            kinds.setdefault((p.device, p.dtype), []).append(p)
+    layouts = []
+    for (device, dtype), members in kinds.items():
+        if len(members) < 2:
+            continue
+        total = sum(p.numel() for p in members)
+        param = torch.empty(total, dtype=dtype, device=device)
+        grad = torch.zeros(total, dtype=dtype, device=device)
+        buffer = torch.zeros(total, dtype=dtype, device=device) if momentum else None
+        steps = torch.zeros(len(members), dtype=torch.float32, device=device) if momentum else None
+        grad_views, slots = [], {}
+        offset = 0
+        for j, p in enumerate(members):
+            n = p.numel()
+            view = param[offset:offset + n].view_as(p)
+            view.copy_(p)
+            p.data = view
+            g = grad[offset:offset + n].view_as(p)
+            if p.grad is not None:
+                g.copy_(p.grad)
+            p.grad = g
+            grad_views.append(g)
+            if buffer is not None:
+                slots[p] = (buffer[offset:offset + n].view_as(p), steps[j])
+            offset += n
+        layouts.append(FlatLayout(members, grad, grad_views, slots))
+    return layouts
