@@ -115,31 +115,33 @@ bool FlatRuns::holds(size_t i, const std::vector<at::Tensor>& params, const at::
   return follows(prev, p) && follows(prev.unsafeGetTensorImpl()->grad(), grad) && (i != run.last || ends_with(p, run.param));
 }
 
-bool FlatRuns::grads(const std::vector<at::Tensor>& grads, std::vector<at::Tensor>& out) const {
+bool FlatRuns::grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& out) const {
+  const auto grad_of = [&](size_t i) -> const at::Tensor& { return params[i].unsafeGetTensorImpl()->grad(); };
   for (const Run& run : runs_) {
-    const at::Tensor& g0 = grads[run.first];
-    const at::Tensor& last = grads[run.last];
-    if (run.size > 1 && last.storage_offset() + last.numel() != g0.storage_offset() + run.numel) return false;
+    const at::Tensor& first = grad_of(run.first);
+    const at::Tensor& last = grad_of(run.last);
+    if (run.size > 1 && last.storage_offset() + last.numel() != first.storage_offset() + run.numel) return false;
   }
   for (const Run& run : runs_) {
+    const at::Tensor& first = grad_of(run.first);
     if (run.size == 1) {
-      out.push_back(grads[run.first]);
+      out.push_back(first);
       continue;
     }
     // (the view of the last step when the gradients have not moved: no allocation, no dispatch)
-    if (!run.grad.defined() || !same_place(grads[run.first], run.grad)) run.grad = run_view(grads[run.first], run.numel);
+    if (!run.grad.defined() || !same_place(first, run.grad)) run.grad = run_view(first, run.numel);
     out.push_back(run.grad);
   }
   return true;
 }
 
-bool FlatRuns::lists(const std::vector<at::Tensor>& grads, std::vector<at::Tensor>& p, std::vector<at::Tensor>& g,
+bool FlatRuns::lists(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& p, std::vector<at::Tensor>& g,
                      std::vector<at::Tensor>& b, std::vector<at::Tensor>& s) const {
   p.clear();
   g.clear();
   b.clear();
   s.clear();
-  if (!this->grads(grads, g)) return false;
+  if (!this->grads(params, g)) return false;
   for (const Run& run : runs_) {
     p.push_back(run.param);
     if (run.buffer.defined()) {

@@ -45,11 +45,11 @@ class FlatRuns {
   bool holds(size_t i, const std::vector<at::Tensor>& params, const at::Tensor& grad) const;
 
   /**
-   * After a gather where holds() was true for every parameter: one tensor per run in `p`, `g`,
-   * `b`, `s` (the op's lists; `b`, `s` left empty without momentum). False (lists unspecified)
-   * when the gradients do not span their run exactly.
+   * After holds() was true for every parameter: one tensor per run in `p`, `g`, `b`, `s` (the
+   * op's lists; `b`, `s` left empty without momentum; the gradients read from `params`). False
+   * (lists unspecified) when the gradients do not span their run exactly.
    */
-  bool lists(const std::vector<at::Tensor>& grads, std::vector<at::Tensor>& p, std::vector<at::Tensor>& g,
+  bool lists(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& p, std::vector<at::Tensor>& g,
              std::vector<at::Tensor>& b, std::vector<at::Tensor>& s) const;
 
   /** Drops the run gradients kept from the last step (a step that could not take the runs: the
@@ -57,7 +57,7 @@ class FlatRuns {
   void forget_grads() const;
 
   /** Only the run gradients (for the clipping norm), as lists() makes them. */
-  bool grads(const std::vector<at::Tensor>& grads, std::vector<at::Tensor>& out) const;
+  bool grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& out) const;
 
   /**
    * After a step: every counter of a run takes the value of its first member's, which the op

@@ -19,19 +19,19 @@ struct NoCheck {
 };
 
 /**
- * g[i] = params[i].grad() for every i, read on torch's threads when there are many parameters
+ * (*g)[i] = params[i].grad() for every i (when g is given), read on torch's threads when there are many parameters
  * (reading each .grad is a chain of cache misses: the parameter, its autograd metadata, the
  * gradient; prefetched in stages). The GradProblem bits seen: a missing gradient, a sparse one.
  * The TensorImpls of `also` (the momentum buffers and counters, when given) are prefetched on the
  * way: the dispatcher reads every tensor's dispatch keys next, one cache miss after another.
  * `check(i, grad)` (FlatRuns::holds) is asked of every dense gradient while its metadata is at
- * hand; kNotFlat when it says no.
+ * hand; kNotFlat when it says no. (Without g nothing is kept: no reference count touched.)
  */
 template <typename Check = NoCheck>
-int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& g,
+int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>* g,
                  std::initializer_list<const std::vector<at::Tensor>*> also = {}, const Check& check = {}) {
   constexpr int64_t kAhead = kMetadataAhead;
-  g.resize(params.size());
+  if (g != nullptr) g->resize(params.size());
   std::atomic<int> problems{0};
   for_tensor_ranges(params.size(), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
@@ -49,7 +49,7 @@ int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>&
       if (!grad.defined()) problems.fetch_or(kGradMissing, std::memory_order_relaxed);
       else if (grad.layout() != at::kStrided) problems.fetch_or(kGradSparse, std::memory_order_relaxed);
       else if (!check(static_cast<size_t>(i), grad)) problems.fetch_or(kNotFlat, std::memory_order_relaxed);
-      g[i] = grad;
+      if (g != nullptr) (*g)[i] = grad;
     }
   });
   return problems.load();
@@ -76,10 +76,11 @@ SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::option
   runs_ = FlatRuns(params_, buffers_, steps_);
 }
 
-int SgdGroup::gather(std::initializer_list<const std::vector<at::Tensor>*> also) {
-  if (runs_.empty()) return gather_grads(params_, g_, also);
+bool SgdGroup::runs_in_place() {
   // (the flat runs' step reads no metadata of the buffers and counters: none prefetched)
-  return gather_grads(params_, g_, {}, [this](size_t i, const at::Tensor& grad) { return runs_.holds(i, params_, grad); });
+  return gather_grads(params_, nullptr, {}, [this](size_t i, const at::Tensor& grad) {
+           return runs_.holds(i, params_, grad);
+         }) == 0;
 }
 
 bool SgdGroup::step_runs(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
@@ -87,7 +88,7 @@ bool SgdGroup::step_runs(const SgdHyper& hyper, const std::optional<at::Tensor>&
                          const std::optional<at::Tensor>& schedule, const std::optional<at::Tensor>& schedule_state,
                          const std::optional<at::Tensor>& grad_clip) {
   bool stepped = false;
-  if (runs_.lists(g_, p_, rg_, b_, s_)) {
+  if (runs_.lists(params_, p_, rg_, b_, s_)) {
     try {
       call_sgd_op(SgdArgs{p_, rg_, b_, s_, hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state,
                           grad_clip, std::nullopt});
@@ -114,16 +115,17 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   const bool has_momentum = hyper.has_momentum();
   if (has_momentum && buffers_.size() != params_.size()) return -1;
   const size_t n = params_.size();
+  // Flat runs, every tensor in place: one tensor per run (LARS takes a ratio per parameter).
+  if (!runs_.empty() && !lars) {
+    if (runs_in_place() && step_runs(hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip))
+      return static_cast<int64_t>(n);
+    runs_.forget_grads();
+  }
   // Common case first: every parameter has a gradient and (with momentum) a buffer. The held
   // lists are then passed as they are and only the gradients are gathered.
-  const int problems = gather({&buffers_, &steps_});
+  const int problems = gather_grads(params_, &g_, {&buffers_, &steps_});
   if (problems & kGradSparse) return release_grads(-1);
-  // Flat runs, every tensor in place: one tensor per run (LARS takes a ratio per parameter).
-  if (problems == 0 && !runs_.empty() && !lars &&
-      step_runs(hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip))
-    return release_grads(static_cast<int64_t>(n));
-  if (!runs_.empty()) runs_.forget_grads();
-  bool complete = (problems & ~kNotFlat) == 0;
+  bool complete = problems == 0;
   if (complete && has_momentum) {
     for (const at::Tensor& b : buffers_) complete = complete && b.defined();  // (no buffer yet: the partial path says so)
   }
@@ -175,11 +177,9 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
 
 bool SgdGroup::append_grads(std::vector<at::Tensor>& out) {
   const std::lock_guard<std::mutex> lock(mutex_);
-  const int problems = gather();
-  const bool sparse = (problems & kGradSparse) != 0;
-  if (problems == 0 && !runs_.empty() && runs_.grads(g_, out)) {
-    // (the runs' gradients: one tensor each)
-  } else if (!sparse) {
+  if (!runs_.empty() && runs_in_place() && runs_.grads(params_, out)) return true;  // (one tensor per run)
+  const bool sparse = (gather_grads(params_, &g_) & kGradSparse) != 0;
+  if (!sparse) {
     for (const at::Tensor& g : g_)
       if (g.defined()) out.push_back(g);
   }
@@ -195,7 +195,7 @@ SfGroup::SfGroup(std::vector<at::Tensor> params, std::vector<at::Tensor> z)
 int64_t SfGroup::step(const at::Tensor& state, const SfHyper& hyper) {
   const std::lock_guard<std::mutex> lock(mutex_);
   int64_t result = -1;
-  if (gather_grads(params_, g_) == 0) {
+  if (gather_grads(params_, &g_) == 0) {
     call_sf_sgd_op(params_, g_, z_, state, hyper);
     result = static_cast<int64_t>(params_.size());
   }

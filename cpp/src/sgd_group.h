@@ -55,8 +55,8 @@ struct SgdGroup {
 
  private:
   int64_t release_grads(int64_t result);
-  /** Reads every gradient into g_ (and checks the flat runs, when there are some): GradProblem bits. */
-  int gather(std::initializer_list<const std::vector<at::Tensor>*> also = {});
+  /** Whether every parameter and gradient of the flat runs is in place (FlatRuns::holds, on torch's threads). */
+  bool runs_in_place();
   /** Steps the flat runs as one tensor each; false (nothing changed) when they cannot be. */
   bool step_runs(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
                  const std::optional<at::Tensor>& grad_scale, const std::optional<at::Tensor>& found_inf,
