@@ -122,6 +122,22 @@ def _ddp(rank: int) -> dict:
     return out
 
 
+def _ddp_flat(rank: int) -> dict:
+    """fusedlr.SGD(flat=True) under DDP: DDP copies the all-reduced gradients into .grad in place,
+    so the layout holds (one tensor per step); with gradient_as_bucket_view=True DDP makes .grad
+    views of its own buckets, and the step goes tensor by tensor, with the same numbers."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    out = {}
+    for name, bucket_view in (("flat", False), ("flat_bucket_view", True)):
+        model = DDP(_model(), gradient_as_bucket_view=bucket_view)
+        opt = fusedlr.SGD(model.parameters(), flat=True, **OPTIONS)
+        _train(model, opt, rank)
+        out[name] = [p.detach().clone() for p in model.parameters()]
+        out[name + "_tensors"] = opt._native.last_step_tensors(0)
+    return out
+
+
 def _zero(rank: int) -> dict:
     from torch.distributed.optim import ZeroRedundancyOptimizer
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -267,7 +283,7 @@ def _mixed_placements(rank: int) -> dict:
     return out
 
 
-SCENARIOS = {"ddp": _ddp, "zero": _zero, "fsdp2": _fsdp2, "fsdp2_clip": _fsdp2_clip, "fsdp2_lars": _fsdp2_lars,
+SCENARIOS = {"ddp": _ddp, "ddp_flat": _ddp_flat, "zero": _zero, "fsdp2": _fsdp2, "fsdp2_clip": _fsdp2_clip, "fsdp2_lars": _fsdp2_lars,
              "mixed_placements": _mixed_placements}
 
 
@@ -300,6 +316,15 @@ def test_ddp_gives_torch_sgd_weights(two_ranks):
         _assert_lists_close(r["fusedlr"], r["torch"])
     # DDP keeps the replicas identical
     assert all(torch.equal(a, b) for a, b in zip(ranks[0]["fusedlr"], ranks[1]["fusedlr"]))
+
+
+def test_ddp_with_a_flat_layout_gives_torch_sgd_weights(two_ranks):
+    ranks, plain = results(two_ranks, "ddp_flat"), results(two_ranks, "ddp")
+    for r, p in zip(ranks, plain):
+        _assert_lists_close(r["flat"], p["torch"])
+        _assert_lists_close(r["flat_bucket_view"], p["torch"])
+        assert r["flat_tensors"] == 1  # DDP wrote the gradients into the views: one tensor
+        assert r["flat_bucket_view_tensors"] == 4  # DDP's bucket views: tensor by tensor
 
 
 def test_zero_redundancy_optimizer_with_fusedlr_sgd_as_optimizer_class(two_ranks):

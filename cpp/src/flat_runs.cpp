@@ -152,6 +152,17 @@ bool FlatRuns::lists(const std::vector<at::Tensor>& params, std::vector<at::Tens
   return true;
 }
 
+bool FlatRuns::params_in_place(const std::vector<at::Tensor>& params) const {
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Run& run = runs_[run_of_[i]];
+    if (run.size == 1) continue;
+    const int64_t j = prev_[i];
+    if (j == kFirst ? !same_place(params[i], run.param) : !follows(params[static_cast<size_t>(j)], params[i])) return false;
+    if (i == run.last && !ends_with(params[i], run.param)) return false;
+  }
+  return true;
+}
+
 void FlatRuns::forget_grads() const {
   for (const Run& run : runs_) run.grad.reset();
 }

@@ -52,6 +52,12 @@ class FlatRuns {
   bool lists(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& p, std::vector<at::Tensor>& g,
              std::vector<at::Tensor>& b, std::vector<at::Tensor>& s) const;
 
+  /**
+   * Whether every run's parameters are still where the runs were found (checked when a step
+   * could not take the runs: if not, the runs are gone for good, as after `model.to(...)`).
+   */
+  bool params_in_place(const std::vector<at::Tensor>& params) const;
+
   /** Drops the run gradients kept from the last step (a step that could not take the runs: the
    * gradients moved, and their old storage must not be kept alive). */
   void forget_grads() const;

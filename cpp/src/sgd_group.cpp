@@ -120,6 +120,9 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
     if (runs_in_place() && step_runs(hyper, lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip))
       return static_cast<int64_t>(n);
     runs_.forget_grads();
+    // (a parameter moved, as by model.to(...): the runs will not come back; their tensors, which
+    // hold the old storage, are let go)
+    if (!runs_.params_in_place(params_)) runs_ = FlatRuns();
   }
   // Common case first: every parameter has a gradient and (with momentum) a buffer. The held
   // lists are then passed as they are and only the gradients are gathered.
