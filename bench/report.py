@@ -34,8 +34,9 @@ def load(paths: list[Path]):
 
 
 def sgd_table(rows) -> list[str]:
-    out = ["| parameters | dtype | options | fusedlr | GB/s (% roofline) | " + " | ".join(TORCH_SGD) + " |",
-           "|---|---|---|---|---|" + "---|" * len(TORCH_SGD)]
+    out = ["| parameters | dtype | options | fusedlr | GB/s (% roofline) | flat=True (% roofline) | "
+           + " | ".join(TORCH_SGD) + " |",
+           "|---|---|---|---|---|---|" + "---|" * len(TORCH_SGD)]
     for group in sorted(g for g in rows if g.startswith("sgd ")):
         cases = rows[group]
         if "fusedlr" not in cases:
@@ -49,9 +50,13 @@ def sgd_table(rows) -> list[str]:
                 cells.append(f"{fmt_time(t)} ({t / ours:.2f}×)")
             else:
                 cells.append("–")
+        flat = "–"
+        if "fusedlr-flat" in cases:
+            t = cases["fusedlr-flat"][0]
+            flat = f"{fmt_time(t)} ({100 * info['bytes_per_step'] / t / 1e9 / info['roofline_gbs']:.0f} %)"
         _, set_name, dtype, options = group.split(" ")
         out.append(f"| {set_name} ({info['numel']:,}) | {dtype} | {options} | {fmt_time(ours)} | "
-                   f"{gbs:.1f} ({100 * gbs / info['roofline_gbs']:.0f} %) | " + " | ".join(cells) + " |")
+                   f"{gbs:.1f} ({100 * gbs / info['roofline_gbs']:.0f} %) | {flat} | " + " | ".join(cells) + " |")
     return out
 
 

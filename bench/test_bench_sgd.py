@@ -11,6 +11,7 @@ from roofline import bytes_per_element
 
 CONTENDERS = {
     "fusedlr": lambda p, kw: fusedlr.SGD(p, **kw),
+    "fusedlr-flat": lambda p, kw: fusedlr.SGD(p, flat=True, **kw),
     "torch-fused": lambda p, kw: torch.optim.SGD(p, fused=True, **kw),
     "torch-foreach": lambda p, kw: torch.optim.SGD(p, foreach=True, **kw),
     "torch-for-loop": lambda p, kw: torch.optim.SGD(p, foreach=False, **kw),

@@ -359,6 +359,33 @@ def test_zero_grad_sets_grads_to_none():
     assert torch.equal(p.detach(), torch.ones(3))
 
 
+def test_zero_grad_of_held_groups_drops_every_grad_and_follows_the_param_list():
+    """zero_grad(set_to_none=True) through the groups held in C++: every parameter's grad dropped
+    (a reference the user kept still holds it); after a parameter of the list is replaced, the new
+    list's parameters are the ones cleared (torch's loop, as the held group no longer matches)."""
+    params = [torch.ones(3, requires_grad=True) for _ in range(4)]
+    opt = fusedlr.SGD([{"params": params[:2]}, {"params": params[2:], "momentum": 0.9}], lr=0.1)
+    for _ in range(3):  # (group 1's first step adds state, after group 0 was held: held again on step 2)
+        for p in params:
+            p.grad = torch.full((3,), 0.5)
+        opt.step()
+    assert opt._native.last_step_tensors(0) == 2 and opt._native.last_step_tensors(1) == 2  # held
+    kept = params[0].grad
+    opt.zero_grad()
+    assert all(p.grad is None for p in params) and torch.equal(kept, torch.full((3,), 0.5))
+    stranger = torch.ones(3, requires_grad=True)
+    stranger.grad = torch.ones(3)
+    params[3].grad = torch.ones(3)
+    opt.param_groups[1]["params"][1] = stranger
+    opt.zero_grad()
+    assert stranger.grad is None and params[3].grad is not None
+    opt.zero_grad(set_to_none=False)  # (torch's path)
+    for p in params:
+        p.grad = torch.ones(3)
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in params[:3])
+
+
 def test_sparse_gradients_fall_back_to_torch_reference():
     def train(cls):
         torch.manual_seed(0)

@@ -190,6 +190,14 @@ bool SgdGroup::append_grads(std::vector<at::Tensor>& out) {
   return !sparse;
 }
 
+void SgdGroup::drop_param_grads() {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  for (const at::Tensor& p : params_) {
+    c10::TensorImpl* impl = p.unsafeGetTensorImpl();
+    if (impl->autograd_meta() != nullptr) impl->mutable_grad().reset();
+  }
+}
+
 SfGroup::SfGroup(std::vector<at::Tensor> params, std::vector<at::Tensor> z)
     : params_(std::move(params)), z_(std::move(z)) {
   TORCH_CHECK(z_.size() == params_.size(), "SfGroup: got ", params_.size(), " params but ", z_.size(), " z");

@@ -64,10 +64,15 @@ class BoundSgdGroup {
   int64_t size() const { return group_->size(); }
   int64_t last_step_tensors() const { return group_->last_step_tensors(); }
 
+  /** SgdGroup::drop_param_grads (the caller has checked that the group's list holds our params). */
+  void drop_param_grads() { group_->drop_param_grads(); }
+
   /** SgdGroup::append_grads for the group's current param list; false when it no longer holds our params. */
   bool append_grads(const py::handle& params, std::vector<at::Tensor>& out) {
     return holds_our_params(params) && group_->append_grads(out);
   }
+
+  const py::tuple& objects() const { return objects_; }
 
  private:
   bool holds_our_params(const py::handle& params) const { return holds(objects_, params); }
@@ -102,6 +107,21 @@ class BoundSfGroup {
  * no longer holds its list, a gradient is sparse, or the gradients are on several devices (the
  * caller then takes the Python path).
  */
+/**
+ * zero_grad(set_to_none=True) over held groups (`groups[i]` holding the param list `params[i]`):
+ * false, with nothing changed, when one no longer holds its list (the caller takes torch's loop).
+ */
+bool held_zero_grad(const py::list& groups, const py::list& params) {
+  std::vector<BoundSgdGroup*> held;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    held.push_back(&groups[i].cast<BoundSgdGroup&>());
+    if (!holds(held.back()->objects(), params[i])) return false;
+  }
+  // (with the GIL, on this thread: a gradient that has a Python object is freed with it)
+  for (BoundSgdGroup* group : held) group->drop_param_grads();
+  return true;
+}
+
 py::object held_grad_norm(const py::list& groups, const py::list& params, double norm_type, double max_norm,
                           const std::optional<at::Tensor>& grad_scale) {
   std::vector<at::Tensor> grads;
@@ -162,6 +182,9 @@ zero_grad for a parameter that no longer fits its view or no longer requires gra
       .def(py::init<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor>(), py::arg("params"),
            py::arg("views"), py::arg("grad"))
       .def("zero", &FlatGrads::zero, py::arg("set_to_none"));
+  m.def("_held_zero_grad", &held_zero_grad, py::arg("groups"), py::arg("params"),
+        R"pbdoc(zero_grad(set_to_none=True) over held SgdGroups (``groups[i]`` holding the param list ``params[i]``):
+each parameter's .grad dropped in C++; False, nothing changed, when one no longer holds its list.)pbdoc");
   m.def("_held_grad_norm", &held_grad_norm, py::arg("groups"), py::arg("params"), py::arg("norm_type"),
         py::arg("max_norm"), py::arg("grad_scale"),
         R"pbdoc(torch.ops.fusedlr.grad_norm over the gradients of held SgdGroups (``groups[i]`` holding the param

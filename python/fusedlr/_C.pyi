@@ -112,6 +112,9 @@ class FlatGrads:
     def zero(self, set_to_none: bool) -> None:
         """``grad`` = 0 and each parameter's .grad its view again (torch's zero_grad where it no longer fits)."""
 
+def _held_zero_grad(groups: list[SgdGroup], params: list[list[Tensor]]) -> bool:
+    """zero_grad(set_to_none=True) over the held groups, in C++; False (nothing done): take torch's loop."""
+
 def _held_grad_norm(groups: list[SgdGroup], params: list[list[Tensor]], norm_type: float, max_norm: float,
                     grad_scale: Tensor | None) -> Tensor | None:
     """torch.ops.fusedlr.grad_norm over the held groups' gradients, read in C++; None: take the Python path."""

@@ -43,6 +43,18 @@ class GroupCache:
         held = self._held.get(index)
         return None if held is None or held[1] is None else held[1].last_step_tensors
 
+    def zero_grad(self, groups: list[dict[str, Any]], state: Any) -> bool:
+        """zero_grad(set_to_none=True) of every group through the held groups (each parameter's
+        .grad dropped in C++); False, nothing done, when a group is not held (or not current)."""
+        handles, lists = [], []
+        for index, group in enumerate(groups):
+            held = self._held.get(index)
+            if held is None or held[1] is None or not _same_key(held[0], _key(group, state)):
+                return False
+            handles.append(held[1])
+            lists.append(group["params"])
+        return _C._held_zero_grad(handles, lists)
+
     def grad_norm(self, groups: list[dict[str, Any]], state: Any, norm_type: float, max_norm: float,
                   grad_scale: Any) -> Any:
         """fusedlr::grad_norm over the gradients of every group, read from the held groups in C++;

@@ -248,9 +248,14 @@ class SGD(Optimizer):
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """As :meth:`torch.optim.Optimizer.zero_grad`; with ``flat=True``, the gradients of the
-        parameters laid out flat are zeroed in one write and stay views of it (see ``flat``)."""
+        parameters laid out flat are zeroed in one write and stay views of it (see ``flat``).
+        ``set_to_none=True`` on groups held in C++ drops the gradients in one C++ loop (torch's
+        Python loop adds ~0.5 us per parameter to the freeing itself)."""
         layouts = self.__dict__.get("_flat_layouts")
         if not layouts:
+            if (set_to_none and not torch.compiler.is_compiling() and not torch.autograd._profiler_enabled()
+                    and self._native.zero_grad(self.param_groups, self.state)):
+                return None
             return super().zero_grad(set_to_none)
         for layout in layouts:
             layout.zero(set_to_none)
