@@ -108,7 +108,9 @@ bool FlatRuns::holds(size_t i, const std::vector<at::Tensor>& params, const at::
   const Run& run = runs_[run_of_[i]];
   if (run.size == 1) return true;  // stepped as itself (the op checks it)
   const at::Tensor& p = params[i];
-  if (!grad.defined() || grad.layout() != at::kStrided || grad.sizes() != p.sizes()) return false;
+  // (numel, not sizes: the sizes live in another cache line, and a gradient of another shape cannot
+  // be set on a parameter in the first place)
+  if (!grad.defined() || grad.layout() != at::kStrided || grad.numel() != p.numel()) return false;
   const int64_t j = prev_[i];
   if (j == kFirst) return same_place(p, run.param) && grad.is_contiguous();
   const at::Tensor& prev = params[static_cast<size_t>(j)];
