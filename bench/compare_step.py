@@ -3,8 +3,9 @@
 Usage: python bench/compare_step.py [--sets resnet50,2000x1k] [--rounds 30] [--dtype float32]
 
 Each round times one step of every contender in turn (order rotated per round), so machine
-noise hits all of them alike; the report is the median per contender and the ratio
-torch/fusedlr (> 1 means fusedlr is faster).
+noise hits all of them alike; the report is the median per contender, torch-fused's time over
+each fusedlr contender's, and each torch contender's over fusedlr's (> 1: fusedlr faster).
+``fusedlr-flat`` is fusedlr.SGD(flat=True).
 """
 
 from __future__ import annotations
@@ -47,10 +48,14 @@ def main() -> None:
         shapes = SHAPE_SETS[set_name]()
         numel, med = compare(shapes, dtype, args.rounds, contenders, lr=0.01, momentum=args.momentum,
                              weight_decay=args.weight_decay)
-        ours = med["fusedlr"]
+        ours = med.get("fusedlr")
+        fused = med.get("torch-fused")
         print(f"\n{set_name}: {len(shapes)} tensors, {numel:,} elements")
         for name, t in med.items():
-            ratio = "" if name == "fusedlr" else f"  torch/fusedlr = {t / ours:5.2f}x"
+            if name.startswith("fusedlr"):
+                ratio = f"  torch-fused/this = {fused / t:5.2f}x" if fused is not None else ""
+            else:
+                ratio = f"  this/fusedlr = {t / ours:5.2f}x" if ours is not None else ""
             print(f"  {name:15s} {t * 1e6:10.1f} us/step{ratio}")
 
 
