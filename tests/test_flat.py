@@ -218,3 +218,32 @@ def test_grad_scaler_clip_and_schedule_with_a_flat_layout():
     assert opt._native.last_step_tensors(0) == 1
     torch.testing.assert_close(opt.last_grad_norm, plain.last_grad_norm)
     assert_same(ours.parameters(), ref.parameters(), torch.float32)
+
+
+def test_large_parameters_stay_out_of_the_layout_and_keep_torchs_zero_grad():
+    # flat=True lays out parameters up to fusedlr.optim.FLAT_MAX_NUMEL elements; the large weight
+    # keeps set_to_none (autograd hands its gradient over), the small ones share one run.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 200), torch.nn.Linear(200, 200), torch.nn.Linear(200, 8))
+    ref = copy.deepcopy(model)
+    big = model[1].weight
+    assert big.numel() > fusedlr.optim.FLAT_MAX_NUMEL >= model[0].weight.numel()
+    opt = fusedlr.SGD(model.parameters(), lr=0.05, momentum=0.9, flat=True)
+    torch_opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    small = [p for p in model.parameters() if p is not big]
+    assert len(storages(small)) == 1 and storages([big]).isdisjoint(storages(small))
+    train(model, opt, inputs(4))
+    train(ref, torch_opt, inputs(4))
+    assert opt._native.last_step_tensors(0) == 2  # the run of the small ones, and the big weight
+    opt.zero_grad()
+    assert big.grad is None and all(p.grad is not None for p in small)
+    assert_same(model.parameters(), ref.parameters(), torch.float32)
+    # an int is the limit itself: everything here fits under 50000 elements
+    everything = fusedlr.SGD(model.parameters(), lr=0.05, flat=50_000)
+    assert len(storages(model.parameters())) == 1 and len(everything._flat_layouts) == 1
+
+
+@pytest.mark.parametrize("flat", [0, -3, 2.5, "yes"])
+def test_flat_must_be_a_bool_or_a_positive_int(flat):
+    with pytest.raises(ValueError, match="flat must be a bool or a positive number of elements"):
+        fusedlr.SGD([torch.zeros(2, requires_grad=True)], flat=flat)

@@ -56,14 +56,15 @@ def eligible(p: Tensor) -> bool:
 
 
 @torch.no_grad()
-def flatten(params: list[Tensor], momentum: bool) -> list[FlatLayout]:
-    """Move the eligible ``params`` (in their order) into one new tensor per (device, dtype):
+def flatten(params: list[Tensor], momentum: bool, max_numel: int) -> list[FlatLayout]:
+    """Move the eligible ``params`` of at most ``max_numel`` elements (in their order) into one new
+    tensor per (device, dtype):
     ``p.data`` becomes a view of it, ``p.grad`` a view of a zeroed gradient tensor (holding the
     gradient ``p`` had, if any), and, with ``momentum``, a buffer and counter are set aside for each.
     Kinds with a single parameter are left as they are (there is nothing to join)."""
     kinds: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
     for p in params:
-        if eligible(p):
+        if eligible(p) and p.numel() <= max_numel:
             kinds.setdefault((p.device, p.dtype), []).append(p)
     layouts = []
     for (device, dtype), members in kinds.items():

@@ -17,6 +17,10 @@ from ._C import Schedule
 
 __all__ = ["SGD"]
 
+# flat=True lays out parameters of at most this many elements (bench/compare_iteration.py: from
+# 256 x 256 weights on, autograd's accumulation into kept gradients costs more than the layout saves).
+FLAT_MAX_NUMEL = 1 << 14
+
 
 class SGD(Optimizer):
     r"""Stochastic gradient descent with momentum, fused: one native call updates every
@@ -87,18 +91,22 @@ class SGD(Optimizer):
             the norm is ``last_grad_norm``, a tensor (no host sync).
         grad_norm_type: the norm's order :math:`p` (2, ``inf`` or any positive float; default: 2).
         error_if_nonfinite: raise when the norm is NaN or infinite, as torch's clip (a host sync).
-        flat: lay each group's parameters out back to back in one tensor per device and dtype
-            (``p.data`` becomes a view of it), with their gradients and momentum buffers laid out
-            the same way, so that a step of 2000 small tensors costs what a step of one large
-            tensor does (default: False). Autograd accumulates into the gradient views in place;
+        flat: lay each group's small parameters out back to back in one tensor per device and
+            dtype (``p.data`` becomes a view of it), with their gradients and momentum buffers
+            laid out the same way, so that a step of 2000 small tensors costs what a step of one
+            large tensor does (default: False). ``True`` takes parameters of at most
+            ``fusedlr.optim.FLAT_MAX_NUMEL`` (16384) elements, an int parameters of at most that
+            many: a large tensor gains nothing from the layout, and loses autograd's hand-over of
+            its gradient (see below). Autograd accumulates into the gradient views in place;
             :meth:`zero_grad` zeroes them in one write and keeps them, even with
             ``set_to_none=True``: a parameter that gets no gradient in a backward then takes a
             step with a zero gradient (momentum and weight decay still move it), where torch
             would skip it. Parameters that are frozen, sparse, non-contiguous (channels_last),
-            DTensors or alone of their dtype are left as they are. A layout broken later (a
-            ``model.zero_grad()`` that lets autograd allocate new gradients, ``p.data = ...``,
-            ``model.to(...)``) is seen by the next step, which then steps tensor by tensor, with
-            the same numbers; :meth:`zero_grad` gives the parameters their views again.
+            DTensors, larger than the limit or alone of their dtype are left as they are. A
+            layout broken later (a ``model.zero_grad()`` that lets autograd allocate new
+            gradients, ``p.data = ...``, ``model.to(...)``) is seen by the next step, which then
+            steps tensor by tensor, with the same numbers; :meth:`zero_grad` gives the
+            parameters their views again.
 
     Example:
         >>> import torch, fusedlr
@@ -127,10 +135,12 @@ class SGD(Optimizer):
         max_grad_norm: float | None = None,
         grad_norm_type: float = 2.0,
         error_if_nonfinite: bool = False,
-        flat: bool = False,
+        flat: bool | int = False,
     ) -> None:
         _checks.check_hyperparameters(lr, momentum, dampening, weight_decay, nesterov)
-        self.flat = bool(flat)
+        if not isinstance(flat, (bool, int)) or (not isinstance(flat, bool) and flat < 1):
+            raise ValueError(f"fusedlr.SGD: flat must be a bool or a positive number of elements, got {flat!r}")
+        self.flat = flat if isinstance(flat, bool) else int(flat)
         self._flat_layouts: list[_flat.FlatLayout] = []
         self._flat_slots: dict[Tensor, tuple[Tensor, Tensor]] = {}  # parameter -> its buffer's and counter's views
         self._flat_others: list[Tensor] = []  # the parameters of a flat optimizer that are not in a layout
@@ -238,7 +248,8 @@ class SGD(Optimizer):
 
     def _flatten(self, group: dict[str, Any]) -> None:
         """Lay the group's parameters out flat (_flat.py); the step finds the layout by itself."""
-        layouts = [] if group["differentiable"] else _flat.flatten(group["params"], group["momentum"] != 0)
+        max_numel = FLAT_MAX_NUMEL if self.flat is True else int(self.flat)
+        layouts = [] if group["differentiable"] else _flat.flatten(group["params"], group["momentum"] != 0, max_numel)
         laid_out = set()
         for layout in layouts:
             self._flat_layouts.append(layout)
