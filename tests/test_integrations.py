@@ -127,6 +127,21 @@ def test_lightning_reduce_lr_on_plateau_twin_steps_with_metric_like_torch(epochs
         torch.testing.assert_close(p, q, **EXACT_TOL[torch.float32])
 
 
+@lightning_warnings
+def test_lightning_trains_a_flat_layout_like_torch_sgd():
+    """fusedlr.SGD(flat=True) from configure_optimizers: Lightning zeroes through the optimizer, so
+    the layout holds (one tensor per step), and the weights are torch's."""
+    runs = {}
+    for name, make in (("flat", lambda params: fusedlr.SGD(params, lr=LR, momentum=0.9, flat=True)),
+                       ("torch", lambda params: torch.optim.SGD(params, lr=LR, momentum=0.9, foreach=False))):
+        model = Regression(make)
+        trainer = fit(model, 3)
+        runs[name] = (trainer.optimizers[0], list(model.net.parameters()))
+    assert runs["flat"][0]._native.last_step_tensors(0) == 1
+    for p, q in zip(runs["flat"][1], runs["torch"][1]):
+        torch.testing.assert_close(p, q, **EXACT_TOL[torch.float32])
+
+
 # pytorch_lightning/core/optimizer.py, _configure_schedulers_automatic_opt
 ONE_CYCLE_WARNING = ("A `OneCycleLR` scheduler is using 'interval': 'epoch'."
                      " Are you sure you didn't mean 'interval': 'step'?")
@@ -393,6 +408,23 @@ def test_transformers_trainer_logs_the_in_kernel_lr_with_in_kernel_lr(tmp_path):
         runs[name] = (lrs, [p.detach().clone() for p in model.parameters()])
     assert len(runs["fusedlr"][0]) == 8 and runs["fusedlr"][0] == pytest.approx(runs["torch"][0], rel=1e-15)
     for p, q in zip(runs["fusedlr"][1], runs["torch"][1]):
+        torch.testing.assert_close(p, q, **EXACT_TOL[torch.float32])
+
+
+def test_transformers_trainer_with_a_flat_layout_gives_torchs_weights(tmp_path):
+    """transformers' Trainer zeroes with model.zero_grad() (the grads become None, then new
+    tensors): fusedlr.SGD(flat=True) then steps tensor by tensor, with torch's numbers."""
+    runs = {}
+    for name in ("flat", "torch"):
+        model = _TinyRegression()
+        if name == "flat":
+            opt = fusedlr.SGD(model.parameters(), lr=LR, momentum=0.9, flat=True)
+        else:
+            opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, foreach=False)
+        _trainer(tmp_path / name, model, (opt, TS.LambdaLR(opt, lambda t: 1.0))).train()
+        runs[name] = (opt, [p.detach().clone() for p in model.parameters()])
+    assert runs["flat"][0]._native.last_step_tensors(0) == 2  # (the layout's views were replaced)
+    for p, q in zip(runs["flat"][1], runs["torch"][1]):
         torch.testing.assert_close(p, q, **EXACT_TOL[torch.float32])
 
 

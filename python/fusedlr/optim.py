@@ -104,9 +104,9 @@ class SGD(Optimizer):
             would skip it. Parameters that are frozen, sparse, non-contiguous (channels_last),
             DTensors, larger than the limit or alone of their dtype are left as they are. A
             layout broken later (a ``model.zero_grad()`` that lets autograd allocate new
-            gradients, ``p.data = ...``, ``model.to(...)``) is seen by the next step, which then
-            steps tensor by tensor, with the same numbers; :meth:`zero_grad` gives the
-            parameters their views again.
+            gradients, as transformers' Trainer does every step; ``p.data = ...``;
+            ``model.to(...)``) is seen by the next step, which then steps tensor by tensor, with
+            the same numbers; :meth:`zero_grad` gives the parameters their views again.
 
     Example:
         >>> import torch, fusedlr
