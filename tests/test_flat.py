@@ -247,3 +247,75 @@ def test_large_parameters_stay_out_of_the_layout_and_keep_torchs_zero_grad():
 def test_flat_must_be_a_bool_or_a_positive_int(flat):
     with pytest.raises(ValueError, match="flat must be a bool or a positive number of elements"):
         fusedlr.SGD([torch.zeros(2, requires_grad=True)], flat=flat)
+
+
+def test_model_to_after_the_layout_zeroes_and_steps_like_torch():
+    # model.double() sets p.grad.data (the views themselves): the layout is gone, zero_grad must
+    # still zero every gradient and the buffers must be made anew, in float64.
+    ref, ours = mlp(), mlp()
+    kw = dict(lr=0.05, momentum=0.9)
+    torch_opt, opt = torch.optim.SGD(ref.parameters(), **kw), fusedlr.SGD(ours.parameters(), flat=True, **kw)
+    train(ours, opt, inputs(1))
+    train(ref, torch_opt, inputs(1))
+    for model in (ref, ours):
+        model.double()
+    for o in (opt, torch_opt):
+        o.state.clear()  # (torch's buffers are float32 too: both start their momentum again)
+    xs = inputs(3).double()
+    train(ref, torch_opt, xs)
+    train(ours, opt, xs)
+    assert opt._flat_layouts == []  # let go at the first zero_grad that found it gone
+    assert all(p.dtype == torch.float64 for p in ours.parameters())
+    assert_same(ours.parameters(), ref.parameters(), torch.float64)
+
+
+def test_buffers_made_later_than_the_layouts_first_take_their_own_memory():
+    # model[2] gets no gradient on the first step (model.zero_grad() left it None), and its first
+    # gradient comes on a step a GradScaler skips: its counter is 0 while the others' are 1. One
+    # counter stands for a run, so its buffer must not join the run (it did: momentum reset).
+    def run(flat):
+        model = mlp(layers=3)
+        opt = fusedlr.SGD(model.parameters(), lr=0.05, momentum=0.9, dampening=0.1, flat=flat)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+        for t, x in enumerate(inputs(5)):
+            model.zero_grad() if t == 0 else opt.zero_grad()
+            head = model[:2] if t == 0 else model  # model[2] unused on the first step
+            loss = head(x).square().mean() * (float("inf") if t == 1 else 1.0)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        return model, opt
+
+    (flat, flat_opt), (plain, _) = run(True), run(False)
+    assert_same(flat.parameters(), plain.parameters(), torch.float32)
+    assert storages([flat_opt.state[model_p]["momentum_buffer"] for model_p in flat[2].parameters()]).isdisjoint(
+        storages([flat_opt.state[p]["momentum_buffer"] for p in flat[0].parameters()]))
+
+
+def test_a_frozen_parameter_in_the_group_does_not_stop_the_runs():
+    model = mlp(layers=4)
+    model[1].weight.requires_grad_(False)
+    opt = fusedlr.SGD(model.parameters(), lr=0.05, momentum=0.9, flat=True)
+    ref = copy.deepcopy(model)
+    torch_opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    train(model, opt, inputs(4))
+    train(ref, torch_opt, inputs(4))
+    assert opt._native.last_step_tensors(0) == 1  # the run; the frozen weight (no grad) skipped
+    assert_same(model.parameters(), ref.parameters(), torch.float32)
+
+
+@pytest.mark.parametrize("shape", [(1,), (3,)])
+def test_a_bad_loaded_buffer_is_refused_and_leaves_the_layout_as_it_was(shape):
+    model = mlp(layers=2)
+    opt = fusedlr.SGD(model.parameters(), lr=0.05, momentum=0.9, flat=True)
+    train(model, opt, inputs(2))
+    sd = opt.state_dict()
+    sd["state"][0]["momentum_buffer"] = torch.full(shape, 7.0)
+    groups, layouts, buffer = opt.param_groups, list(opt._flat_layouts), opt.state[model[0].weight]["momentum_buffer"]
+    before = buffer.clone()
+    with pytest.raises(ValueError, match="momentum_buffer has shape"):
+        opt.load_state_dict(sd)
+    assert opt.param_groups is groups and opt._flat_layouts == layouts
+    assert opt.state[model[0].weight]["momentum_buffer"] is buffer and torch.equal(buffer, before)
+    train(model, opt, inputs(2))  # (the restored state is a new container: one step with lists first)
+    assert opt._native.last_step_tensors(0) == 1

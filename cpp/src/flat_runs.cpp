@@ -51,30 +51,34 @@ FlatRuns::FlatRuns(const std::vector<at::Tensor>& params, const std::vector<at::
   const size_t n = params.size();
   const bool momentum = !buffers.empty();
   if (momentum && (buffers.size() != n || steps.size() != n)) return;
-  for (size_t i = 0; i < n; ++i) {
-    if (!dense(params[i]) || (momentum && (!dense(buffers[i]) || !dense(steps[i]) || steps[i].numel() != 1))) return;
-  }
+  // A parameter that cannot join a run (not dense, no buffer yet, ...) is a run of its own.
+  auto joinable = [&](size_t i) {
+    return dense(params[i]) && (!momentum || (dense(buffers[i]) && dense(steps[i]) && steps[i].numel() == 1));
+  };
   std::vector<Run> runs;
-  std::vector<size_t> second(0);
+  std::vector<size_t> second;
   std::unordered_map<const c10::StorageImpl*, std::vector<size_t>> by_storage;  // the runs in each storage
   prev_.assign(n, kFirst);
   run_of_.assign(n, 0);
   bool any = false;
   for (size_t i = 0; i < n; ++i) {
-    std::vector<size_t>& candidates = by_storage[storage_of(params[i].unsafeGetTensorImpl())];
     size_t r = runs.size();
-    for (const size_t k : candidates) {
-      const size_t last = runs[k].last;
-      if (follows(params[last], params[i]) &&
-          (!momentum || (follows(buffers[last], buffers[i]) && follows(steps[last], steps[i])))) {
-        r = k;
-        break;
+    std::vector<size_t>* candidates = nullptr;
+    if (joinable(i)) {
+      candidates = &by_storage[storage_of(params[i].unsafeGetTensorImpl())];
+      for (const size_t k : *candidates) {
+        const size_t last = runs[k].last;
+        if (follows(params[last], params[i]) &&
+            (!momentum || (follows(buffers[last], buffers[i]) && follows(steps[last], steps[i])))) {
+          r = k;
+          break;
+        }
       }
     }
     if (r == runs.size()) {
       runs.push_back(Run{i, i, 0, 0, {}, {}, {}, {}});
       second.push_back(i);
-      candidates.push_back(r);
+      if (candidates != nullptr) candidates->push_back(r);
     } else {
       prev_[i] = static_cast<int64_t>(runs[r].last);
       if (runs[r].size == 1) second[r] = i;
@@ -101,12 +105,13 @@ FlatRuns::FlatRuns(const std::vector<at::Tensor>& params, const std::vector<at::
       if (!single) run.rest_steps = run_view(steps[second[r]], static_cast<int64_t>(run.size) - 1);
     }
   }
+  momentum_ = momentum;
   runs_ = std::move(runs);
 }
 
 bool FlatRuns::holds(size_t i, const std::vector<at::Tensor>& params, const at::Tensor& grad) const {
   const Run& run = runs_[run_of_[i]];
-  if (run.size == 1) return true;  // stepped as itself (the op checks it)
+  if (run.size == 1) return true;  // stepped as itself when it has a gradient (the op checks it)
   const at::Tensor& p = params[i];
   // (numel, not sizes: the sizes live in another cache line, and a gradient of another shape cannot
   // be set on a parameter in the first place)
@@ -127,7 +132,7 @@ bool FlatRuns::grads(const std::vector<at::Tensor>& params, std::vector<at::Tens
   for (const Run& run : runs_) {
     const at::Tensor& first = grad_of(run.first);
     if (run.size == 1) {
-      out.push_back(first);
+      if (first.defined()) out.push_back(first);  // (none: not stepped, as torch skips it)
       continue;
     }
     // (the view of the last step when the gradients have not moved: no allocation, no dispatch)
@@ -145,8 +150,10 @@ bool FlatRuns::lists(const std::vector<at::Tensor>& params, std::vector<at::Tens
   s.clear();
   if (!this->grads(params, g)) return false;
   for (const Run& run : runs_) {
+    if (run.size == 1 && !params[run.first].unsafeGetTensorImpl()->grad().defined()) continue;
+    if (momentum_ && !run.buffer.defined()) return false;  // (a gradient without a buffer yet: the group is held again)
     p.push_back(run.param);
-    if (run.buffer.defined()) {
+    if (momentum_) {
       b.push_back(run.buffer);
       s.push_back(run.step);
     }
@@ -180,16 +187,25 @@ FlatGrads::FlatGrads(std::vector<at::Tensor> params, std::vector<at::Tensor> vie
                     " views");
 }
 
-void FlatGrads::zero(bool set_to_none) {
+int64_t FlatGrads::zero(bool set_to_none) {
   grad_.zero_();
+  const c10::StorageImpl* home = storage_of(grad_.unsafeGetTensorImpl());
+  int64_t in_layout = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
     const at::Tensor& p = params_[i];
     const at::Tensor& view = views_[i];
     at::Tensor& grad = p.mutable_grad();
-    if (p.requires_grad()) {
-      if (grad.unsafeGetTensorImpl() == view.unsafeGetTensorImpl()) continue;
+    // A view whose own storage moved (model.to(...) sets `p.grad.data`, which is the view) is no
+    // longer part of the layout, for good.
+    const bool view_home = storage_of(view.unsafeGetTensorImpl()) == home;
+    if (view_home && p.requires_grad()) {
+      if (grad.unsafeGetTensorImpl() == view.unsafeGetTensorImpl()) {
+        ++in_layout;
+        continue;
+      }
       if (p.dtype() == view.dtype() && p.device() == view.device() && p.sizes() == view.sizes()) {
         grad = view;
+        ++in_layout;
         continue;
       }
     }
@@ -203,6 +219,7 @@ void FlatGrads::zero(bool set_to_none) {
       grad.zero_();
     }
   }
+  return in_layout;
 }
 
 }  // namespace fusedlr

@@ -28,7 +28,13 @@ class FlatRuns {
    * The runs among `params` (and `buffers`, `steps`: one each per param, or both empty without
    * momentum). A run is a sequence of parameters, in group order but not necessarily adjacent in
    * it, each starting where the one before ends; their buffers and counters must follow each
-   * other the same way. Empty when no run has two members (nothing to gain).
+   * other the same way. A parameter that cannot join one (not dense, no buffer yet) is a run of
+   * its own, stepped as itself when it has a gradient and skipped when it has none. Empty when
+   * no run has two members (nothing to gain).
+   *
+   * One counter stands for a run in the op, so the first step of a run's buffers must be the
+   * same step for all of them: fusedlr.SGD lays out the buffers of one creation round (or of a
+   * loaded state, past its first step) and gives later ones their own memory (optim.py).
    */
   FlatRuns(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& buffers,
            const std::vector<at::Tensor>& steps);
@@ -81,6 +87,7 @@ class FlatRuns {
   };
   static constexpr int64_t kFirst = -1;
   std::vector<Run> runs_;
+  bool momentum_ = false;
   std::vector<int64_t> prev_;      // the run member before parameter i, or kFirst
   std::vector<uint32_t> run_of_;   // the run of parameter i
 };
@@ -97,9 +104,11 @@ class FlatGrads {
    * optimizer.zero_grad(): `grad` = 0, one write, and each parameter's .grad its view again
    * (after a model.zero_grad() let autograd allocate new ones; a parameter whose .data no longer
    * matches its view keeps torch's behaviour: set to None, or zeroed). A parameter that no longer
-   * requires grad (frozen since) is treated as torch would too, so it is not stepped.
+   * requires grad (frozen since) is treated as torch would too, so it is not stepped; so is one
+   * whose view itself was moved (`model.to(...)` sets `p.grad.data`). Returns how many parameters
+   * still have their view (0: the layout is gone).
    */
-  void zero(bool set_to_none);
+  int64_t zero(bool set_to_none);
 
  private:
   std::vector<at::Tensor> params_, views_;

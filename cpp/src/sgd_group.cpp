@@ -11,27 +11,19 @@ namespace fusedlr {
 
 namespace {
 
-enum GradProblem : int { kGradMissing = 1, kGradSparse = 2, kNotFlat = 4 };
-
-/** A gather's per-tensor check that finds nothing to say (no flat runs). */
-struct NoCheck {
-  bool operator()(size_t, const at::Tensor&) const { return true; }
-};
+enum GradProblem : int { kGradMissing = 1, kGradSparse = 2 };
 
 /**
- * (*g)[i] = params[i].grad() for every i (when g is given), read on torch's threads when there are many parameters
+ * g[i] = params[i].grad() for every i, read on torch's threads when there are many parameters
  * (reading each .grad is a chain of cache misses: the parameter, its autograd metadata, the
  * gradient; prefetched in stages). The GradProblem bits seen: a missing gradient, a sparse one.
  * The TensorImpls of `also` (the momentum buffers and counters, when given) are prefetched on the
  * way: the dispatcher reads every tensor's dispatch keys next, one cache miss after another.
- * `check(i, grad)` (FlatRuns::holds) is asked of every dense gradient while its metadata is at
- * hand; kNotFlat when it says no. (Without g nothing is kept: no reference count touched.)
  */
-template <typename Check = NoCheck>
-int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>* g,
-                 std::initializer_list<const std::vector<at::Tensor>*> also = {}, const Check& check = {}) {
+int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& g,
+                 std::initializer_list<const std::vector<at::Tensor>*> also = {}) {
   constexpr int64_t kAhead = kMetadataAhead;
-  if (g != nullptr) g->resize(params.size());
+  g.resize(params.size());
   std::atomic<int> problems{0};
   for_tensor_ranges(params.size(), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
@@ -48,8 +40,7 @@ int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>*
       const at::Tensor& grad = params[i].unsafeGetTensorImpl()->grad();
       if (!grad.defined()) problems.fetch_or(kGradMissing, std::memory_order_relaxed);
       else if (grad.layout() != at::kStrided) problems.fetch_or(kGradSparse, std::memory_order_relaxed);
-      else if (!check(static_cast<size_t>(i), grad)) problems.fetch_or(kNotFlat, std::memory_order_relaxed);
-      if (g != nullptr) (*g)[i] = grad;
+      g[i] = grad;
     }
   });
   return problems.load();
@@ -77,10 +68,21 @@ SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::option
 }
 
 bool SgdGroup::runs_in_place() {
-  // (the flat runs' step reads no metadata of the buffers and counters: none prefetched)
-  return gather_grads(params_, nullptr, {}, [this](size_t i, const at::Tensor& grad) {
-           return runs_.holds(i, params_, grad);
-         }) == 0;
+  // As gather_grads reads the gradients (prefetched in stages), but nothing is kept (no reference
+  // count touched), and the buffers' and counters' metadata is not read at all.
+  constexpr int64_t kAhead = kMetadataAhead;
+  std::atomic<bool> in_place{true};
+  for_tensor_ranges(params_.size(), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi && in_place.load(std::memory_order_relaxed); ++i) {
+      if (i + 2 * kAhead < hi) prefetch_metadata(params_[i + 2 * kAhead]);
+      if (i + kAhead < hi) prefetch_autograd_meta(params_[i + kAhead]);
+      if (i + kAhead / 2 < hi) prefetch_grad(params_[i + kAhead / 2]);
+      const at::Tensor& grad = params_[i].unsafeGetTensorImpl()->grad();
+      if ((grad.defined() && grad.layout() != at::kStrided) || !runs_.holds(static_cast<size_t>(i), params_, grad))
+        in_place.store(false, std::memory_order_relaxed);
+    }
+  });
+  return in_place.load();
 }
 
 bool SgdGroup::step_runs(const SgdHyper& hyper, const std::optional<at::Tensor>& lr_tensor,
@@ -126,7 +128,7 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
   }
   // Common case first: every parameter has a gradient and (with momentum) a buffer. The held
   // lists are then passed as they are and only the gradients are gathered.
-  const int problems = gather_grads(params_, &g_, {&buffers_, &steps_});
+  const int problems = gather_grads(params_, g_, {&buffers_, &steps_});
   if (problems & kGradSparse) return release_grads(-1);
   bool complete = problems == 0;
   if (complete && has_momentum) {
@@ -181,7 +183,7 @@ int64_t SgdGroup::step(const SgdHyper& hyper, const std::optional<at::Tensor>& l
 bool SgdGroup::append_grads(std::vector<at::Tensor>& out) {
   const std::lock_guard<std::mutex> lock(mutex_);
   if (!runs_.empty() && runs_in_place() && runs_.grads(params_, out)) return true;  // (one tensor per run)
-  const bool sparse = (gather_grads(params_, &g_) & kGradSparse) != 0;
+  const bool sparse = (gather_grads(params_, g_) & kGradSparse) != 0;
   if (!sparse) {
     for (const at::Tensor& g : g_)
       if (g.defined()) out.push_back(g);
@@ -190,12 +192,16 @@ bool SgdGroup::append_grads(std::vector<at::Tensor>& out) {
   return !sparse;
 }
 
-void SgdGroup::drop_param_grads() {
-  const std::lock_guard<std::mutex> lock(mutex_);
+bool SgdGroup::drop_param_grads() {
+  // (called with the GIL: waiting for a step that may need the GIL would deadlock; a step in
+  // flight on another thread means the caller takes torch's loop instead)
+  const std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
   for (const at::Tensor& p : params_) {
     c10::TensorImpl* impl = p.unsafeGetTensorImpl();
     if (impl->autograd_meta() != nullptr) impl->mutable_grad().reset();
   }
+  return true;
 }
 
 SfGroup::SfGroup(std::vector<at::Tensor> params, std::vector<at::Tensor> z)
@@ -206,7 +212,7 @@ SfGroup::SfGroup(std::vector<at::Tensor> params, std::vector<at::Tensor> z)
 int64_t SfGroup::step(const at::Tensor& state, const SfHyper& hyper) {
   const std::lock_guard<std::mutex> lock(mutex_);
   int64_t result = -1;
-  if (gather_grads(params_, &g_) == 0) {
+  if (gather_grads(params_, g_) == 0) {
     call_sf_sgd_op(params_, g_, z_, state, hyper);
     result = static_cast<int64_t>(params_.size());
   }

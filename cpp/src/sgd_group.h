@@ -54,8 +54,9 @@ struct SgdGroup {
   bool append_grads(std::vector<at::Tensor>& out);
 
   /** optimizer.zero_grad(set_to_none=True): every parameter's .grad dropped, in one C++ loop
-   * (torch's Python loop adds ~0.5 us per parameter to the freeing itself). Called with the GIL. */
-  void drop_param_grads();
+   * (torch's Python loop adds ~0.5 us per parameter to the freeing itself). Called with the GIL;
+   * false, nothing done, while another thread is stepping the group. */
+  bool drop_param_grads();
 
  private:
   int64_t release_grads(int64_t result);

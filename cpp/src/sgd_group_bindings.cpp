@@ -65,7 +65,7 @@ class BoundSgdGroup {
   int64_t last_step_tensors() const { return group_->last_step_tensors(); }
 
   /** SgdGroup::drop_param_grads (the caller has checked that the group's list holds our params). */
-  void drop_param_grads() { group_->drop_param_grads(); }
+  bool drop_param_grads() { return group_->drop_param_grads(); }
 
   /** SgdGroup::append_grads for the group's current param list; false when it no longer holds our params. */
   bool append_grads(const py::handle& params, std::vector<at::Tensor>& out) {
@@ -117,8 +117,10 @@ bool held_zero_grad(const py::list& groups, const py::list& params) {
     held.push_back(&groups[i].cast<BoundSgdGroup&>());
     if (!holds(held.back()->objects(), params[i])) return false;
   }
-  // (with the GIL, on this thread: a gradient that has a Python object is freed with it)
-  for (BoundSgdGroup* group : held) group->drop_param_grads();
+  // (with the GIL, on this thread: a gradient that has a Python object is freed with it; a group
+  // being stepped on another thread makes the caller finish with torch's loop)
+  for (BoundSgdGroup* group : held)
+    if (!group->drop_param_grads()) return false;
   return true;
 }
 
@@ -178,13 +180,15 @@ list changed or a parameter has no gradient (or a sparse one).)pbdoc")
 
 FlatGrads(params, views, grad): each parameter's .grad is views[i], a view of the one tensor
 ``grad``; zero(set_to_none) zeroes ``grad`` and gives each parameter its view again (torch's
-zero_grad for a parameter that no longer fits its view or no longer requires grad).)pbdoc")
+zero_grad for a parameter that no longer fits its view or no longer requires grad), and returns
+how many still have their view (0: the layout is gone).)pbdoc")
       .def(py::init<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor>(), py::arg("params"),
            py::arg("views"), py::arg("grad"))
       .def("zero", &FlatGrads::zero, py::arg("set_to_none"));
   m.def("_held_zero_grad", &held_zero_grad, py::arg("groups"), py::arg("params"),
         R"pbdoc(zero_grad(set_to_none=True) over held SgdGroups (``groups[i]`` holding the param list ``params[i]``):
-each parameter's .grad dropped in C++; False, nothing changed, when one no longer holds its list.)pbdoc");
+each parameter's .grad dropped in C++; False when one no longer holds its list (nothing changed) or
+is being stepped on another thread (the groups before it done): the caller runs torch's loop.)pbdoc");
   m.def("_held_grad_norm", &held_grad_norm, py::arg("groups"), py::arg("params"), py::arg("norm_type"),
         py::arg("max_norm"), py::arg("grad_scale"),
         R"pbdoc(torch.ops.fusedlr.grad_norm over the gradients of held SgdGroups (``groups[i]`` holding the param

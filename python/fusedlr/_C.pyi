@@ -109,8 +109,9 @@ class FlatGrads:
     """The gradients of a flat layout (fusedlr.SGD(flat=True)): ``grad`` and each parameter's view of it."""
 
     def __init__(self, params: list[Tensor], views: list[Tensor], grad: Tensor) -> None: ...
-    def zero(self, set_to_none: bool) -> None:
-        """``grad`` = 0 and each parameter's .grad its view again (torch's zero_grad where it no longer fits)."""
+    def zero(self, set_to_none: bool) -> int:
+        """``grad`` = 0 and each parameter's .grad its view again (torch's zero_grad where it no longer
+        fits); how many parameters still have their view."""
 
 def _held_zero_grad(groups: list[SgdGroup], params: list[list[Tensor]]) -> bool:
     """zero_grad(set_to_none=True) over the held groups, in C++; False (nothing done): take torch's loop."""

@@ -30,16 +30,28 @@ class FlatLayout:
         self.grad = grad
         self.grad_views = grad_views
         self.slots = slots  # parameter -> (its momentum buffer's view, its counter's view)
+        # The step (fusedlr.SGD._init_group) that made the first buffers in the slots: only buffers
+        # made by that step take slots, so that all of them take their first step together (one
+        # counter stands for a run in the op; flat_runs.h). "loaded": a loaded state's buffers.
+        self.first_round: int | str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_handle"}
 
-    def zero(self, set_to_none: bool) -> None:
-        """zero_grad for these parameters: one write of ``grad``, and each .grad its view again."""
+    def zero(self, set_to_none: bool) -> int:
+        """zero_grad for these parameters: one write of ``grad``, and each .grad its view again;
+        how many still have their view (0: the layout is gone, as after ``model.to(...)``)."""
         handle = self.__dict__.get("_handle")
         if handle is None:
             handle = self.__dict__["_handle"] = _C.FlatGrads(self.params, self.grad_views, self.grad)
-        handle.zero(set_to_none)
+        return handle.zero(set_to_none)
+
+    def slot(self, p: Tensor) -> tuple[Tensor, Tensor] | None:
+        """p's momentum buffer and counter views, if they can still be its (same shape, dtype and device)."""
+        slot = self.slots.get(p)
+        if slot is None or slot[0].shape != p.shape or slot[0].dtype != p.dtype or slot[0].device != p.device:
+            return None
+        return slot
 
 
 def eligible(p: Tensor) -> bool:

@@ -142,7 +142,7 @@ class SGD(Optimizer):
             raise ValueError(f"fusedlr.SGD: flat must be a bool or a positive number of elements, got {flat!r}")
         self.flat = flat if isinstance(flat, bool) else int(flat)
         self._flat_layouts: list[_flat.FlatLayout] = []
-        self._flat_slots: dict[Tensor, tuple[Tensor, Tensor]] = {}  # parameter -> its buffer's and counter's views
+        self._flat_slots: dict[Tensor, _flat.FlatLayout] = {}  # parameter -> the layout that holds its slots
         self._flat_others: list[Tensor] = []  # the parameters of a flat optimizer that are not in a layout
         if max_grad_norm is not None:
             ops.grad_norm([], grad_norm_type, max_grad_norm)  # the op's own check of both (ValueError)
@@ -209,7 +209,9 @@ class SGD(Optimizer):
         for group in self.param_groups:
             for key, default in _OPTIONAL_GROUP_KEYS.items():
                 group.setdefault(key, default)
-        if self.__dict__.get("flat"):
+        if self.__dict__.get("flat") and "defaults" in state:
+            # An unpickled or deep-copied optimizer (not load_state_dict, which passes only state and
+            # param_groups and keeps the layout): its parameters are new objects, laid out again.
             self._flat_layouts, self._flat_slots, self._flat_others = [], {}, []
             for group in self.param_groups:
                 self._flatten(group)
@@ -253,7 +255,7 @@ class SGD(Optimizer):
         laid_out = set()
         for layout in layouts:
             self._flat_layouts.append(layout)
-            self._flat_slots.update(layout.slots)
+            self._flat_slots.update(dict.fromkeys(layout.slots, layout))
             laid_out.update(map(id, layout.params))
         self._flat_others.extend(p for p in group["params"] if id(p) not in laid_out)
 
@@ -268,8 +270,12 @@ class SGD(Optimizer):
                     and self._native.zero_grad(self.param_groups, self.state)):
                 return None
             return super().zero_grad(set_to_none)
-        for layout in layouts:
-            layout.zero(set_to_none)
+        gone = [layout for layout in layouts if layout.zero(set_to_none) == 0]
+        for layout in gone:  # (model.to(...) moved every parameter of it: its memory is let go)
+            layouts.remove(layout)
+            self._flat_others.extend(layout.params)
+            for p in layout.slots:
+                self._flat_slots.pop(p, None)
         with torch.no_grad():
             for p in self._flat_others:
                 if p.grad is None:
@@ -286,22 +292,28 @@ class SGD(Optimizer):
 
     def _into_layout(self, p: Tensor, param_state: dict[str, Any]) -> bool:
         """Move p's momentum buffer and counter into the views its flat layout set aside for
-        them (a loaded or copied state); False when p has none."""
-        slot = self.__dict__.get("_flat_slots", {}).get(p)
-        if slot is None:
-            return False
+        them (a loaded or copied state, checked by the caller); False when p has none, or when the
+        buffer has not taken its first step (a layout's buffers must take it together)."""
+        layout = self.__dict__.get("_flat_slots", {}).get(p)
+        slot = None if layout is None else layout.slot(p)
         step = param_state.get("step")
+        if slot is None or (isinstance(step, Tensor) and float(step) == 0.0):
+            return False
+        layout.first_round = "loaded"
         with torch.no_grad():
             slot[0].copy_(param_state["momentum_buffer"])
             slot[1].copy_(step if isinstance(step, Tensor) else torch.tensor(1.0 if step is None else float(step)))
         param_state["momentum_buffer"], param_state["step"] = slot
         return True
 
-    def _new_momentum_buffer(self, p: Tensor) -> tuple[Tensor, Tensor]:
-        """A momentum buffer for ``p`` and its counter at 0: the views set aside by a flat layout."""
-        slot = self.__dict__.get("_flat_slots", {}).get(p)
-        if slot is None:
+    def _new_momentum_buffer(self, p: Tensor, round: int) -> tuple[Tensor, Tensor]:
+        """A momentum buffer for ``p`` and its counter at 0: the views a flat layout set aside, when
+        ``round`` (this _init_group call) is the one that made the layout's first buffers."""
+        layout = self.__dict__.get("_flat_slots", {}).get(p)
+        slot = None if layout is None else layout.slot(p)
+        if slot is None or layout.first_round not in (None, round):
             return functional.new_momentum_buffer(p)
+        layout.first_round = round
         slot[1].zero_()
         return slot
 
@@ -398,6 +410,7 @@ class SGD(Optimizer):
         Parameters with sparse gradients go to ``sparse`` (stepped by torch's reference)."""
         has_momentum = group["momentum"] != 0
         state = self.state
+        round = self.__dict__["_flat_round"] = self.__dict__.get("_flat_round", 0) + 1
         for p in group["params"]:
             grad = p.grad
             if grad is None:
@@ -410,7 +423,7 @@ class SGD(Optimizer):
                 param_state = state[p]
                 buf = param_state.get("momentum_buffer")
                 if buf is None:
-                    buf, param_state["step"] = self._new_momentum_buffer(p)
+                    buf, param_state["step"] = self._new_momentum_buffer(p, round)
                     param_state["momentum_buffer"] = buf
                 step = param_state["step"]
                 if is_complex:
