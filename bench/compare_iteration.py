@@ -21,6 +21,7 @@ import time
 import torch
 
 import fusedlr
+from fusedlr.demo.cli import _positive_int  # (the demo's argparse type: one line and exit status 2 on a bad value)
 
 CONTENDERS = {
     "torch-fused": lambda m: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, fused=True),
@@ -31,9 +32,9 @@ CONTENDERS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--layers", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=31)
+    ap.add_argument("--width", type=_positive_int, default=16)
+    ap.add_argument("--layers", type=_positive_int, default=1000)
+    ap.add_argument("--rounds", type=_positive_int, default=31)
     args = ap.parse_args()
     x = torch.randn(8, args.width, generator=torch.Generator().manual_seed(0))
 

@@ -14,6 +14,23 @@ namespace {
 enum GradProblem : int { kGradMissing = 1, kGradSparse = 2 };
 
 /**
+ * What reading params[j].grad() touches, prefetched in stages ahead of a loop at i over [.., hi)
+ * (as prefetch_sgd_ahead): the parameter's TensorImpl (and those of `also`'s tensors)
+ * 2 * kMetadataAhead places ahead, its AutogradMeta kMetadataAhead ahead, its grad half as far.
+ */
+void prefetch_grads_ahead(const std::vector<at::Tensor>& params, int64_t i, int64_t hi,
+                          std::initializer_list<const std::vector<at::Tensor>*> also = {}) {
+  constexpr int64_t kAhead = kMetadataAhead;
+  if (i + 2 * kAhead < hi) {
+    prefetch_metadata(params[i + 2 * kAhead]);
+    for (const std::vector<at::Tensor>* list : also)
+      if (list->size() == params.size()) prefetch_metadata((*list)[i + 2 * kAhead]);
+  }
+  if (i + kAhead < hi) prefetch_autograd_meta(params[i + kAhead]);
+  if (i + kAhead / 2 < hi) prefetch_grad(params[i + kAhead / 2]);
+}
+
+/**
  * g[i] = params[i].grad() for every i, read on torch's threads when there are many parameters
  * (reading each .grad is a chain of cache misses: the parameter, its autograd metadata, the
  * gradient; prefetched in stages). The GradProblem bits seen: a missing gradient, a sparse one.
@@ -22,19 +39,11 @@ enum GradProblem : int { kGradMissing = 1, kGradSparse = 2 };
  */
 int gather_grads(const std::vector<at::Tensor>& params, std::vector<at::Tensor>& g,
                  std::initializer_list<const std::vector<at::Tensor>*> also = {}) {
-  constexpr int64_t kAhead = kMetadataAhead;
   g.resize(params.size());
   std::atomic<int> problems{0};
   for_tensor_ranges(params.size(), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      // (in stages, as prefetch_sgd_ahead: the parameter, its AutogradMeta, its grad)
-      if (i + 2 * kAhead < hi) {
-        prefetch_metadata(params[i + 2 * kAhead]);
-        for (const std::vector<at::Tensor>* list : also)
-          if (list->size() == params.size()) prefetch_metadata((*list)[i + 2 * kAhead]);
-      }
-      if (i + kAhead < hi) prefetch_autograd_meta(params[i + kAhead]);
-      if (i + kAhead / 2 < hi) prefetch_grad(params[i + kAhead / 2]);
+      prefetch_grads_ahead(params, i, hi, also);
       // (TensorImpl::grad: Tensor::grad would also ask whether the parameter is a leaf, for a
       // warning about non-leaf tensors that the Python path, taken when a grad is missing, gives)
       const at::Tensor& grad = params[i].unsafeGetTensorImpl()->grad();
@@ -68,15 +77,12 @@ SgdGroup::SgdGroup(std::vector<at::Tensor> params, const std::vector<std::option
 }
 
 bool SgdGroup::runs_in_place() {
-  // As gather_grads reads the gradients (prefetched in stages), but nothing is kept (no reference
-  // count touched), and the buffers' and counters' metadata is not read at all.
-  constexpr int64_t kAhead = kMetadataAhead;
+  // As gather_grads reads the gradients, but nothing is kept (no reference count touched), and
+  // the buffers' and counters' metadata is not read at all.
   std::atomic<bool> in_place{true};
   for_tensor_ranges(params_.size(), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi && in_place.load(std::memory_order_relaxed); ++i) {
-      if (i + 2 * kAhead < hi) prefetch_metadata(params_[i + 2 * kAhead]);
-      if (i + kAhead < hi) prefetch_autograd_meta(params_[i + kAhead]);
-      if (i + kAhead / 2 < hi) prefetch_grad(params_[i + kAhead / 2]);
+      prefetch_grads_ahead(params_, i, hi);
       const at::Tensor& grad = params_[i].unsafeGetTensorImpl()->grad();
       if ((grad.defined() && grad.layout() != at::kStrided) || !runs_.holds(static_cast<size_t>(i), params_, grad))
         in_place.store(false, std::memory_order_relaxed);

@@ -72,10 +72,10 @@ class BoundSgdGroup {
     return holds_our_params(params) && group_->append_grads(out);
   }
 
-  const py::tuple& objects() const { return objects_; }
+  /** Whether the group's list `params` still holds exactly our parameter objects. */
+  bool holds_our_params(const py::handle& params) const { return holds(objects_, params); }
 
  private:
-  bool holds_our_params(const py::handle& params) const { return holds(objects_, params); }
 
   py::tuple objects_;
   std::unique_ptr<SgdGroup> group_;  // holds a mutex: not movable
@@ -102,20 +102,15 @@ class BoundSfGroup {
 }  // namespace
 
 /**
- * grad_norm over the gradients of held groups (`groups[i]` holding the param list `params[i]`),
- * read in C++: no Python list of 2000 gradients, no per-tensor conversion. None when a group
- * no longer holds its list, a gradient is sparse, or the gradients are on several devices (the
- * caller then takes the Python path).
- */
-/**
  * zero_grad(set_to_none=True) over held groups (`groups[i]` holding the param list `params[i]`):
- * false, with nothing changed, when one no longer holds its list (the caller takes torch's loop).
+ * false when one no longer holds its list (nothing changed) or is being stepped on another thread
+ * (the groups before it done); the caller then runs torch's loop.
  */
 bool held_zero_grad(const py::list& groups, const py::list& params) {
   std::vector<BoundSgdGroup*> held;
   for (size_t i = 0; i < groups.size(); ++i) {
     held.push_back(&groups[i].cast<BoundSgdGroup&>());
-    if (!holds(held.back()->objects(), params[i])) return false;
+    if (!held.back()->holds_our_params(params[i])) return false;
   }
   // (with the GIL, on this thread: a gradient that has a Python object is freed with it; a group
   // being stepped on another thread makes the caller finish with torch's loop)
@@ -124,6 +119,12 @@ bool held_zero_grad(const py::list& groups, const py::list& params) {
   return true;
 }
 
+/**
+ * grad_norm over the gradients of held groups (`groups[i]` holding the param list `params[i]`),
+ * read in C++: no Python list of 2000 gradients, no per-tensor conversion. None when a group
+ * no longer holds its list, a gradient is sparse, or the gradients are on several devices (the
+ * caller then takes the Python path).
+ */
 py::object held_grad_norm(const py::list& groups, const py::list& params, double norm_type, double max_norm,
                           const std::optional<at::Tensor>& grad_scale) {
   std::vector<at::Tensor> grads;

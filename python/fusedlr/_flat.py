@@ -1,9 +1,10 @@
 """fusedlr.SGD(flat=True): a param group's parameters laid out back to back in one tensor per
 device and dtype, with their gradients and momentum buffers laid out the same way.
 
-The step then finds the layout on its own (``cpp/src/flat_runs.h``: every step checks, tensor by
-tensor, that each parameter, gradient, buffer and counter is still where the layout put it) and
-updates each run as one tensor; nothing here is needed for that. What this module keeps is what
+The step then finds the layout on its own (``cpp/src/flat_runs.h``: the buffers and counters are
+checked when a group is held, and every step checks, tensor by tensor, that each parameter and
+gradient is still where the layout put it) and updates each run as one tensor; nothing here is
+needed for that. What this module keeps is what
 only Python can do: the layout itself (``flatten``), the views that become momentum buffers
 (``slot``), and the gradients' handle for ``zero_grad`` (``FlatLayout.zero``).
 """
@@ -19,10 +20,10 @@ from . import _C, _checks, _dtensor
 
 
 class FlatLayout:
-    """One device and dtype's parameters of a group, laid out in ``param`` (a 1-D tensor), their
-    gradients in ``grad`` and, with momentum, their buffers in ``buffer`` and step counters in
-    ``steps`` (element j: parameter j's). Deep-copies and pickles with its tensors (views keep
-    sharing their storage, as torch copies them); the native handle is made again on first use."""
+    """One device and dtype's parameters of a group (``params``, their data views of one 1-D
+    tensor), their gradients in ``grad`` (``grad_views[j]``: parameter j's .grad) and, with
+    momentum, ``slots``: each parameter's views of one buffer tensor and one counter tensor. Its
+    native handle for zero_grad is made on first use (and again after a pickle)."""
 
     def __init__(self, params: list[Tensor], grad: Tensor, grad_views: list[Tensor],
                  slots: dict[Tensor, tuple[Tensor, Tensor]]) -> None:

@@ -32,10 +32,8 @@ class GroupCache:
              lars: tuple | None = None) -> bool:
         """Step group ``index`` through its held tensors; False (nothing done) when it has none
         that are current, and the caller steps it through the op with lists."""
-        held = self._held.get(index)
-        if held is None or held[1] is None or not _same_key(held[0], _key(group, state)):
-            return False
-        return held[1].step(group["params"], *scalars, *tensors, lars) >= 0
+        handle = self._current(index, group, state)
+        return handle is not None and handle.step(group["params"], *scalars, *tensors, lars) >= 0
 
     def last_step_tensors(self, index: int) -> int | None:
         """How many tensors group ``index``'s last held step handed the op (one per flat run when
@@ -46,27 +44,29 @@ class GroupCache:
     def zero_grad(self, groups: list[dict[str, Any]], state: Any) -> bool:
         """zero_grad(set_to_none=True) of every group through the held groups (each parameter's
         .grad dropped in C++); False, nothing done, when a group is not held (or not current)."""
-        handles, lists = [], []
-        for index, group in enumerate(groups):
-            held = self._held.get(index)
-            if held is None or held[1] is None or not _same_key(held[0], _key(group, state)):
-                return False
-            handles.append(held[1])
-            lists.append(group["params"])
-        return _C._held_zero_grad(handles, lists)
+        handles = self._all_current(groups, state)
+        return handles is not None and _C._held_zero_grad(handles, [group["params"] for group in groups])
 
     def grad_norm(self, groups: list[dict[str, Any]], state: Any, norm_type: float, max_norm: float,
                   grad_scale: Any) -> Any:
         """fusedlr::grad_norm over the gradients of every group, read from the held groups in C++;
         None when a group is not held (or not current), and the caller passes Python lists."""
-        handles, lists = [], []
-        for index, group in enumerate(groups):
-            held = self._held.get(index)
-            if held is None or held[1] is None or not _same_key(held[0], _key(group, state)):
-                return None
-            handles.append(held[1])
-            lists.append(group["params"])
-        return _C._held_grad_norm(handles, lists, norm_type, max_norm, grad_scale)
+        handles = self._all_current(groups, state)
+        if handles is None:
+            return None
+        return _C._held_grad_norm(handles, [group["params"] for group in groups], norm_type, max_norm, grad_scale)
+
+    def _current(self, index: int, group: dict[str, Any], state: Any) -> Any:
+        """Group ``index``'s held handle, or None when it has none that is current."""
+        held = self._held.get(index)
+        if held is None or held[1] is None or not _same_key(held[0], _key(group, state)):
+            return None
+        return held[1]
+
+    def _all_current(self, groups: list[dict[str, Any]], state: Any) -> list[Any] | None:
+        """Every group's current held handle, or None when one has none."""
+        handles = [self._current(index, group, state) for index, group in enumerate(groups)]
+        return None if any(h is None for h in handles) else handles
 
     def store(self, index: int, group: dict[str, Any], state: Any) -> None:
         """Hold the group's tensors for later steps, when the held path can take them: real
