@@ -5,7 +5,9 @@ Usage: python bench/compare_step.py [--sets resnet50,2000x1k] [--rounds 30] [--d
 Each round times one step of every contender in turn (order rotated per round), so machine
 noise hits all of them alike; the report is the median per contender, torch-fused's time over
 each fusedlr contender's, and each torch contender's over fusedlr's (> 1: fusedlr faster).
-``fusedlr-flat`` is fusedlr.SGD(flat=True).
+``fusedlr-flat`` is fusedlr.SGD(flat=True). ``--roofline`` times bench/roofline.py's streaming
+kernel on the same bytes as the step, in the same rounds, and prints every contender's % of it:
+how far from the memory each one is, which bounds the ratio any of them can reach over another.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 import fusedlr
 from models import SHAPE_SETS, interleaved_medians, make_params
+from roofline import Reference
 
 CONTENDERS = {
     "fusedlr": lambda p, kw: fusedlr.SGD(p, **kw),
@@ -25,10 +28,15 @@ CONTENDERS = {
 }
 
 
-def compare(shapes, dtype, rounds, contenders, **options):
+def compare(shapes, dtype, rounds, contenders, roofline=False, **options):
     opts = {name: CONTENDERS[name](make_params(shapes, dtype, seed=i), options) for i, name in enumerate(contenders)}
     numel = sum(p.numel() for p in next(iter(opts.values())).param_groups[0]["params"])
-    return numel, interleaved_medians({name: o.step for name, o in opts.items()}, rounds)
+    fns = {name: o.step for name, o in opts.items()}
+    if roofline:  # the step's bytes per stream, in float32 words
+        ref = Reference(momentum=options["momentum"] != 0,
+                        words=max(1, numel * torch.empty((), dtype=dtype).element_size() // 4))
+        fns["roofline"] = ref.run
+    return numel, interleaved_medians(fns, rounds)
 
 
 def main() -> None:
@@ -39,6 +47,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--weight-decay", type=float, default=0.0)
+    ap.add_argument("--roofline", action="store_true", help="also time the streaming kernel on the step's bytes")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     contenders = args.contenders.split(",")
@@ -47,16 +56,19 @@ def main() -> None:
     for set_name in args.sets.split(","):
         shapes = SHAPE_SETS[set_name]()
         numel, med = compare(shapes, dtype, args.rounds, contenders, lr=0.01, momentum=args.momentum,
-                             weight_decay=args.weight_decay)
+                             weight_decay=args.weight_decay, roofline=args.roofline)
         ours = med.get("fusedlr")
         fused = med.get("torch-fused")
-        print(f"\n{set_name}: {len(shapes)} tensors, {numel:,} elements")
+        roof = med.pop("roofline", None)
+        print(f"\n{set_name}: {len(shapes)} tensors, {numel:,} elements"
+              + (f"; the same bytes streamed: {roof * 1e6:.1f} us" if roof else ""))
         for name, t in med.items():
+            pct = f"  {100 * roof / t:5.1f} % of the roofline" if roof else ""
             if name.startswith("fusedlr"):
                 ratio = f"  torch-fused/this = {fused / t:5.2f}x" if fused is not None else ""
             else:
                 ratio = f"  this/fusedlr = {t / ours:5.2f}x" if ours is not None else ""
-            print(f"  {name:15s} {t * 1e6:10.1f} us/step{ratio}")
+            print(f"  {name:15s} {t * 1e6:10.1f} us/step{ratio}{pct}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def roofline():
-    """The memory roofline of this machine in this run: GB/s of the step-shaped streaming
-    reference (bench/roofline.py), with momentum's five streams (every case here has momentum)."""
-    from roofline import measure_bandwidth
+    """The memory roofline of this machine: bench/roofline.py's step-shaped streaming reference,
+    with momentum's five streams (every case here has momentum). A case measures it around itself
+    (``roofline_around``), as this VM's bandwidth drifts from minute to minute."""
+    from roofline import Reference
 
-    return measure_bandwidth(momentum=True)
+    return Reference(momentum=True)

@@ -43,6 +43,7 @@ def sgd_table(rows) -> list[str]:
             continue
         ours, info = cases["fusedlr"]
         gbs = info["bytes_per_step"] / ours / 1e9
+        llc = " †" if info.get("in_llc") else ""
         cells = []
         for name in TORCH_SGD:
             if name in cases:
@@ -52,11 +53,11 @@ def sgd_table(rows) -> list[str]:
                 cells.append("–")
         flat = "–"
         if "fusedlr-flat" in cases:
-            t = cases["fusedlr-flat"][0]
-            flat = f"{fmt_time(t)} ({100 * info['bytes_per_step'] / t / 1e9 / info['roofline_gbs']:.0f} %)"
+            t, flat_info = cases["fusedlr-flat"]
+            flat = f"{fmt_time(t)} ({100 * info['bytes_per_step'] / t / 1e9 / flat_info['roofline_gbs']:.0f} %{llc})"
         _, set_name, dtype, options = group.split(" ")
         out.append(f"| {set_name} ({info['numel']:,}) | {dtype} | {options} | {fmt_time(ours)} | "
-                   f"{gbs:.1f} ({100 * gbs / info['roofline_gbs']:.0f} %) | {flat} | " + " | ".join(cells) + " |")
+                   f"{gbs:.1f} ({100 * gbs / info['roofline_gbs']:.0f} %{llc}) | {flat} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -95,16 +96,19 @@ def chart(rows, path: Path) -> None:
 def main() -> None:
     paths = [Path(p) for p in sys.argv[1:]] or [HERE / "results" / "latest.json"]
     data, rows = load(paths)
-    roof = next((i["roofline_gbs"] for g in rows.values() for _, i in g.values() if "roofline_gbs" in i), None)
+    roofs = [i["roofline_gbs"] for g in rows.values() for _, i in g.values() if "roofline_gbs" in i]
     m = data["machine_info"]
     lines = [
         f"Machine: {m.get('cpu', {}).get('brand_raw', platform.processor())}, {m.get('cpu', {}).get('count', '?')} "
         f"logical CPUs, Python {m.get('python_version')}; run {data['datetime'][:16]} "
         f"(commit {data.get('commit_info', {}).get('id', '?')[:8]}). Roofline (bench/roofline.py: the step's five "
-        f"streams with trivial arithmetic, same threads and SIMD level, same run): {roof:.1f} GB/s." if roof else "",
+        f"streams with trivial arithmetic, same threads and SIMD level), measured right before and after each "
+        f"case, as the bandwidth drifts: {min(roofs):.1f}-{max(roofs):.1f} GB/s over the run." if roofs else "",
         "",
         "One `step()`; medians; in parentheses torch's time / fusedlr's (> 1: fusedlr faster). GB/s counts "
-        "the bytes the update must move (fp32: 20 per element, bf16: 10).",
+        "the bytes the update must move (fp32: 20 per element, bf16: 10), and the % is of the roofline measured "
+        "around that case. † marks a case whose tensors fit in the last-level cache: repeated steps read them "
+        "from the cache, so they can pass 100 % of the DRAM roofline.",
         "",
         *sgd_table(rows),
         "",

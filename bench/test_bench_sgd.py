@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 
 import fusedlr
-from models import SHAPE_SETS, make_params
-from roofline import bytes_per_element
+from models import SHAPE_SETS, make_params, time_it
+from roofline import bytes_per_element, last_level_cache_bytes, working_set_bytes
 
 CONTENDERS = {
     "fusedlr": lambda p, kw: fusedlr.SGD(p, **kw),
@@ -23,6 +25,10 @@ OPTIONS = {
 SETS = ["mlp", "resnet50", "gpt2s", "2000x1k", pytest.param("64M", marks=pytest.mark.slow)]
 
 
+def _roofline_gbs(ref, times: int = 3) -> list[float]:
+    return [ref.gbs(time_it(ref.run, 1)) for _ in range(times)]
+
+
 def _bench(benchmark, roofline, set_name, dtype, options, contender, step_fn=None):
     params = make_params(SHAPE_SETS[set_name](), dtype)
     opt = CONTENDERS[contender](params, OPTIONS[options])
@@ -31,8 +37,12 @@ def _bench(benchmark, roofline, set_name, dtype, options, contender, step_fn=Non
     numel = sum(p.numel() for p in params)
     benchmark.group = f"sgd {set_name} {str(dtype).removeprefix('torch.')} {options}"
     benchmark.extra_info.update(set=set_name, dtype=str(dtype), options=options, contender=contender, numel=numel,
-                                bytes_per_step=numel * bytes_per_element(dtype), roofline_gbs=roofline)
+                                bytes_per_step=numel * bytes_per_element(dtype),
+                                in_llc=working_set_bytes(numel, dtype) <= last_level_cache_bytes())
+    around = [] if benchmark.disabled else _roofline_gbs(roofline)
     benchmark(step)
+    if around:  # the roofline right before and right after this case
+        benchmark.extra_info["roofline_gbs"] = statistics.median(around + _roofline_gbs(roofline))
 
 
 @pytest.mark.parametrize("contender", list(CONTENDERS))
