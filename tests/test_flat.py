@@ -243,6 +243,28 @@ def test_large_parameters_stay_out_of_the_layout_and_keep_torchs_zero_grad():
     assert len(storages(model.parameters())) == 1 and len(everything._flat_layouts) == 1
 
 
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_zero_grad_without_set_to_none_outside_the_layout_is_torchs():
+    # The large weight is outside the layout: zero_grad(set_to_none=False) detaches its gradient
+    # from the graph create_graph=True left on it and zeroes it in place, as torch's does.
+    def setup(cls, **kw):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 200), torch.nn.Linear(200, 200))
+        opt = cls(model.parameters(), lr=0.05, momentum=0.9, **kw)
+        model(inputs(1)[0]).square().mean().backward(create_graph=True)
+        return model, opt
+
+    for cls, kw in ((fusedlr.SGD, dict(flat=True)), (torch.optim.SGD, {})):
+        model, opt = setup(cls, **kw)
+        big = model[1].weight
+        grad = big.grad
+        assert grad.grad_fn is not None and grad.abs().sum() > 0
+        opt.zero_grad(set_to_none=False)
+        assert big.grad is grad and grad.grad_fn is None and not grad.requires_grad
+        assert torch.equal(grad, torch.zeros_like(grad))
+        assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in model.parameters())
+
+
 @pytest.mark.parametrize("flat", [0, -3, 2.5, "yes"])
 def test_flat_must_be_a_bool_or_a_positive_int(flat):
     with pytest.raises(ValueError, match="flat must be a bool or a positive number of elements"):

@@ -209,17 +209,21 @@ int64_t FlatGrads::zero(bool set_to_none) {
         continue;
       }
     }
-    // As torch.optim.Optimizer.zero_grad.
-    if (!grad.defined()) continue;
-    if (set_to_none) {
-      grad.reset();
-    } else {
-      if (grad.grad_fn()) grad.detach_();
-      else grad.requires_grad_(false);
-      grad.zero_();
-    }
+    zero_grad_as_torch(p, set_to_none);
   }
   return in_layout;
+}
+
+void zero_grad_as_torch(const at::Tensor& param, bool set_to_none) {
+  at::Tensor& grad = param.mutable_grad();
+  if (!grad.defined()) return;
+  if (set_to_none) {
+    grad.reset();
+  } else {
+    if (grad.grad_fn()) grad.detach_();
+    else grad.requires_grad_(false);
+    grad.zero_();
+  }
 }
 
 }  // namespace fusedlr

@@ -93,6 +93,12 @@ class FlatRuns {
 };
 
 /**
+ * torch.optim.Optimizer.zero_grad's rule for one parameter: its .grad dropped (`set_to_none`), or
+ * detached from any graph and zeroed in place. Nothing happens to a parameter without a .grad.
+ */
+void zero_grad_as_torch(const at::Tensor& param, bool set_to_none);
+
+/**
  * The gradients of a flat layout (fusedlr.SGD(flat=True)): one tensor `grad`, each parameter's
  * .grad a view of it (`views[i]`), so that autograd accumulates into the run in place.
  */

@@ -186,6 +186,13 @@ how many still have their view (0: the layout is gone).)pbdoc")
       .def(py::init<std::vector<at::Tensor>, std::vector<at::Tensor>, at::Tensor>(), py::arg("params"),
            py::arg("views"), py::arg("grad"))
       .def("zero", &FlatGrads::zero, py::arg("set_to_none"));
+  m.def(
+      "_zero_grads",
+      [](const std::vector<at::Tensor>& params, bool set_to_none) {
+        for (const at::Tensor& p : params) zero_grad_as_torch(p, set_to_none);
+      },
+      py::arg("params"), py::arg("set_to_none"),
+      R"pbdoc(torch.optim.Optimizer.zero_grad's rule for each of ``params``: .grad set to None, or detached and zeroed.)pbdoc");
   m.def("_held_zero_grad", &held_zero_grad, py::arg("groups"), py::arg("params"),
         R"pbdoc(zero_grad(set_to_none=True) over held SgdGroups (``groups[i]`` holding the param list ``params[i]``):
 each parameter's .grad dropped in C++; False when one no longer holds its list (nothing changed) or

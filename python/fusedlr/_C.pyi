@@ -113,6 +113,9 @@ class FlatGrads:
         """``grad`` = 0 and each parameter's .grad its view again (torch's zero_grad where it no longer
         fits); how many parameters still have their view."""
 
+def _zero_grads(params: list[Tensor], set_to_none: bool) -> None:
+    """torch.optim.Optimizer.zero_grad's rule for each parameter: .grad set to None, or detached and zeroed."""
+
 def _held_zero_grad(groups: list[SgdGroup], params: list[list[Tensor]]) -> bool:
     """zero_grad(set_to_none=True) over the held groups, in C++; False (nothing done): take torch's loop."""
 

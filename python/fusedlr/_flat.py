@@ -105,3 +105,10 @@ def flatten(params: list[Tensor], momentum: bool, max_numel: int) -> list[FlatLa
             offset += n
         layouts.append(FlatLayout(members, grad, grad_views, slots))
     return layouts
+
+
+def zero_grads(params: list[Tensor], set_to_none: bool) -> None:
+    """``zero_grad`` for the parameters of a flat optimizer outside any layout: torch's rule for
+    each (its .grad set to None, or detached and zeroed), the one C++ also applies to a parameter
+    that left its layout."""
+    _C._zero_grads(params, set_to_none)

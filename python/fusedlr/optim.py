@@ -276,18 +276,7 @@ class SGD(Optimizer):
             self._flat_others.extend(layout.params)
             for p in layout.slots:
                 self._flat_slots.pop(p, None)
-        with torch.no_grad():
-            for p in self._flat_others:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    if p.grad.grad_fn is not None:
-                        p.grad.detach_()
-                    else:
-                        p.grad.requires_grad_(False)
-                    p.grad.zero_()
+        _flat.zero_grads(self._flat_others, set_to_none)
         return None
 
     def _into_layout(self, p: Tensor, param_state: dict[str, Any]) -> bool:
