@@ -106,7 +106,8 @@ def main() -> None:
         f"case, as the bandwidth drifts: {min(roofs):.1f}-{max(roofs):.1f} GB/s over the run." if roofs else "",
         "",
         "One `step()`; medians; in parentheses torch's time / fusedlr's (> 1: fusedlr faster). GB/s counts "
-        "the bytes the update must move (fp32: 20 per element, bf16: 10), and the % is of the roofline measured "
+        "the bytes the update must move (fp32: 20 per element, bf16: 10; bfloat16/float32, bf16 parameters with "
+        "float32 momentum, which torch does not have: 14), and the % is of the roofline measured "
         "around that case. † marks a case whose tensors fit in the last-level cache: repeated steps read them "
         "from the cache, so they can pass 100 % of the DRAM roofline.",
         "",

@@ -8,9 +8,11 @@ have those sizes and does nothing else, so a step's bytes per second over the re
 close the step is to the memory; a figure above ~105 % would mean the reference is wrong.
 
 A step moves, per element, its itemsize for each stream: 5 streams with momentum (fp32: 20 B,
-bf16/fp16: 10 B), 3 without (fp32: 12 B).
+bf16/fp16: 10 B), 3 without (fp32: 12 B); bf16 parameters with float32 momentum
+(``--dtypes bfloat16/float32``, ``fusedlr.SGD(momentum_dtype=torch.float32)``): 3 x 2 + 2 x 4 = 14 B.
 
-    python bench/roofline.py [--sets mlp,resnet50,2000x1k,2M] [--dtypes float32,bfloat16,float16] [--flat] [--cold]
+    python bench/roofline.py [--sets mlp,resnet50,2000x1k,2M] [--dtypes float32,bfloat16,float16,bfloat16/float32]
+                             [--flat] [--cold]
 
 prints the reference's GB/s, then per case fusedlr's time, GB/s and % of the roofline (interleaved
 with the reference, medians), and the fixed cost per tensor: (t(2000 x 1k) - t(one 2M tensor)) / 2000.
@@ -41,8 +43,20 @@ def streams(momentum: bool = True) -> int:
     return 5 if momentum else 3
 
 
-def bytes_per_element(dtype: torch.dtype, momentum: bool = True) -> int:
-    return torch.empty((), dtype=dtype).element_size() * streams(momentum)
+def itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def parse_case_dtype(spec: str) -> tuple[torch.dtype, torch.dtype | None]:
+    """'bfloat16' -> (torch.bfloat16, None); 'bfloat16/float32': bfloat16 parameters whose momentum
+    is kept in float32 (fusedlr.SGD's momentum_dtype)."""
+    names = spec.split("/")
+    return getattr(torch, names[0]), getattr(torch, names[1]) if len(names) > 1 else None
+
+
+def bytes_per_element(dtype: torch.dtype, momentum: bool = True, momentum_dtype: torch.dtype | None = None) -> int:
+    """Read param, grad (and buffer); write param (and buffer)."""
+    return 3 * itemsize(dtype) + (2 * itemsize(momentum_dtype or dtype) if momentum else 0)
 
 
 class Reference:
@@ -73,9 +87,10 @@ def last_level_cache_bytes() -> int:
     return max(sizes, default=32 * 2**20)
 
 
-def working_set_bytes(numel: int, dtype: torch.dtype, momentum: bool = True) -> int:
+def working_set_bytes(numel: int, dtype: torch.dtype, momentum: bool = True,
+                      momentum_dtype: torch.dtype | None = None) -> int:
     """Distinct bytes a step touches: param, grad (and buffer), each once."""
-    return numel * torch.empty((), dtype=dtype).element_size() * (3 if momentum else 2)
+    return numel * (2 * itemsize(dtype) + (itemsize(momentum_dtype or dtype) if momentum else 0))
 
 
 class Evictor:
@@ -109,7 +124,7 @@ def main() -> None:
     sets = dict(SHAPE_SETS, **{"2M": lambda: [(2_000_000,)]})
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="mlp,resnet50,2000x1k,2M")
-    ap.add_argument("--dtypes", default="float32,bfloat16,float16")
+    ap.add_argument("--dtypes", default="float32,bfloat16,float16,bfloat16/float32")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--flat", action="store_true", help="fusedlr.SGD(flat=True): each set's tensors laid out as one")
     ap.add_argument("--cold", action="store_true", help="evict the caches before every timed step (one step per sample)")
@@ -121,15 +136,16 @@ def main() -> None:
           f"{', flat=True' if args.flat else ''}{', cold: caches evicted before every step' if args.cold else ''}")
     medians: dict[tuple[str, str], float] = {}
     for dtype_name in args.dtypes.split(","):
-        dtype = getattr(torch, dtype_name)
+        dtype, momentum_dtype = parse_case_dtype(dtype_name)
+        per_element = bytes_per_element(dtype, momentum_dtype=momentum_dtype)
         for set_name in args.sets.split(","):
             params = make_params(sets[set_name](), dtype)
-            opt = fusedlr.SGD(params, lr=0.01, momentum=0.9, flat=args.flat)
+            opt = fusedlr.SGD(params, lr=0.01, momentum=0.9, flat=args.flat, momentum_dtype=momentum_dtype)
             opt.step()
             numel = sum(p.numel() for p in params)
             repeat = 1 if evict else max(1, int(0.05 / max(time_it(opt.step, 1), 1e-6)))
             # the same bytes per stream in float32 words, for --cold
-            same = Reference(words=numel * torch.empty((), dtype=dtype).element_size() // 4) if evict else None
+            same = Reference(words=numel * per_element // 20) if evict else None  # 5 float32 streams
             ours, refs, sames = [], [], []
             for _ in range(args.rounds):  # interleaved: noise hits both alike
                 if evict:
@@ -140,10 +156,10 @@ def main() -> None:
                     evict()
                     sames.append(time_it(same.run, 1))
             t, roof = statistics.median(ours), ref.gbs(statistics.median(refs))
-            gbs = numel * bytes_per_element(dtype) / t / 1e9
+            gbs = numel * per_element / t / 1e9
             medians[(set_name, dtype_name)] = t
-            cached = not evict and working_set_bytes(numel, dtype) <= llc
-            line = (f"{set_name:>9} {dtype_name:>9}: {t * 1e6:9.1f} us  {gbs:5.1f} GB/s  {100 * gbs / roof:5.1f} % "
+            cached = not evict and working_set_bytes(numel, dtype, momentum_dtype=momentum_dtype) <= llc
+            line = (f"{set_name:>9} {dtype_name:>16}: {t * 1e6:9.1f} us  {gbs:5.1f} GB/s  {100 * gbs / roof:5.1f} % "
                     f"of {roof:.1f} GB/s{'  (in LLC)' if cached else ''}")
             if same:
                 same_gbs = same.gbs(statistics.median(sames))

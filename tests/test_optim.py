@@ -250,6 +250,137 @@ def test_forced_level_above_the_cpu_runs_at_the_cpu_level():
     assert _LEVELS.index(out.stdout.strip()) <= _LEVELS.index(fusedlr._C.cpu_level())
 
 
+# --- float32 momentum for half parameters (momentum_dtype) ---------------------------------------
+
+
+def float32_momentum_reference(params, steps, layout="contiguous", lr=0.05, **options):
+    """torch.optim.SGD(foreach=False) on float32 copies of half ``params``: each step starts from
+    the half values and gradients (exact in float32), keeps torch's float32 buffer, and rounds
+    the parameter back once: what fusedlr.SGD(momentum_dtype=torch.float32) computes."""
+    shadows = [p.detach().float().requires_grad_() for p in params]
+    opt = torch.optim.SGD(shadows, lr=lr, foreach=False, **options)
+    for t in range(steps):
+        set_grads(params, t, layout)
+        with torch.no_grad():
+            for q, p in zip(shadows, params):
+                q.copy_(p)
+                q.grad = p.grad.float()
+        opt.step()
+        with torch.no_grad():
+            for q, p in zip(shadows, params):
+                p.copy_(q)
+    return opt, shadows
+
+
+def float32_momentum_sgd(params, **options):
+    return fusedlr.SGD(params, lr=0.05, momentum_dtype=torch.float32, **options)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_float32_momentum_is_torchs_float32_step_rounded_once(options, dtype, layout):
+    shapes = {"contiguous": SHAPES, "transposed": [(257, 31), (7, 9), (33, 2)], "channels_last": [(2, 3, 4, 5)]}[layout]
+    ours, ref = make_params(shapes, dtype, layout), make_params(shapes, dtype, layout)
+    opt = run(lambda ps: float32_momentum_sgd(ps, **options), ours, steps=4, layout=layout)
+    ref_opt, shadows = float32_momentum_reference(ref, 4, layout, **options)
+    for a, e in zip(ours, ref):
+        assert torch.equal(a.detach(), e.detach())
+    if options["momentum"]:
+        for p, q in zip(ours, shadows):
+            buf = opt.state[p]["momentum_buffer"]
+            assert buf.dtype == torch.float32 and buf.shape == p.shape
+            assert torch.equal(buf, ref_opt.state[q]["momentum_buffer"])
+
+
+def test_float32_momentum_under_a_grad_scale_and_with_flat_layouts():
+    # grads scaled by 8 (a power of two: the unscaled grads are exact), the first step skipped
+    # for inf; the flat layout's buffer is one float32 tensor.
+    options = dict(momentum=0.9, weight_decay=1e-2, nesterov=True)
+    ref = make_params(SHAPES[2:-1], torch.bfloat16)
+    ref_opt, shadows = float32_momentum_reference(ref, 3, **options)
+    for flat in (False, True):
+        ours = make_params(SHAPES[2:-1], torch.bfloat16)
+        opt = float32_momentum_sgd(ours, flat=flat, **options)
+        opt.grad_scale, opt.found_inf = torch.tensor(8.0), torch.tensor(1.0)
+        def scaled_grads(t):  # into the gradients the parameters have (a flat layout's views)
+            fresh = make_params(SHAPES[2:-1], torch.bfloat16)
+            set_grads(fresh, t)
+            for p, q in zip(ours, fresh):
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                p.grad.copy_(q.grad * 8.0)
+            return [q.grad for q in fresh]
+
+        scaled_grads(0)
+        opt.step()  # skipped: nothing moves, no buffer takes its first step
+        opt.found_inf = torch.tensor(0.0)
+        for t in range(3):
+            expected = scaled_grads(t)
+            opt.step()
+            assert all(torch.equal(p.grad, e) for p, e in zip(ours, expected))  # unscaled, written back
+        for a, e in zip(ours, ref):
+            assert torch.equal(a.detach(), e.detach())
+        bufs = [opt.state[p]["momentum_buffer"] for p in ours]
+        assert all(b.dtype == torch.float32 for b in bufs)
+        assert all(torch.equal(b, ref_opt.state[q]["momentum_buffer"]) for b, q in zip(bufs, shadows))
+        if flat:
+            assert len({b.untyped_storage().data_ptr() for b in bufs}) == 1
+            assert opt._native.last_step_tensors(0) == 1
+
+
+def test_float32_momentum_state_dict_loads_back_exactly_and_interchanges_with_torch():
+    params = make_params([(33,), (4, 5)], torch.bfloat16)
+    opt = run(lambda ps: float32_momentum_sgd(ps, momentum=0.9), params, steps=3)
+    saved = copy.deepcopy(opt.state_dict())
+    buffers = [opt.state[p]["momentum_buffer"].clone() for p in params]
+    assert all(b.dtype == torch.float32 for b in buffers)
+    # back into float32 momentum: exactly what was saved (torch's load alone would round it to bfloat16)
+    again = float32_momentum_sgd(make_params([(33,), (4, 5)], torch.bfloat16), momentum=0.9)
+    again.load_state_dict(saved)
+    for p, b in zip(again.param_groups[0]["params"], buffers):
+        assert torch.equal(again.state[p]["momentum_buffer"], b)
+    # into torch.optim.SGD: torch casts the buffers to the parameters' dtype
+    torch_opt = torch.optim.SGD(make_params([(33,), (4, 5)], torch.bfloat16), lr=0.05, momentum=0.9)
+    torch_opt.load_state_dict(saved)
+    for p, b in zip(torch_opt.param_groups[0]["params"], buffers):
+        assert torch.equal(torch_opt.state[p]["momentum_buffer"], b.to(torch.bfloat16))
+    # and a torch state into float32 momentum: its bfloat16 buffers widened, exactly
+    back = float32_momentum_sgd(make_params([(33,), (4, 5)], torch.bfloat16), momentum=0.9)
+    back.load_state_dict(torch_opt.state_dict())
+    for p, b in zip(back.param_groups[0]["params"], buffers):
+        buf = back.state[p]["momentum_buffer"]
+        assert buf.dtype == torch.float32 and torch.equal(buf, b.to(torch.bfloat16).float())
+    # deepcopy and pickle keep the option
+    assert copy.deepcopy(opt).momentum_dtype == pickle.loads(pickle.dumps(opt)).momentum_dtype == torch.float32
+
+
+def test_momentum_dtype_leaves_other_dtypes_alone_and_is_checked():
+    params = make_params([(5,)], torch.float32) + make_params([(5,)], torch.float64)
+    opt = run(lambda ps: float32_momentum_sgd(ps, momentum=0.9), params, steps=1)
+    assert [opt.state[p]["momentum_buffer"].dtype for p in params] == [torch.float32, torch.float64]
+    for bad in (torch.float16, torch.float64, "float32"):
+        with pytest.raises(ValueError, match="momentum_dtype must be None"):
+            fusedlr.SGD(params, lr=0.1, momentum_dtype=bad)
+    # at the op: a float32 buffer is taken for a half parameter only
+    p, g = torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"momentum_buffers\[0\] does not match"):
+        torch.ops.fusedlr.sgd_([p], [g], [torch.zeros(4)], [torch.zeros(())], 0.1, 0.9, 0.0, 0.0, False, False)
+    p, g = torch.ones(4, dtype=torch.bfloat16), torch.ones(4, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match=r"momentum_buffers\[0\] does not match"):
+        torch.ops.fusedlr.sgd_([p], [g], [torch.zeros(4, dtype=torch.float64)], [torch.zeros(())], 0.1, 0.9, 0.0,
+                               0.0, False, False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only")
+def test_float32_momentum_is_refused_on_cuda_with_the_reason():
+    p = torch.ones(4, dtype=torch.bfloat16, device="cuda", requires_grad=True)
+    p.grad = torch.ones_like(p)
+    opt = float32_momentum_sgd([p], momentum=0.9)
+    with pytest.raises(NotImplementedError, match="CPU only"):
+        opt.step()
+
+
 # --- optimizer behaviour ----------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@
 namespace fusedlr::cpu {
 namespace {
 
-using SpanFn = void (*)(c10::ScalarType, void*, void*, void*, int64_t, const StepArgs&, bool, double);
+using SpanFn = void (*)(c10::ScalarType, void*, void*, void*, c10::ScalarType, int64_t, const StepArgs&, bool, double);
 using StreamFn = void (*)(float*, const float*, float*, int64_t);
 using NormFn = double (*)(c10::ScalarType, const void*, int64_t, NormKind, double);
 using SumSquares2Fn = void (*)(c10::ScalarType, const void*, const void*, int64_t, double&, double&);
@@ -116,6 +116,8 @@ struct Piece {
   int64_t numel;
   int64_t start;
   int64_t itemsize;
+  c10::ScalarType buf_dtype;  // dtype, or Float for half types' float32 momentum
+  int64_t buf_itemsize;
   bool first;
   int staged;   // its index in the staged copies; -1: none (flat and alike), kToStage: not made yet
   float* step;  // its step counter (with momentum), counted up where the piece's last element is stepped
@@ -133,12 +135,13 @@ constexpr int64_t kPrefetchAboveBytes = int64_t{4} << 20;
  * does not prefetch), the start of a long one (whose kernel prefetches the rest as it goes).
  */
 inline void prefetch_start(const Piece& pc) {
-  const int64_t bytes = std::min(pc.numel * pc.itemsize, kShortSpanBytes);
-  for (int64_t o = 0; o < bytes; o += 64) {
+  const int64_t elements = std::min(pc.numel, kShortSpanBytes / pc.itemsize);
+  for (int64_t o = 0; o < elements * pc.itemsize; o += 64) {
     __builtin_prefetch(pc.param + o, 1);
     __builtin_prefetch(pc.grad + o, 0);
-    if (pc.buf != nullptr) __builtin_prefetch(pc.buf + o, 1);
   }
+  if (pc.buf != nullptr)
+    for (int64_t o = 0; o < elements * pc.buf_itemsize; o += 64) __builtin_prefetch(pc.buf + o, 1);
 }
 
 }  // namespace
@@ -195,7 +198,8 @@ void sgd_cpu_(const SgdArgs& a) {
     const at::Tensor* buf = has_momentum ? &momentum_buffers[i] : nullptr;
     Piece& pc = pieces[i];
     pc = Piece{param.scalar_type(), nullptr, nullptr, nullptr, param.numel(), 0,
-               static_cast<int64_t>(param.element_size()), false, -1,
+               static_cast<int64_t>(param.element_size()), buf ? buf->scalar_type() : param.scalar_type(),
+               static_cast<int64_t>(buf ? buf->element_size() : param.element_size()), false, -1,
                has_momentum ? static_cast<float*>(steps[i].data_ptr()) : nullptr, ratios ? ratios[i] : 1.0};
     if (pc.numel == 0) return;
     pc.first = has_momentum && *pc.step == 0.f;
@@ -204,11 +208,14 @@ void sgd_cpu_(const SgdArgs& a) {
       pc.param = static_cast<char*>(param.data_ptr());
       pc.grad = static_cast<char*>(grad.data_ptr());
       pc.buf = buf ? static_cast<char*>(buf->data_ptr()) : nullptr;
-      // Flat and alike: param, grad and buffer each span exactly numel * itemsize bytes.
+      // Flat and alike: param and grad each span exactly numel * itemsize bytes, the buffer
+      // numel * its own itemsize.
       const auto bytes = static_cast<uintptr_t>(pc.numel * pc.itemsize);
       *m[0] = {reinterpret_cast<uintptr_t>(pc.param), reinterpret_cast<uintptr_t>(pc.param) + bytes};
       *m[1] = {reinterpret_cast<uintptr_t>(pc.grad), reinterpret_cast<uintptr_t>(pc.grad) + bytes};
-      if (pc.buf) *m[2] = {reinterpret_cast<uintptr_t>(pc.buf), reinterpret_cast<uintptr_t>(pc.buf) + bytes};
+      if (pc.buf)
+        *m[2] = {reinterpret_cast<uintptr_t>(pc.buf),
+                 reinterpret_cast<uintptr_t>(pc.buf) + static_cast<uintptr_t>(pc.numel * pc.buf_itemsize)};
     } else {
       pc.staged = kToStage;
       *m[0] = address_range(param);
@@ -274,7 +281,7 @@ void sgd_cpu_(const SgdArgs& a) {
     }
     pc.start = total;
     total += pc.numel;
-    bytes += pc.numel * pc.itemsize * (has_momentum ? 5 : 3);
+    bytes += pc.numel * (pc.itemsize * 3 + (has_momentum ? 2 * pc.buf_itemsize : 0));
   }
   args.prefetch = bytes > kPrefetchAboveBytes;
   const SpanFn span = level().fn;
@@ -287,7 +294,7 @@ void sgd_cpu_(const SgdArgs& a) {
       if (pc.numel == 0) continue;
       Staged* st = pc.staged >= 0 ? &staged[pc.staged] : nullptr;
       if (st != nullptr) st->refresh();
-      span(pc.dtype, pc.param, pc.grad, pc.buf, pc.numel, args, pc.first, pc.ratio);
+      span(pc.dtype, pc.param, pc.grad, pc.buf, pc.buf_dtype, pc.numel, args, pc.first, pc.ratio);
       if (st != nullptr) st->copy_back(args.unscale);
     }
     for (const Piece& pc : pieces)
@@ -304,8 +311,8 @@ void sgd_cpu_(const SgdArgs& a) {
         const int64_t lo = std::max(begin, it->start) - it->start;
         const int64_t hi = std::min(end, it->start + it->numel) - it->start;
         const int64_t off = lo * it->itemsize;
-        span(it->dtype, it->param + off, it->grad + off, it->buf ? it->buf + off : nullptr, hi - lo, args,
-             it->first, it->ratio);
+        span(it->dtype, it->param + off, it->grad + off, it->buf ? it->buf + lo * it->buf_itemsize : nullptr,
+             it->buf_dtype, hi - lo, args, it->first, it->ratio);
         // The thread that steps a piece's last element counts its step (the counter was read as
         // `first` for every piece before any was stepped): no pass of its own over the counters.
         if (hi == it->numel && it->step != nullptr) *it->step += 1.f;

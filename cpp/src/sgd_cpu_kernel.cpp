@@ -22,13 +22,20 @@ namespace {
 
 using at::vec::Vectorized;
 
-/** Prefetch the lines kPrefetchBytes past param, grad (and buf) + i. */
-template <typename T>
-FUSEDLR_INLINE void prefetch_ahead(const T* param, const T* grad, const T* buf, int64_t i) {
+/**
+ * Prefetch the lines kPrefetchBytes past param, grad (and buf) + i, for a loop that moves one
+ * line of param per iteration. A buffer of a wider type B (float32 momentum for bfloat16 params)
+ * moves sizeof(B) / sizeof(T) lines per iteration: each is prefetched.
+ */
+template <typename T, typename B>
+FUSEDLR_INLINE void prefetch_ahead(const T* param, const T* grad, const B* buf, int64_t i) {
   constexpr int64_t ahead = kPrefetchBytes / static_cast<int64_t>(sizeof(T));
   __builtin_prefetch(param + i + ahead, 1);
   __builtin_prefetch(grad + i + ahead, 0);
-  if (buf != nullptr) __builtin_prefetch(buf + i + ahead, 1);
+  if (buf != nullptr) {
+    const char* b = reinterpret_cast<const char*>(buf + i + ahead);
+    for (size_t line = 0; line < sizeof(B) / sizeof(T); ++line) __builtin_prefetch(b + 64 * line, 1);
+  }
 }
 
 /** Whether a span of `bytes` per stream prefetches ahead (see kPrefetchBytes, kShortSpanBytes). */
@@ -145,10 +152,15 @@ void span_same_type(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<T>& c,
   if (i < n) body(std::false_type{}, i, n - i);
 }
 
-/** half storage: loaded as one reduced-precision vector (F16C), computed as two float vectors. */
-template <int kMode, typename T>
-void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& c, const StepArgs& args,
+/**
+ * half storage (and bfloat16 with a float32 buffer): loaded as one reduced-precision vector
+ * (F16C), computed as two float vectors. The buffer is stored as T, or as float (B = float: two
+ * float vectors, no rounding of the momentum).
+ */
+template <int kMode, typename T, typename B>
+void span_reduced(T* param, T* grad, B* buf, int64_t n, const SgdCoeffs<float>& c, const StepArgs& args,
                   bool first_step, bool prefetch_step, double ratio) {
+  static_assert(std::is_same_v<B, T> || std::is_same_v<B, float>, "the buffer is stored as T or as float");
   const SpanFlags<kMode> f(args, first_step, prefetch_step);
   const bool prefetch = f.prefetch(), first = f.first();
   using RVec = Vectorized<T>;
@@ -160,8 +172,17 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
     constexpr bool kFull = decltype(full)::value;
     auto [p0, p1] = at::vec::convert_to_float<T>(load<kFull, RVec>(param + i, count));
     auto [g0, g1] = at::vec::convert_to_float<T>(load<kFull, RVec>(grad + i, count));
+    // A float buffer's two vectors: the first `count` elements, split at FVec::size().
+    const int64_t lo = std::min<int64_t>(count, FVec::size()), hi = count - lo;
     FVec b0(0.f), b1(0.f);
-    if (cv.has_momentum) std::tie(b0, b1) = at::vec::convert_to_float<T>(load<kFull, RVec>(buf + i, count));
+    if (cv.has_momentum) {
+      if constexpr (std::is_same_v<B, float>) {
+        b0 = load<kFull, FVec>(buf + i, lo);
+        b1 = load<kFull, FVec>(buf + i + FVec::size(), hi);
+      } else {
+        std::tie(b0, b1) = at::vec::convert_to_float<T>(load<kFull, RVec>(buf + i, count));
+      }
+    }
     if (f.unscale()) {
       g0 = g0 / scale;
       g1 = g1 / scale;
@@ -171,7 +192,14 @@ void span_reduced(T* param, T* grad, T* buf, int64_t n, const SgdCoeffs<float>& 
     sgd_update(p0, g0, b0, cv, first, r);
     sgd_update(p1, g1, b1, cv, first, r);
     store<kFull>(at::vec::convert_from_float<T>(p0, p1), param + i, count);
-    if (cv.has_momentum) store<kFull>(at::vec::convert_from_float<T>(b0, b1), buf + i, count);
+    if (cv.has_momentum) {
+      if constexpr (std::is_same_v<B, float>) {
+        store<kFull>(b0, buf + i, lo);
+        store<kFull>(b1, buf + i + FVec::size(), hi);
+      } else {
+        store<kFull>(at::vec::convert_from_float<T>(b0, b1), buf + i, count);
+      }
+    }
   };
   int64_t i = 0;
   for (; i + RVec::size() <= n; i += RVec::size()) {
@@ -573,8 +601,9 @@ void sum_squares2(c10::ScalarType dtype, const void* x, const void* y, int64_t n
   }
 }
 
-void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n, const StepArgs& args,
-              bool first, double ratio) {
+void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, c10::ScalarType buf_dtype, int64_t n,
+              const StepArgs& args, bool first, double ratio) {
+  const bool float_buf = buf != nullptr && buf_dtype == c10::ScalarType::Float && dtype != c10::ScalarType::Float;
   const bool prefetch = prefetch_span(args, n * static_cast<int64_t>(c10::elementSize(dtype)));
   with_span_mode(span_mode(args, first, prefetch), [&](auto m) {
     constexpr int kMode = decltype(m)::value;
@@ -586,9 +615,15 @@ void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t
         return span_same_type<kMode>(static_cast<double*>(param), static_cast<double*>(grad),
                                      static_cast<double*>(buf), n, args.coeffs_d, args, first, prefetch, ratio);
       case c10::ScalarType::BFloat16:
+        if (float_buf)
+          return span_reduced<kMode>(static_cast<c10::BFloat16*>(param), static_cast<c10::BFloat16*>(grad),
+                                     static_cast<float*>(buf), n, args.coeffs_f, args, first, prefetch, ratio);
         return span_bf16<kMode>(static_cast<c10::BFloat16*>(param), static_cast<c10::BFloat16*>(grad),
                                 static_cast<c10::BFloat16*>(buf), n, args.coeffs_f, args, first, prefetch, ratio);
       case c10::ScalarType::Half:
+        if (float_buf)
+          return span_reduced<kMode>(static_cast<c10::Half*>(param), static_cast<c10::Half*>(grad),
+                                     static_cast<float*>(buf), n, args.coeffs_f, args, first, prefetch, ratio);
         return span_reduced<kMode>(static_cast<c10::Half*>(param), static_cast<c10::Half*>(grad),
                                    static_cast<c10::Half*>(buf), n, args.coeffs_f, args, first, prefetch, ratio);
       default:

@@ -47,9 +47,11 @@ struct StepArgs {
 };
 
 // sgd_span: update n contiguous elements of one tensor. `buf` is null when momentum == 0;
-// `first` says the buffer is on its first step; `ratio` is the tensor's LARS trust ratio (used
-// when args' coefficients have has_ratio). One pass over memory: read param, grad, buf;
-// write param, buf (and grad only when unscaling).
+// `buf_dtype` is its dtype: `dtype`, or Float for Half and BFloat16 params whose momentum is
+// kept in float32 (fusedlr.SGD(momentum_dtype=torch.float32)); `first` says the buffer is on its
+// first step; `ratio` is the tensor's LARS trust ratio (used when args' coefficients have
+// has_ratio). One pass over memory: read param, grad, buf; write param, buf (and grad only when
+// unscaling).
 //
 // norm_span: the norm terms of n contiguous elements of one tensor, accumulated in double
 // (fusedlr/grad_norm.h): their sum, or their max for the inf-norm. sum_squares2: the sums of
@@ -63,8 +65,8 @@ struct StepArgs {
 // the same SIMD level and threads, and nothing else.
 #define FUSEDLR_DECLARE_SGD_SPAN(LEVEL)                                                        \
   namespace LEVEL {                                                                             \
-  void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, int64_t n,          \
-                const StepArgs& args, bool first, double ratio);                                \
+  void sgd_span(c10::ScalarType dtype, void* param, void* grad, void* buf, c10::ScalarType buf_dtype, \
+                int64_t n, const StepArgs& args, bool first, double ratio);                     \
   double norm_span(c10::ScalarType dtype, const void* x, int64_t n, NormKind kind, double p);   \
   void sum_squares2(c10::ScalarType dtype, const void* x, const void* y, int64_t n, double& sx, double& sy); \
   void sf_span(c10::ScalarType dtype, void* y, const void* g, void* z, int64_t n, const SfCoeffs<double>& k); \

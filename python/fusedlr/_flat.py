@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import _C, _checks, _dtensor
+from . import _C, _checks, _dtensor, functional
 
 
 class FlatLayout:
@@ -47,10 +47,11 @@ class FlatLayout:
             handle = self.__dict__["_handle"] = _C.FlatGrads(self.params, self.grad_views, self.grad)
         return handle.zero(set_to_none)
 
-    def slot(self, p: Tensor) -> tuple[Tensor, Tensor] | None:
-        """p's momentum buffer and counter views, if they can still be its (same shape, dtype and device)."""
+    def slot(self, p: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor] | None:
+        """p's momentum buffer and counter views, if they can still be its: p's shape and device,
+        and ``dtype``, the dtype p's buffer takes (``functional.momentum_dtype_of``)."""
         slot = self.slots.get(p)
-        if slot is None or slot[0].shape != p.shape or slot[0].dtype != p.dtype or slot[0].device != p.device:
+        if slot is None or slot[0].shape != p.shape or slot[0].dtype != dtype or slot[0].device != p.device:
             return None
         return slot
 
@@ -69,11 +70,13 @@ def eligible(p: Tensor) -> bool:
 
 
 @torch.no_grad()
-def flatten(params: list[Tensor], momentum: bool, max_numel: int) -> list[FlatLayout]:
+def flatten(params: list[Tensor], momentum: bool, max_numel: int,
+            momentum_dtype: torch.dtype | None = None) -> list[FlatLayout]:
     """Move the eligible ``params`` of at most ``max_numel`` elements (in their order) into one new
     tensor per (device, dtype):
     ``p.data`` becomes a view of it, ``p.grad`` a view of a zeroed gradient tensor (holding the
-    gradient ``p`` had, if any), and, with ``momentum``, a buffer and counter are set aside for each.
+    gradient ``p`` had, if any), and, with ``momentum``, a buffer (of the dtype
+    ``functional.momentum_dtype_of`` gives) and counter are set aside for each.
     Kinds with a single parameter are left as they are (there is nothing to join)."""
     kinds: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
     for p in params:
@@ -86,7 +89,8 @@ def flatten(params: list[Tensor], momentum: bool, max_numel: int) -> list[FlatLa
         total = sum(p.numel() for p in members)
         param = torch.empty(total, dtype=dtype, device=device)
         grad = torch.zeros(total, dtype=dtype, device=device)
-        buffer = torch.zeros(total, dtype=dtype, device=device) if momentum else None
+        buffer = (torch.zeros(total, dtype=functional.momentum_dtype_of(dtype, momentum_dtype), device=device)
+                  if momentum else None)
         steps = torch.zeros(len(members), dtype=torch.float32, device=device) if momentum else None
         grad_views, slots = [], {}
         offset = 0

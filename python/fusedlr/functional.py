@@ -98,11 +98,29 @@ def sgd(
           (lr_tensor, grad_scale, found_inf, schedule, schedule_state, grad_clip, grad_ratios))
 
 
-def new_momentum_buffer(p: Tensor) -> tuple[Tensor, Tensor]:
-    """A momentum buffer for ``p`` and its float32 step counter at 0. The content is irrelevant:
-    the kernel overwrites the buffer on its first step (the one that sees the counter at 0)."""
-    return torch.zeros_like(p, memory_format=torch.preserve_format), torch.zeros((), dtype=torch.float32,
-                                                                                device=p.device)
+# Parameter dtypes whose momentum may be kept in float32 instead (momentum_dtype=torch.float32).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def momentum_dtype_of(param_dtype: torch.dtype, momentum_dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype of a momentum buffer: its parameter's (torch's), or ``momentum_dtype``
+    (float32) for a float16 or bfloat16 parameter when it is given."""
+    return momentum_dtype if momentum_dtype is not None and param_dtype in HALF_DTYPES else param_dtype
+
+
+def check_momentum_dtype(momentum_dtype: Any, who: str) -> None:
+    """ValueError unless ``momentum_dtype`` is None or torch.float32 (what the kernel takes)."""
+    if momentum_dtype is not None and momentum_dtype != torch.float32:
+        raise ValueError(f"{who}: momentum_dtype must be None (the parameter's dtype) or torch.float32 "
+                         f"(float32 momentum for float16/bfloat16 parameters), got {momentum_dtype!r}")
+
+
+def new_momentum_buffer(p: Tensor, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """A momentum buffer for ``p`` (of ``dtype``, by default p's) and its float32 step counter at 0.
+    The content is irrelevant: the kernel overwrites the buffer on its first step (the one that
+    sees the counter at 0)."""
+    return (torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format),
+            torch.zeros((), dtype=torch.float32, device=p.device))
 
 
 def op_scalars(lr: float | Tensor, momentum: Any, dampening: Any, weight_decay: Any, nesterov: Any,
