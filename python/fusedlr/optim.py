@@ -113,7 +113,8 @@ class SGD(Optimizer):
             bytes per element moved instead of 10. Its ``state_dict`` holds the float32 buffers and
             loads back exactly; ``torch.optim.SGD`` casts them to the parameter's dtype on load,
             and a torch state loads into float32 buffers. CPU only so far: on CUDA the step raises
-            ``NotImplementedError``.
+            ``NotImplementedError``. Sparse gradients, stepped by torch's reference, keep torch's
+            buffers.
 
     Example:
         >>> import torch, fusedlr
