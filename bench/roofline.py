@@ -12,7 +12,7 @@ bf16/fp16: 10 B), 3 without (fp32: 12 B); bf16 parameters with float32 momentum
 (``--dtypes bfloat16/float32``, ``fusedlr.SGD(momentum_dtype=torch.float32)``): 3 x 2 + 2 x 4 = 14 B.
 
     python bench/roofline.py [--sets mlp,resnet50,2000x1k,2M] [--dtypes float32,bfloat16,float16,bfloat16/float32]
-                             [--flat] [--cold]
+                             [--flat] [--cold] [--momentum 0]
 
 prints the reference's GB/s, then per case fusedlr's time, GB/s and % of the roofline (interleaved
 with the reference, medians), and the fixed cost per tensor: (t(2000 x 1k) - t(one 2M tensor)) / 2000.
@@ -127,9 +127,11 @@ def main() -> None:
     ap.add_argument("--dtypes", default="float32,bfloat16,float16,bfloat16/float32")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--flat", action="store_true", help="fusedlr.SGD(flat=True): each set's tensors laid out as one")
+    ap.add_argument("--momentum", type=float, default=0.9, help="0: the step without momentum (3 streams)")
     ap.add_argument("--cold", action="store_true", help="evict the caches before every timed step (one step per sample)")
     args = ap.parse_args()
-    ref = Reference(momentum=True)
+    momentum = args.momentum != 0  # without: 3 streams (12 B per fp32 element), the reference too
+    ref = Reference(momentum=momentum)
     evict = Evictor() if args.cold else None
     llc = last_level_cache_bytes()
     print(f"CPU kernel level {_C.cpu_kernel_level()}, {torch.get_num_threads()} threads, LLC {llc / 2**20:.0f} MiB"
@@ -137,15 +139,16 @@ def main() -> None:
     medians: dict[tuple[str, str], float] = {}
     for dtype_name in args.dtypes.split(","):
         dtype, momentum_dtype = parse_case_dtype(dtype_name)
-        per_element = bytes_per_element(dtype, momentum_dtype=momentum_dtype)
+        per_element = bytes_per_element(dtype, momentum, momentum_dtype)
         for set_name in args.sets.split(","):
             params = make_params(sets[set_name](), dtype)
-            opt = fusedlr.SGD(params, lr=0.01, momentum=0.9, flat=args.flat, momentum_dtype=momentum_dtype)
+            opt = fusedlr.SGD(params, lr=0.01, momentum=args.momentum, flat=args.flat, momentum_dtype=momentum_dtype)
             opt.step()
             numel = sum(p.numel() for p in params)
             repeat = 1 if evict else max(1, int(0.05 / max(time_it(opt.step, 1), 1e-6)))
             # the same bytes per stream in float32 words, for --cold
-            same = Reference(words=numel * per_element // 20) if evict else None  # 5 float32 streams
+            # the same bytes in float32 streams (5 with momentum, 3 without)
+            same = Reference(momentum, words=numel * per_element // (4 * streams(momentum))) if evict else None
             ours, refs, sames = [], [], []
             for _ in range(args.rounds):  # interleaved: noise hits both alike
                 if evict:
@@ -158,7 +161,7 @@ def main() -> None:
             t, roof = statistics.median(ours), ref.gbs(statistics.median(refs))
             gbs = numel * per_element / t / 1e9
             medians[(set_name, dtype_name)] = t
-            cached = not evict and working_set_bytes(numel, dtype, momentum_dtype=momentum_dtype) <= llc
+            cached = not evict and working_set_bytes(numel, dtype, momentum, momentum_dtype) <= llc
             line = (f"{set_name:>9} {dtype_name:>16}: {t * 1e6:9.1f} us  {gbs:5.1f} GB/s  {100 * gbs / roof:5.1f} % "
                     f"of {roof:.1f} GB/s{'  (in LLC)' if cached else ''}")
             if same:
