@@ -341,3 +341,19 @@ def test_a_bad_loaded_buffer_is_refused_and_leaves_the_layout_as_it_was(shape):
     assert opt.state[model[0].weight]["momentum_buffer"] is buffer and torch.equal(buffer, before)
     train(model, opt, inputs(2))  # (the restored state is a new container: one step with lists first)
     assert opt._native.last_step_tensors(0) == 1
+
+
+def test_a_state_dict_refused_for_its_groups_leaves_the_buffers_as_they_were():
+    # The buffers are valid, a hyper-parameter is not: nothing may be copied into the layout.
+    model = mlp(layers=2)
+    opt = fusedlr.SGD(model.parameters(), lr=0.05, momentum=0.9, flat=True)
+    train(model, opt, inputs(2))
+    sd = copy.deepcopy(opt.state_dict())
+    for param_state in sd["state"].values():
+        param_state["momentum_buffer"].fill_(7.0)
+    sd["param_groups"][0]["lr"] = -1.0
+    buffers = [opt.state[p]["momentum_buffer"] for p in model.parameters()]
+    before = [b.clone() for b in buffers]
+    with pytest.raises(ValueError, match="lr"):
+        opt.load_state_dict(sd)
+    assert all(torch.equal(b, e) for b, e in zip(buffers, before))

@@ -372,13 +372,42 @@ def test_momentum_dtype_leaves_other_dtypes_alone_and_is_checked():
                                0.0, False, False)
 
 
+def test_float32_momentum_keeps_torchs_buffers_where_torchs_reference_steps():
+    # sparse gradients are stepped by torch's reference: its sparse buffer, also through a state_dict
+    def train(opt, emb, steps):
+        for _ in range(steps):
+            emb(torch.tensor([1, 2, 2])).float().square().sum().backward()
+            opt.step()
+            opt.zero_grad()
+
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(10, 4, sparse=True).to(torch.bfloat16)
+    resumed = copy.deepcopy(emb)
+    opt = float32_momentum_sgd(emb.parameters(), momentum=0.9)
+    train(opt, emb, 2)
+    buf = opt.state[emb.weight]["momentum_buffer"]
+    assert buf.is_sparse and buf.dtype == torch.bfloat16
+    again = float32_momentum_sgd(resumed.parameters(), momentum=0.9)
+    train(again, resumed, 2)
+    again.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert again.state[resumed.weight]["momentum_buffer"].dtype == torch.bfloat16
+    train(opt, emb, 2)
+    train(again, resumed, 2)
+    assert torch.equal(emb.weight, resumed.weight)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only")
-def test_float32_momentum_is_refused_on_cuda_with_the_reason():
+def test_float32_momentum_is_refused_on_cuda_before_anything_steps():
+    cpu = torch.ones(4, requires_grad=True)
     p = torch.ones(4, dtype=torch.bfloat16, device="cuda", requires_grad=True)
-    p.grad = torch.ones_like(p)
-    opt = float32_momentum_sgd([p], momentum=0.9)
     with pytest.raises(NotImplementedError, match="CPU only"):
-        opt.step()
+        float32_momentum_sgd([{"params": [cpu]}, {"params": [p]}], momentum=0.9)
+    # at the op: refused before any tensor is written
+    g = torch.ones_like(p)
+    with pytest.raises(NotImplementedError, match="CPU only"):
+        torch.ops.fusedlr.sgd_([p], [g], [torch.zeros(4, device="cuda")], [torch.zeros((), device="cuda")], 0.1,
+                               0.9, 0.0, 0.0, False, False)
+    assert torch.equal(p.detach(), torch.ones_like(p))
 
 
 # --- optimizer behaviour ----------------------------------------------------------------------

@@ -304,16 +304,16 @@ void check_sgd_tensor(const SgdArgs& args, size_t i, c10::Device device) {
     // (fusedlr.SGD(momentum_dtype=torch.float32)), which only the CPU kernel takes so far.
     const bool half_param = p.scalar_type() == at::kHalf || p.scalar_type() == at::kBFloat16;
     const bool float_buf = half_param && b.scalar_type() == at::kFloat;
-    TORCH_CHECK_NOT_IMPLEMENTED(!float_buf || device.is_cpu(), "fusedlr.sgd_: momentum_buffers[", i,
-                                "] is float32 for a ", py_dtype(p.scalar_type()), " parameter on ", device,
-                                ": float32 momentum for half types (momentum_dtype=torch.float32) is implemented "
-                                "on the CPU only; on CUDA the buffer takes its parameter's dtype");
     TORCH_CHECK_VALUE(b.layout() == at::kStrided && b.device() == device &&
                           (b.scalar_type() == p.scalar_type() || float_buf) && b.sizes() == p.sizes(),
                       "fusedlr.sgd_: momentum_buffers[", i, "] does not match params[", i, "] (shape ",
                       py_shape(b.sizes()), ", ", py_dtype(b.scalar_type()), ", ", b.device(), " against shape ",
                       py_shape(p.sizes()), ", ", py_dtype(p.scalar_type()), ", ", device,
                       "); was the parameter's .data replaced?");
+    TORCH_CHECK_NOT_IMPLEMENTED(!float_buf || device.is_cpu(), "fusedlr.sgd_: momentum_buffers[", i,
+                                "] is float32 for a ", py_dtype(p.scalar_type()), " parameter on ", device,
+                                ": float32 momentum for half types (momentum_dtype=torch.float32) is implemented "
+                                "on the CPU only; on CUDA the buffer takes its parameter's dtype");
     TORCH_CHECK_VALUE(!may_overlap_itself(b), "fusedlr.sgd_: momentum_buffers[", i,
                       "] has elements that share memory and cannot be updated in place");
     TORCH_CHECK_VALUE(s.numel() == 1 && s.scalar_type() == at::kFloat && s.device() == device, "fusedlr.sgd_: steps[",

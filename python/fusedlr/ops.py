@@ -55,7 +55,8 @@ def sgd_(
         params: parameters, updated in place. float32, float64, float16 or bfloat16; dtypes may
             differ between tensors, devices may not.
         grads: gradients, same shape/dtype/device as ``params``.
-        momentum_buffers: one buffer per param when ``momentum != 0``, else empty.
+        momentum_buffers: one buffer per param when ``momentum != 0``, else empty; of its param's
+            dtype, or float32 for a float16/bfloat16 param on the CPU (float32 momentum).
         steps: one-element float32 counters, one per buffer (``momentum != 0``), else empty.
             ``steps[i] == 0`` makes the step initialise the buffer; each step that runs adds 1.
         lr_tensor: a one-element tensor read instead of ``lr``.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -112,9 +113,10 @@ class SGD(Optimizer):
             never rounds the momentum to the half type (bfloat16 keeps 8 bits of mantissa), at 14
             bytes per element moved instead of 10. Its ``state_dict`` holds the float32 buffers and
             loads back exactly; ``torch.optim.SGD`` casts them to the parameter's dtype on load,
-            and a torch state loads into float32 buffers. CPU only so far: on CUDA the step raises
-            ``NotImplementedError``. Sparse gradients, stepped by torch's reference, keep torch's
-            buffers.
+            and a torch state loads into float32 buffers. CPU only so far: a half parameter on
+            CUDA is refused when its group is added (``NotImplementedError``); one moved there
+            later keeps a buffer of its own dtype, with a warning. Sparse gradients and
+            ``differentiable=True`` groups, stepped by torch's reference, keep torch's buffers.
 
     Example:
         >>> import torch, fusedlr
@@ -247,6 +249,13 @@ class SGD(Optimizer):
                 )
             if g["schedule"] is not None and self._scheduler_attached():
                 _in_kernel.refuse_second_schedule([g], len(self.param_groups) - 1)
+            if self.__dict__.get("momentum_dtype") is not None:
+                off_cpu = next((p for p in g["params"] if p.dtype in functional.HALF_DTYPES and p.device.type != "cpu"),
+                               None)
+                if off_cpu is not None:
+                    raise NotImplementedError(
+                        f"fusedlr.SGD: momentum_dtype={self.momentum_dtype} is implemented on the CPU only so far; "
+                        f"param group {len(self.param_groups) - 1} has a {off_cpu.dtype} parameter on {off_cpu.device}")
             if g["differentiable"] and g["schedule"] is not None:
                 raise RuntimeError("fusedlr.SGD: an in-kernel schedule cannot be combined with differentiable=True "
                                    "(that group is stepped by torch's reference implementation)")
@@ -319,8 +328,17 @@ class SGD(Optimizer):
         return slot
 
     def _momentum_dtype(self, p: Tensor) -> torch.dtype:
-        """The dtype of p's momentum buffer (``momentum_dtype``)."""
-        return functional.momentum_dtype_of(p.dtype, self.__dict__.get("momentum_dtype"))
+        """The dtype of p's momentum buffer (``momentum_dtype``). A half parameter moved off the CPU
+        after its group was added keeps a buffer of its own dtype (the CUDA kernel takes no float32
+        buffer for it yet), with a warning, rather than failing a step half-way through the groups."""
+        dtype = functional.momentum_dtype_of(p.dtype, self.__dict__.get("momentum_dtype"))
+        if dtype != p.dtype and p.device.type != "cpu":
+            if not self.__dict__.get("_warned_momentum_dtype"):
+                self.__dict__["_warned_momentum_dtype"] = True
+                warnings.warn(f"fusedlr.SGD: momentum_dtype={dtype} is implemented on the CPU only so far; the "
+                              f"momentum of {p.dtype} parameters on {p.device} keeps their dtype", stacklevel=3)
+            return p.dtype
+        return dtype
 
     # -- state_dict interchange with torch.optim.SGD --------------------------------------------
 
@@ -362,6 +380,7 @@ class SGD(Optimizer):
         runtime_before = self._schedules.copy()
         saved_float_momentum = self._saved_float_momentum(state_dict)
         super().load_state_dict(state_dict)
+        into_layout: list[tuple[Tensor, dict[str, Any]]] = []
         try:
             for p, param_state in self.state.items():
                 if not (isinstance(p, Tensor) and isinstance(param_state, dict)):
@@ -382,7 +401,7 @@ class SGD(Optimizer):
                 step = param_state.get("step")
                 value = 1.0 if step is None else _checks.loaded_counter(step, f"{_checks.where(self.param_groups, p)}: step")
                 param_state["step"] = torch.tensor(value, dtype=torch.float32, device=p.device)
-                self._into_layout(p, param_state)  # (flat=True)
+                into_layout.append((p, param_state))
             for index, group in enumerate(self.param_groups):
                 where = f"fusedlr.SGD: loaded param group {index}"
                 missing = [key for key in ("lr", "momentum", "dampening", "weight_decay") if key not in group]
@@ -399,6 +418,10 @@ class SGD(Optimizer):
                     group["schedule_state"] = _in_kernel.loaded_schedule_state(group["schedule_state"], group, where)
             for index, group in enumerate(self.param_groups):
                 self._prepare_schedule(index, group)
+            # (flat=True) The buffers are copied into the layout's memory last, once every check
+            # has passed: a refused state_dict must not have written into the live buffers.
+            for p, param_state in into_layout:
+                self._into_layout(p, param_state)
         except BaseException:
             self.__setstate__(before)  # a refused state_dict leaves the optimizer as it was
             self.__dict__["_in_kernel"] = runtime_before
@@ -414,14 +437,16 @@ class SGD(Optimizer):
         if not isinstance(groups, list) or not isinstance(states, dict):
             return {}  # (torch's load raises its own error)
         saved_ids = [i for g in groups if isinstance(g, dict) for i in g.get("params", [])]
-        params = [p for g in self.param_groups for p in g["params"]]
+        # (a differentiable group is stepped by torch's reference, which keeps torch's buffers)
+        params = [(p, g["differentiable"]) for g in self.param_groups for p in g["params"]]
         if len(saved_ids) != len(params):
             return {}
         saved = {}
-        for i, p in zip(saved_ids, params):
+        for i, (p, differentiable) in zip(saved_ids, params):
             param_state = states.get(i)
             buf = param_state.get("momentum_buffer") if isinstance(param_state, dict) else None
-            if isinstance(buf, Tensor) and self._momentum_dtype(p) != p.dtype:
+            if (isinstance(buf, Tensor) and buf.layout == torch.strided and not differentiable  # (sparse: torch's)
+                    and self._momentum_dtype(p) != p.dtype):
                 saved[id(p)] = buf
         return saved
 
