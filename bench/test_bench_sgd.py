@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fusedlr
-from models import SHAPE_SETS, make_params, time_it
+from models import SHAPE_SETS, make_params
 from roofline import bytes_per_element, last_level_cache_bytes, working_set_bytes
 
 CONTENDERS = {
@@ -25,10 +25,6 @@ OPTIONS = {
 SETS = ["mlp", "resnet50", "gpt2s", "2000x1k", pytest.param("64M", marks=pytest.mark.slow)]
 
 
-def _roofline_gbs(ref, times: int = 3) -> list[float]:
-    return [ref.gbs(time_it(ref.run, 1)) for _ in range(times)]
-
-
 def _bench(benchmark, roofline, set_name, dtype, options, contender, step_fn=None, momentum_dtype=None):
     params = make_params(SHAPE_SETS[set_name](), dtype)
     extra = {"momentum_dtype": momentum_dtype} if momentum_dtype is not None else {}
@@ -43,10 +39,10 @@ def _bench(benchmark, roofline, set_name, dtype, options, contender, step_fn=Non
                                 bytes_per_step=numel * bytes_per_element(dtype, momentum_dtype=momentum_dtype),
                                 in_llc=working_set_bytes(numel, dtype, momentum_dtype=momentum_dtype)
                                 <= last_level_cache_bytes())
-    around = [] if benchmark.disabled else _roofline_gbs(roofline)
+    around = [] if benchmark.disabled else roofline.sample_gbs(3)
     benchmark(step)
     if around:  # the roofline right before and right after this case
-        benchmark.extra_info["roofline_gbs"] = statistics.median(around + _roofline_gbs(roofline))
+        benchmark.extra_info["roofline_gbs"] = statistics.median(around + roofline.sample_gbs(3))
 
 
 @pytest.mark.parametrize("contender", list(CONTENDERS))

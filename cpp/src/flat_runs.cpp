@@ -215,7 +215,9 @@ int64_t FlatGrads::zero(bool set_to_none) {
 }
 
 void zero_grad_as_torch(const at::Tensor& param, bool set_to_none) {
-  at::Tensor& grad = param.mutable_grad();
+  c10::TensorImpl* impl = param.unsafeGetTensorImpl();
+  if (impl->autograd_meta() == nullptr) return;  // no .grad (and none is made up by asking)
+  at::Tensor& grad = impl->mutable_grad();
   if (!grad.defined()) return;
   if (set_to_none) {
     grad.reset();

@@ -203,10 +203,7 @@ bool SgdGroup::drop_param_grads() {
   // flight on another thread means the caller takes torch's loop instead)
   const std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
   if (!lock.owns_lock()) return false;
-  for (const at::Tensor& p : params_) {
-    c10::TensorImpl* impl = p.unsafeGetTensorImpl();
-    if (impl->autograd_meta() != nullptr) impl->mutable_grad().reset();
-  }
+  for (const at::Tensor& p : params_) zero_grad_as_torch(p, /*set_to_none=*/true);
   return true;
 }
 

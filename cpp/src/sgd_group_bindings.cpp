@@ -76,7 +76,6 @@ class BoundSgdGroup {
   bool holds_our_params(const py::handle& params) const { return holds(objects_, params); }
 
  private:
-
   py::tuple objects_;
   std::unique_ptr<SgdGroup> group_;  // holds a mutex: not movable
 };

@@ -99,13 +99,13 @@ def sgd(
 
 
 # Parameter dtypes whose momentum may be kept in float32 instead (momentum_dtype=torch.float32).
-HALF_DTYPES = (torch.float16, torch.bfloat16)
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def momentum_dtype_of(param_dtype: torch.dtype, momentum_dtype: torch.dtype | None) -> torch.dtype:
     """The dtype of a momentum buffer: its parameter's (torch's), or ``momentum_dtype``
     (float32) for a float16 or bfloat16 parameter when it is given."""
-    return momentum_dtype if momentum_dtype is not None and param_dtype in HALF_DTYPES else param_dtype
+    return momentum_dtype if momentum_dtype is not None and param_dtype in _HALF_DTYPES else param_dtype
 
 
 def check_momentum_dtype(momentum_dtype: Any, who: str) -> None:

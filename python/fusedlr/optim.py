@@ -250,8 +250,8 @@ class SGD(Optimizer):
             if g["schedule"] is not None and self._scheduler_attached():
                 _in_kernel.refuse_second_schedule([g], len(self.param_groups) - 1)
             if self.__dict__.get("momentum_dtype") is not None:
-                off_cpu = next((p for p in g["params"] if p.dtype in functional.HALF_DTYPES and p.device.type != "cpu"),
-                               None)
+                off_cpu = next((p for p in g["params"] if p.device.type != "cpu"
+                                and functional.momentum_dtype_of(p.dtype, self.momentum_dtype) != p.dtype), None)
                 if off_cpu is not None:
                     raise NotImplementedError(
                         f"fusedlr.SGD: momentum_dtype={self.momentum_dtype} is implemented on the CPU only so far; "
@@ -304,8 +304,7 @@ class SGD(Optimizer):
         """Move p's momentum buffer and counter into the views its flat layout set aside for
         them (a loaded or copied state, checked by the caller); False when p has none, or when the
         buffer has not taken its first step (a layout's buffers must take it together)."""
-        layout = self.__dict__.get("_flat_slots", {}).get(p)
-        slot = None if layout is None else layout.slot(p, self._momentum_dtype(p))
+        layout, slot = self._slot_of(p)
         step = param_state.get("step")
         if slot is None or (isinstance(step, Tensor) and float(step) == 0.0):
             return False
@@ -319,13 +318,17 @@ class SGD(Optimizer):
     def _new_momentum_buffer(self, p: Tensor, round: int) -> tuple[Tensor, Tensor]:
         """A momentum buffer for ``p`` and its counter at 0: the views a flat layout set aside, when
         ``round`` (this _init_group call) is the one that made the layout's first buffers."""
-        layout = self.__dict__.get("_flat_slots", {}).get(p)
-        slot = None if layout is None else layout.slot(p, self._momentum_dtype(p))
+        layout, slot = self._slot_of(p)
         if slot is None or layout.first_round not in (None, round):
             return functional.new_momentum_buffer(p, self._momentum_dtype(p))
         layout.first_round = round
         slot[1].zero_()
         return slot
+
+    def _slot_of(self, p: Tensor) -> tuple[_flat.FlatLayout | None, tuple[Tensor, Tensor] | None]:
+        """p's flat layout (the one that set its slots aside) and its slot there, if still usable."""
+        layout = self.__dict__.get("_flat_slots", {}).get(p)
+        return layout, None if layout is None else layout.slot(p, self._momentum_dtype(p))
 
     def _momentum_dtype(self, p: Tensor) -> torch.dtype:
         """The dtype of p's momentum buffer (``momentum_dtype``). A half parameter moved off the CPU
