@@ -16,8 +16,9 @@ import argparse
 import torch
 
 import fusedlr
+from fusedlr.demo.cli import _positive_int  # (the demo's argparse type)
 from models import SHAPE_SETS, interleaved_medians, make_params
-from roofline import Reference
+from roofline import FLOAT_DTYPES, Reference, check_names
 
 CONTENDERS = {
     "fusedlr": lambda p, kw: fusedlr.SGD(p, **kw),
@@ -32,10 +33,8 @@ def compare(shapes, dtype, rounds, contenders, roofline=False, **options):
     opts = {name: CONTENDERS[name](make_params(shapes, dtype, seed=i), options) for i, name in enumerate(contenders)}
     numel = sum(p.numel() for p in next(iter(opts.values())).param_groups[0]["params"])
     fns = {name: o.step for name, o in opts.items()}
-    if roofline:  # the step's bytes per stream, in float32 words
-        ref = Reference(momentum=options["momentum"] != 0,
-                        words=max(1, numel * torch.empty((), dtype=dtype).element_size() // 4))
-        fns["roofline"] = ref.run
+    if roofline:
+        fns["roofline"] = Reference.same_bytes(numel, dtype, momentum=options["momentum"] != 0).run
     return numel, interleaved_medians(fns, rounds)
 
 
@@ -43,17 +42,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="mlp,resnet50,2000x1k")
     ap.add_argument("--contenders", default="fusedlr,torch-fused,torch-foreach,torch-for-loop")
-    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--rounds", type=_positive_int, default=30)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--roofline", action="store_true", help="also time the streaming kernel on the step's bytes")
     args = ap.parse_args()
+    if args.dtype not in FLOAT_DTYPES:
+        ap.error(f"--dtype: unknown {args.dtype} (known: {', '.join(FLOAT_DTYPES)})")
     dtype = getattr(torch, args.dtype)
-    contenders = args.contenders.split(",")
+    contenders = check_names(ap, "--contenders", args.contenders, CONTENDERS)
+    set_names = check_names(ap, "--sets", args.sets, SHAPE_SETS)
     print(f"torch {torch.__version__}, fusedlr {fusedlr.__version__}, threads {torch.get_num_threads()}, "
           f"kernel {fusedlr._C.cpu_kernel_level()}, {args.dtype}, momentum {args.momentum}, wd {args.weight_decay}")
-    for set_name in args.sets.split(","):
+    for set_name in set_names:
         shapes = SHAPE_SETS[set_name]()
         numel, med = compare(shapes, dtype, args.rounds, contenders, lr=0.01, momentum=args.momentum,
                              weight_decay=args.weight_decay, roofline=args.roofline)

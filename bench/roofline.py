@@ -47,11 +47,26 @@ def itemsize(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
+FLOAT_DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
 def parse_case_dtype(spec: str) -> tuple[torch.dtype, torch.dtype | None]:
     """'bfloat16' -> (torch.bfloat16, None); 'bfloat16/float32': bfloat16 parameters whose momentum
-    is kept in float32 (fusedlr.SGD's momentum_dtype)."""
+    is kept in float32 (fusedlr.SGD's momentum_dtype). ValueError for anything else."""
     names = spec.split("/")
+    if not 1 <= len(names) <= 2 or names[0] not in FLOAT_DTYPES or names[1:] not in ([], ["float32"]):
+        raise ValueError(f"{spec!r} is not a dtype ({', '.join(FLOAT_DTYPES)}) or param/momentum pair such as "
+                         "bfloat16/float32")
     return getattr(torch, names[0]), getattr(torch, names[1]) if len(names) > 1 else None
+
+
+def check_names(ap: argparse.ArgumentParser, option: str, given: str, known) -> list[str]:
+    """The comma-separated names of ``given``; an unknown one ends the script with one line (exit 2)."""
+    names = given.split(",")
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        ap.error(f"{option}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    return names
 
 
 def bytes_per_element(dtype: torch.dtype, momentum: bool = True, momentum_dtype: torch.dtype | None = None) -> int:
@@ -70,11 +85,27 @@ class Reference:
         self.bytes = streams(momentum) * 4 * words
         self.run()  # first touch
 
+    @classmethod
+    def same_bytes(cls, numel: int, dtype: torch.dtype, momentum: bool = True,
+                   momentum_dtype: torch.dtype | None = None) -> "Reference":
+        """The reference sized to move what a step of ``numel`` elements moves (bytes_per_element)."""
+        return cls(momentum, words=max(1, numel * bytes_per_element(dtype, momentum, momentum_dtype)
+                                       // (4 * streams(momentum))))
+
     def run(self) -> None:
         _C._stream_reference(self.p, self.g, self.b)
 
     def gbs(self, seconds: float) -> float:
         return self.bytes / seconds / 1e9
+
+    def sample_gbs(self, passes: int) -> list[float]:
+        """GB/s of each of ``passes`` timed passes."""
+        samples = []
+        for _ in range(passes):
+            t0 = time.perf_counter()
+            self.run()
+            samples.append(self.gbs(time.perf_counter() - t0))
+        return samples
 
 
 def last_level_cache_bytes() -> int:
@@ -104,32 +135,28 @@ class Evictor:
         self.buf.sum()
 
 
-def measure_bandwidth(momentum: bool = True, repeats: int = 11) -> float:
-    """GB/s of the reference kernel (median of ``repeats`` passes)."""
-    ref = Reference(momentum)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        ref.run()
-        times.append(time.perf_counter() - t0)
-    return ref.gbs(statistics.median(times))
-
-
 def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
     from models import SHAPE_SETS, make_params, time_it
 
+    from fusedlr.demo.cli import _positive_int  # (the demo's argparse type)
+
     sets = dict(SHAPE_SETS, **{"2M": lambda: [(2_000_000,)]})
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="mlp,resnet50,2000x1k,2M")
     ap.add_argument("--dtypes", default="float32,bfloat16,float16,bfloat16/float32")
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=_positive_int, default=15)
     ap.add_argument("--flat", action="store_true", help="fusedlr.SGD(flat=True): each set's tensors laid out as one")
     ap.add_argument("--momentum", type=float, default=0.9, help="0: the step without momentum (3 streams)")
     ap.add_argument("--cold", action="store_true", help="evict the caches before every timed step (one step per sample)")
     args = ap.parse_args()
+    set_names = check_names(ap, "--sets", args.sets, sets)
+    try:
+        cases = {name: parse_case_dtype(name) for name in args.dtypes.split(",")}
+    except ValueError as error:
+        ap.error(f"--dtypes: {error}")
     momentum = args.momentum != 0  # without: 3 streams (12 B per fp32 element), the reference too
     ref = Reference(momentum=momentum)
     evict = Evictor() if args.cold else None
@@ -137,18 +164,16 @@ def main() -> None:
     print(f"CPU kernel level {_C.cpu_kernel_level()}, {torch.get_num_threads()} threads, LLC {llc / 2**20:.0f} MiB"
           f"{', flat=True' if args.flat else ''}{', cold: caches evicted before every step' if args.cold else ''}")
     medians: dict[tuple[str, str], float] = {}
-    for dtype_name in args.dtypes.split(","):
-        dtype, momentum_dtype = parse_case_dtype(dtype_name)
+    for dtype_name, (dtype, momentum_dtype) in cases.items():
         per_element = bytes_per_element(dtype, momentum, momentum_dtype)
-        for set_name in args.sets.split(","):
+        for set_name in set_names:
             params = make_params(sets[set_name](), dtype)
             opt = fusedlr.SGD(params, lr=0.01, momentum=args.momentum, flat=args.flat, momentum_dtype=momentum_dtype)
             opt.step()
             numel = sum(p.numel() for p in params)
             repeat = 1 if evict else max(1, int(0.05 / max(time_it(opt.step, 1), 1e-6)))
             # the same bytes per stream in float32 words, for --cold
-            # the same bytes in float32 streams (5 with momentum, 3 without)
-            same = Reference(momentum, words=numel * per_element // (4 * streams(momentum))) if evict else None
+            same = Reference.same_bytes(numel, dtype, momentum, momentum_dtype) if evict else None
             ours, refs, sames = [], [], []
             for _ in range(args.rounds):  # interleaved: noise hits both alike
                 if evict:
@@ -168,7 +193,7 @@ def main() -> None:
                 same_gbs = same.gbs(statistics.median(sames))
                 line += f"; {100 * gbs / same_gbs:5.1f} % of the same bytes streamed cold ({same_gbs:.1f} GB/s)"
             print(line)
-    for dtype_name in args.dtypes.split(","):
+    for dtype_name in cases:
         if ("2000x1k", dtype_name) in medians and ("2M", dtype_name) in medians:
             fixed = (medians[("2000x1k", dtype_name)] - medians[("2M", dtype_name)]) / 2000
             print(f"fixed cost per tensor ({dtype_name}): {fixed * 1e9:.0f} ns")

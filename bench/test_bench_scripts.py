@@ -36,3 +36,17 @@ def test_script_runs(name, request):
     out = subprocess.run([sys.executable, *args], cwd=HERE, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert expected in out.stdout, out.stdout[-2000:]
+
+
+@pytest.mark.parametrize("args", [
+    ["roofline.py", "--dtypes", "float16/bfloat16"],
+    ["roofline.py", "--sets", "nope"],
+    ["compare_step.py", "--contenders", "fusedlr,nope"],
+    ["compare_step.py", "--rounds", "0"],
+], ids=lambda args: " ".join(args))
+def test_a_bad_argument_is_one_line_and_exit_status_2(args, request):
+    if not request.config.getoption("benchmark_disable"):
+        pytest.skip("a smoke run of the scripts, for --benchmark-disable (CI), not a benchmark")
+    out = subprocess.run([sys.executable, *args], cwd=HERE, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1].startswith(f"{args[0]}: error: ")
